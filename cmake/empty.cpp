@@ -1,0 +1,1 @@
+// intentionally empty: keeps a component library valid before it has sources

@@ -1,0 +1,52 @@
+#pragma once
+// Per-element math shared by the CPU backend and the CUDA kernels, so that the CPU tests already
+// check the arithmetic and the GPU tests check indexing and launches.
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define GEOLOC_HD __host__ __device__ __forceinline__
+#else
+#define GEOLOC_HD inline
+#endif
+
+namespace geoloc::math {
+
+GEOLOC_HD float relu(float x) { return x > 0.0f ? x : 0.0f; }
+
+/// splitmix64: a counter-based hash, so that dropout masks are the same on every device and thread count.
+GEOLOC_HD uint64_t mix64(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+/// Uniform in [0, 1) from (seed, index), 24 bits of resolution.
+GEOLOC_HD float uniform01(uint64_t seed, uint64_t index) {
+  return static_cast<float>(mix64(seed * 0x2545F4914F6CDD1Dull + index) >> 40) * (1.0f / 16777216.0f);
+}
+/// Dropout keeps element `index` with probability 1 - p.
+GEOLOC_HD bool dropout_keep(uint64_t seed, uint64_t index, float p) { return uniform01(seed, index) >= p; }
+
+/// One SGD update (PyTorch semantics); returns the new parameter and updates buf.
+GEOLOC_HD float sgd_update(float p, float g, float& buf, float lr, float momentum, float dampening, float wd,
+                           bool nesterov, bool first_step) {
+  float d = g + wd * p;
+  if (momentum != 0.0f) {
+    buf = first_step ? d : momentum * buf + (1.0f - dampening) * d;
+    d = nesterov ? d + momentum * buf : buf;
+  }
+  return p - lr * d;
+}
+
+/// One AdamW update with decoupled weight decay; bc1 = 1 - beta1^step, bc2 = 1 - beta2^step.
+GEOLOC_HD float adamw_update(float p, float g, float& m, float& v, float lr, float beta1, float beta2, float eps,
+                             float wd, float bc1, float bc2) {
+  p *= 1.0f - lr * wd;
+  m = beta1 * m + (1.0f - beta1) * g;
+  v = beta2 * v + (1.0f - beta2) * g * g;
+  float denom = sqrtf(v / bc2) + eps;
+  return p - lr * (m / bc1) / denom;
+}
+
+}  // namespace geoloc::math

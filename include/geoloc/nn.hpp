@@ -1,0 +1,111 @@
+#pragma once
+// Modules: named parameters and buffers (names follow PyTorch's state_dict), train/eval mode,
+// device moves, and the basic layers. Layers initialise like PyTorch's defaults, from a seeded Rng.
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "geoloc/ops.hpp"
+
+namespace geoloc::nn {
+
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+/// A seeded random source for initialisation and data order.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed = 0) : gen_(seed) {}
+  float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(gen_); }
+  float normal(float mean, float stddev) { return std::normal_distribution<float>(mean, stddev)(gen_); }
+  uint64_t next() { return gen_(); }
+  std::mt19937_64& engine() { return gen_; }
+
+ private:
+  std::mt19937_64 gen_;
+};
+
+// Initialisers (fill an F32 tensor in place, any device).
+void uniform_(Tensor& t, float lo, float hi, Rng& rng);
+void normal_(Tensor& t, float mean, float stddev, Rng& rng);
+/// PyTorch's default for Conv2d/Linear weights: kaiming_uniform(a = sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+void kaiming_uniform_default_(Tensor& t, int64_t fan_in, Rng& rng);
+/// torchvision's ResNet conv init: kaiming_normal(mode = fan_out, nonlinearity = relu) = N(0, sqrt(2/fan_out)).
+void kaiming_normal_fan_out_(Tensor& t, int64_t fan_out, Rng& rng);
+
+class Module {
+ public:
+  Module() = default;
+  virtual ~Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  /// Training mode (batch statistics, dropout) for this module and its children.
+  void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+  /// Parameters with their dotted names ("layer1.0.conv1.weight"), children first-registered first.
+  NamedTensors named_parameters() const;
+  /// Buffers (BN running statistics) with their dotted names.
+  NamedTensors named_buffers() const;
+  /// Parameters then buffers: everything a weights file holds.
+  NamedTensors state() const;
+  std::vector<Tensor> parameters() const;
+  /// Looks up a parameter or buffer by its dotted name; nullptr if absent.
+  Tensor* find(const std::string& name);
+  /// Moves every parameter and buffer to `d` (parameters keep requires_grad; gradients are dropped).
+  void to(Device d);
+  Device device() const;
+  void zero_grad();
+  /// Freezes (or unfreezes) every parameter of this module: requires_grad = !frozen.
+  void set_frozen(bool frozen);
+
+ protected:
+  /// Registers a member tensor as a parameter (requires_grad = true). The pointer must outlive the module.
+  void register_parameter(std::string name, Tensor* t);
+  void register_buffer(std::string name, Tensor* t);
+  template <class M>
+  std::shared_ptr<M> register_module(std::string name, std::shared_ptr<M> m) {
+    children_.emplace_back(std::move(name), m);
+    return m;
+  }
+
+ private:
+  void collect(const std::string& prefix, bool params, NamedTensors& out) const;
+  bool training_ = true;
+  std::vector<std::pair<std::string, Tensor*>> params_, buffers_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+};
+
+/// 2-D convolution over NHWC input; weight [Cout, K, K, Cin] (OHWI), optional bias.
+class Conv2d : public Module {
+ public:
+  Conv2d(int64_t in, int64_t out, int kernel, int stride, int pad, bool bias, Rng& rng);
+  Tensor forward(const Tensor& x) const { return ops::conv2d(x, weight, bias, stride, pad); }
+  Tensor weight, bias;
+  int stride, pad;
+};
+
+/// Batch normalisation over the last (channel) axis; PyTorch's defaults (eps 1e-5, momentum 0.1).
+class BatchNorm2d : public Module {
+ public:
+  explicit BatchNorm2d(int64_t channels, float eps = 1e-5f, float momentum = 0.1f);
+  Tensor forward(const Tensor& x) const {
+    return ops::batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
+  }
+  Tensor weight, bias, running_mean, running_var;
+  float eps, momentum;
+};
+
+/// y = x W^T + b with W [out, in].
+class Linear : public Module {
+ public:
+  Linear(int64_t in, int64_t out, bool bias, Rng& rng);
+  Tensor forward(const Tensor& x) const { return ops::linear(x, weight, bias); }
+  Tensor weight, bias;
+};
+
+}  // namespace geoloc::nn

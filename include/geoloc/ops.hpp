@@ -1,0 +1,52 @@
+#pragma once
+// Differentiable operations. Each checks its inputs (throwing ShapeError that names both shapes),
+// runs the kernel of the inputs' device (backend.hpp) and, when an input requires a gradient and
+// grad mode is on, records its backward. All tensors of one call must be on one device.
+#include <cstdint>
+#include <vector>
+
+#include "geoloc/autograd.hpp"
+#include "geoloc/backend.hpp"
+
+namespace geoloc::ops {
+
+/// x [N,H,W,Ci] NHWC, w [Co,KH,KW,Ci], bias [Co] or undefined -> [N,Ho,Wo,Co].
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias = {}, int stride = 1, int pad = 0);
+
+/// Batch norm over N,H,W (x [N,H,W,C]) or over N (x [N,C]). In training mode it uses the batch
+/// statistics and updates running_mean/running_var in place (momentum as PyTorch's); in eval mode it
+/// uses the running statistics.
+Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                  const Tensor& running_var, bool training, float momentum = 0.1f, float eps = 1e-5f);
+
+Tensor relu(const Tensor& x);
+/// a + b, same shapes.
+Tensor add(const Tensor& a, const Tensor& b);
+/// relu(a + b) in one pass (ResNet's residual join).
+Tensor add_relu(const Tensor& a, const Tensor& b);
+/// alpha * x.
+Tensor scale(const Tensor& x, float alpha);
+/// x [N,H,W,C] -> [N,Ho,Wo,C]; padding is -infinity (as PyTorch).
+Tensor max_pool2d(const Tensor& x, int kernel, int stride, int pad = 0);
+/// x [N,H,W,C] -> [N,C], the mean over H and W.
+Tensor global_avg_pool(const Tensor& x);
+/// x [N,D], w [C,D], bias [C] or undefined -> [N,C].
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias = {});
+/// Same data, another shape of the same element count (a view; gradients reshape back).
+Tensor reshape(const Tensor& x, const Shape& shape);
+/// [N, ...] -> [N, rest].
+Tensor flatten(const Tensor& x);
+/// Inverted dropout with probability p; identity when !training or p == 0. Deterministic in seed.
+Tensor dropout(const Tensor& x, float p, bool training, uint64_t seed);
+
+/// Mean softmax cross-entropy over the samples whose label is >= 0 (labels I32 [N]); a batch with
+/// no labelled sample gives 0 with zero gradient.
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels);
+/// Mean cross-entropy against probability targets [N,C]; rows of all zeros are ignored samples.
+Tensor cross_entropy_soft(const Tensor& logits, const Tensor& targets);
+/// Mean squared error over all elements.
+Tensor mse_loss(const Tensor& pred, const Tensor& target);
+/// sum_i weights[i] * terms[i] for one-element tensors (the multitask loss).
+Tensor weighted_sum(const std::vector<Tensor>& terms, const std::vector<float>& weights);
+
+}  // namespace geoloc::ops

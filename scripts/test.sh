@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is needed, configures, builds (-j2) and runs the whole
+# test suite with CTest. Exits non-zero on any failure. BUILD_DIR overrides the build folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+build=${BUILD_DIR:-build}
+jobs=${JOBS:-2}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DGEOLOC_CUDA=AUTO
+cmake --build "$build" -j"$jobs"
+ctest --test-dir "$build" --output-on-failure -j1
+# find_package(geoloc) from an install prefix, used by an out-of-tree consumer
+bash scripts/check-install.sh "$build"

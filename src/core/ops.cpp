@@ -1,0 +1,352 @@
+// The differentiable ops: input checks, kernel dispatch by device, and the recorded backward.
+#include "geoloc/ops.hpp"
+
+#include <cmath>
+
+#include "geoloc/dispatch.hpp"
+
+namespace geoloc::ops {
+
+namespace {
+Tensor like(const Tensor& t) { return Tensor::empty(t.shape(), t.dtype(), t.device()); }
+Tensor like(const Tensor& t, const Shape& s) { return Tensor::empty(s, t.dtype(), t.device()); }
+// Allocates a gradient buffer only where the input wants one.
+Tensor grad_for(const Tensor& t) { return t.defined() && t.requires_grad() ? like(t) : Tensor(); }
+
+void check_float_input(const Tensor& t, const char* op, const char* what) {
+  GEOLOC_CHECK(t.defined(), ShapeError, op, ": ", what, " is undefined");
+  GEOLOC_CHECK(t.dtype() == DType::F32, ShapeError, op, ": ", what, " must be f32, got ", t.str());
+  GEOLOC_CHECK(t.numel() > 0, ShapeError, op, ": ", what, " is empty (shape ", t.shape().str(), ")");
+}
+
+void check_device(const Tensor& ref, const Tensor& t, const char* op, const char* what) {
+  if (!t.defined()) return;
+  GEOLOC_CHECK(t.device() == ref.device(), ShapeError, op, ": ", what, " is on ", t.device().str(),
+               " but the input is on ", ref.device().str());
+}
+}  // namespace
+
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, int pad) {
+  check_float_input(x, "conv2d", "input");
+  check_float_input(w, "conv2d", "weight");
+  GEOLOC_CHECK(x.ndim() == 4, ShapeError, "conv2d: input must be NHWC [N,H,W,C], got ", x.shape().str());
+  GEOLOC_CHECK(w.ndim() == 4, ShapeError, "conv2d: weight must be [Cout,KH,KW,Cin], got ", w.shape().str());
+  GEOLOC_CHECK(w.dim(3) == x.dim(3), ShapeError, "conv2d: input ", x.shape().str(), " has ", x.dim(3),
+               " channels but weight ", w.shape().str(), " expects ", w.dim(3));
+  GEOLOC_CHECK(stride >= 1 && pad >= 0, ValueError, "conv2d: stride ", stride, " / padding ", pad, " invalid");
+  check_device(x, w, "conv2d", "weight");
+  if (bias.defined()) {
+    check_device(x, bias, "conv2d", "bias");
+    GEOLOC_CHECK(bias.ndim() == 1 && bias.dim(0) == w.dim(0), ShapeError, "conv2d: bias ", bias.shape().str(),
+                 " does not match weight ", w.shape().str());
+  }
+  const int64_t ho = conv_out_size(x.dim(1), w.dim(1), stride, pad);
+  const int64_t wo = conv_out_size(x.dim(2), w.dim(2), stride, pad);
+  GEOLOC_CHECK(ho > 0 && wo > 0, ShapeError, "conv2d: input ", x.shape().str(), " is smaller than kernel ",
+               w.shape().str(), " with padding ", pad);
+  const Conv2dArgs a{stride, pad};
+  Tensor y = like(x, {x.dim(0), ho, wo, w.dim(0)});
+  GEOLOC_DISPATCH(x.device(), conv2d_forward, x, w, bias, y, a);
+  record(y, "conv2d", {x, w, bias}, [x, w, bias, a](const Tensor& dy) -> std::vector<Tensor> {
+    Tensor dx = grad_for(x), dw = grad_for(w), db = grad_for(bias);
+    if (dx.defined()) GEOLOC_DISPATCH(dy.device(), conv2d_backward_data, dy, w, dx, a);
+    if (dw.defined() || db.defined()) {
+      Tensor dw_buf = dw.defined() ? dw : like(w);
+      GEOLOC_DISPATCH(dy.device(), conv2d_backward_filter, x, dy, dw_buf, db, a);
+    }
+    return {dx, dw, db};
+  });
+  return y;
+}
+
+Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                  const Tensor& running_var, bool training, float momentum, float eps) {
+  check_float_input(x, "batch_norm", "input");
+  GEOLOC_CHECK(x.ndim() == 4 || x.ndim() == 2, ShapeError, "batch_norm: input must be [N,H,W,C] or [N,C], got ",
+               x.shape().str());
+  const int64_t c = x.dim(-1);
+  for (auto [t, what] : {std::pair{&gamma, "weight"}, {&beta, "bias"}, {&running_mean, "running_mean"},
+                         {&running_var, "running_var"}}) {
+    check_float_input(*t, "batch_norm", what);
+    check_device(x, *t, "batch_norm", what);
+    GEOLOC_CHECK(t->ndim() == 1 && t->dim(0) == c, ShapeError, "batch_norm: ", what, " is ", t->shape().str(),
+                 " but the input ", x.shape().str(), " has ", c, " channels");
+  }
+  Tensor y = like(x);
+  if (!training) {
+    GEOLOC_DISPATCH(x.device(), batch_norm_forward_eval, x, gamma, beta, running_mean, running_var, eps, y);
+    // Eval mode is a per-channel affine map y = x * gamma * invstd + const, with invstd from the running
+    // variance: dx = dy * gamma * invstd; dgamma and dbeta are batch_norm_backward's with the running mean.
+    record(y, "batch_norm_eval", {x, gamma, beta}, [x, gamma, running_mean, running_var, eps](const Tensor& dy) {
+      std::vector<float> invstd = running_var.to_vector(), g = gamma.to_vector();
+      std::vector<float> x_scale(g.size());
+      for (size_t j = 0; j < g.size(); ++j) {
+        invstd[j] = 1.0f / std::sqrt(invstd[j] + eps);
+        x_scale[j] = g[j] * invstd[j];
+      }
+      const Tensor invstd_t = Tensor::from_vector(gamma.shape(), invstd, x.device());
+      Tensor dx = grad_for(x), dg = like(gamma), db = like(gamma);
+      GEOLOC_DISPATCH(dy.device(), batch_norm_backward, dy, x, gamma, running_mean.detach(), invstd_t, Tensor(), dg,
+                      db);
+      if (dx.defined()) {
+        // dx = dy * x_scale per channel: the eval kernel with mean 0, variance 1 - eps (so invstd is 1), shift 0.
+        const Tensor zero = Tensor::zeros(gamma.shape(), DType::F32, x.device());
+        const Tensor unit = Tensor::full(gamma.shape(), 1.0f - eps, x.device());
+        const Tensor xs = Tensor::from_vector(gamma.shape(), x_scale, x.device());
+        GEOLOC_DISPATCH(dy.device(), batch_norm_forward_eval, dy, xs, zero, zero, unit, eps, dx);
+      }
+      return std::vector<Tensor>{dx, dg, db};
+    });
+    return y;
+  }
+  const int64_t m = x.numel() / c;
+  GEOLOC_CHECK(m > 1, ValueError, "batch_norm: training needs more than one value per channel, input is ",
+               x.shape().str());
+  Tensor mean = like(x, {c}), invstd = like(x, {c});
+  GEOLOC_DISPATCH(x.device(), batch_norm_forward_train, x, gamma, beta, running_mean, running_var, momentum, eps, y,
+                  mean, invstd);
+  record(y, "batch_norm", {x, gamma, beta}, [x, gamma, beta, mean, invstd](const Tensor& dy) -> std::vector<Tensor> {
+    Tensor dx = grad_for(x), dg = grad_for(gamma), db = grad_for(beta);
+    GEOLOC_DISPATCH(dy.device(), batch_norm_backward, dy, x, gamma, mean, invstd, dx, dg, db);
+    return {dx, dg, db};
+  });
+  return y;
+}
+
+Tensor relu(const Tensor& x) {
+  check_float_input(x, "relu", "input");
+  Tensor y = like(x);
+  GEOLOC_DISPATCH(x.device(), relu_forward, x, y);
+  Tensor yd = y.detach();  // saving y itself would make the graph own its own output
+  record(y, "relu", {x}, [yd](const Tensor& dy) -> std::vector<Tensor> {
+    Tensor dx = like(dy);
+    GEOLOC_DISPATCH(dy.device(), relu_backward, dy, yd, dx);
+    return {dx};
+  });
+  return y;
+}
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  check_float_input(a, "add", "a");
+  check_float_input(b, "add", "b");
+  check_same_shape(a, b, "add: a", "b");
+  check_device(a, b, "add", "b");
+  Tensor y = like(a);
+  GEOLOC_DISPATCH(a.device(), add_forward, a, b, y);
+  record(y, "add", {a, b}, [](const Tensor& dy) -> std::vector<Tensor> { return {dy, dy}; });
+  return y;
+}
+
+Tensor add_relu(const Tensor& a, const Tensor& b) {
+  check_float_input(a, "add_relu", "a");
+  check_float_input(b, "add_relu", "b");
+  check_same_shape(a, b, "add_relu: a", "b");
+  check_device(a, b, "add_relu", "b");
+  Tensor y = like(a);
+  GEOLOC_DISPATCH(a.device(), add_relu_forward, a, b, y);
+  Tensor yd = y.detach();
+  record(y, "add_relu", {a, b}, [yd](const Tensor& dy) -> std::vector<Tensor> {
+    Tensor d = like(dy);
+    GEOLOC_DISPATCH(dy.device(), relu_backward, dy, yd, d);
+    return {d, d};
+  });
+  return y;
+}
+
+Tensor scale(const Tensor& x, float alpha) {
+  check_float_input(x, "scale", "input");
+  Tensor y = like(x);
+  GEOLOC_DISPATCH(x.device(), scale, x, alpha, y);
+  record(y, "scale", {x}, [alpha](const Tensor& dy) -> std::vector<Tensor> {
+    Tensor dx = like(dy);
+    GEOLOC_DISPATCH(dy.device(), scale, dy, alpha, dx);
+    return {dx};
+  });
+  return y;
+}
+
+Tensor max_pool2d(const Tensor& x, int kernel, int stride, int pad) {
+  check_float_input(x, "max_pool2d", "input");
+  GEOLOC_CHECK(x.ndim() == 4, ShapeError, "max_pool2d: input must be NHWC, got ", x.shape().str());
+  GEOLOC_CHECK(kernel >= 1 && stride >= 1 && pad >= 0 && 2 * pad <= kernel, ValueError, "max_pool2d: kernel ",
+               kernel, ", stride ", stride, ", padding ", pad, " invalid (padding at most half the kernel)");
+  const int64_t ho = conv_out_size(x.dim(1), kernel, stride, pad), wo = conv_out_size(x.dim(2), kernel, stride, pad);
+  GEOLOC_CHECK(ho > 0 && wo > 0, ShapeError, "max_pool2d: input ", x.shape().str(), " smaller than kernel ", kernel);
+  const Pool2dArgs a{kernel, stride, pad};
+  Tensor y = like(x, {x.dim(0), ho, wo, x.dim(3)});
+  Tensor idx = Tensor::empty(y.shape(), DType::I32, x.device());
+  GEOLOC_DISPATCH(x.device(), max_pool2d_forward, x, y, idx, a);
+  const Shape xs = x.shape();
+  record(y, "max_pool2d", {x}, [idx, xs](const Tensor& dy) -> std::vector<Tensor> {
+    Tensor dx = like(dy, xs);
+    GEOLOC_DISPATCH(dy.device(), max_pool2d_backward, dy, idx, dx);
+    return {dx};
+  });
+  return y;
+}
+
+Tensor global_avg_pool(const Tensor& x) {
+  check_float_input(x, "global_avg_pool", "input");
+  GEOLOC_CHECK(x.ndim() == 4, ShapeError, "global_avg_pool: input must be NHWC, got ", x.shape().str());
+  Tensor y = like(x, {x.dim(0), x.dim(3)});
+  GEOLOC_DISPATCH(x.device(), global_avg_pool_forward, x, y);
+  const Shape xs = x.shape();
+  record(y, "global_avg_pool", {x}, [xs](const Tensor& dy) -> std::vector<Tensor> {
+    Tensor dx = like(dy, xs);
+    GEOLOC_DISPATCH(dy.device(), global_avg_pool_backward, dy, dx);
+    return {dx};
+  });
+  return y;
+}
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
+  check_float_input(x, "linear", "input");
+  check_float_input(w, "linear", "weight");
+  GEOLOC_CHECK(x.ndim() == 2 && w.ndim() == 2 && x.dim(1) == w.dim(1), ShapeError, "linear: input ",
+               x.shape().str(), " does not match weight ", w.shape().str(), " (expected [N,D] and [C,D])");
+  check_device(x, w, "linear", "weight");
+  if (bias.defined()) {
+    check_device(x, bias, "linear", "bias");
+    GEOLOC_CHECK(bias.ndim() == 1 && bias.dim(0) == w.dim(0), ShapeError, "linear: bias ", bias.shape().str(),
+                 " does not match weight ", w.shape().str());
+  }
+  Tensor y = like(x, {x.dim(0), w.dim(0)});
+  GEOLOC_DISPATCH(x.device(), linear_forward, x, w, bias, y);
+  record(y, "linear", {x, w, bias}, [x, w, bias](const Tensor& dy) -> std::vector<Tensor> {
+    Tensor dx = grad_for(x), dw = grad_for(w), db = grad_for(bias);
+    GEOLOC_DISPATCH(dy.device(), linear_backward, dy, x, w, dx, dw, db);
+    return {dx, dw, db};
+  });
+  return y;
+}
+
+Tensor reshape(const Tensor& x, const Shape& shape) {
+  check_defined(x, "reshape");
+  Tensor y = x.view(shape);
+  const Shape xs = x.shape();
+  record(y, "reshape", {x}, [xs](const Tensor& dy) -> std::vector<Tensor> { return {dy.view(xs)}; });
+  return y;
+}
+
+Tensor flatten(const Tensor& x) {
+  check_defined(x, "flatten");
+  GEOLOC_CHECK(x.ndim() >= 1, ShapeError, "flatten: needs a batch dimension, got ", x.shape().str());
+  const int64_t n = x.dim(0);
+  return reshape(x, {n, n ? x.numel() / n : 0});
+}
+
+Tensor dropout(const Tensor& x, float p, bool training, uint64_t seed) {
+  check_float_input(x, "dropout", "input");
+  GEOLOC_CHECK(p >= 0.0f && p < 1.0f, ValueError, "dropout: probability ", p, " outside [0, 1)");
+  if (!training || p == 0.0f) return x;
+  Tensor y = like(x);
+  Tensor mask = Tensor::empty(x.shape(), DType::U8, x.device());
+  GEOLOC_DISPATCH(x.device(), dropout_forward, x, mask, y, p, seed);
+  record(y, "dropout", {x}, [mask, p](const Tensor& dy) -> std::vector<Tensor> {
+    Tensor dx = like(dy);
+    GEOLOC_DISPATCH(dy.device(), dropout_backward, dy, mask, dx, p);
+    return {dx};
+  });
+  return y;
+}
+
+namespace {
+// Shared tail of the cross-entropy ops: mean of the per-sample losses over `count` samples; the
+// gradient was computed in the forward pass already scaled by 1/count.
+Tensor mean_loss_with_grad(const Tensor& logits, const Tensor& per_sample, const Tensor& dlogits, int64_t count,
+                           const char* name) {
+  float total = count ? per_sample.sum_all() / static_cast<float>(count) : 0.0f;
+  Tensor loss = Tensor::full({1}, total, logits.device());
+  record(loss, name, {logits}, [dlogits](const Tensor& g) -> std::vector<Tensor> {
+    Tensor d = like(dlogits);
+    GEOLOC_DISPATCH(d.device(), scale, dlogits, g.item(), d);
+    return {d};
+  });
+  return loss;
+}
+}  // namespace
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
+  check_float_input(logits, "cross_entropy", "logits");
+  GEOLOC_CHECK(logits.ndim() == 2, ShapeError, "cross_entropy: logits must be [N,C], got ", logits.shape().str());
+  GEOLOC_CHECK(labels.defined() && labels.dtype() == DType::I32 && labels.ndim() == 1 &&
+                   labels.dim(0) == logits.dim(0),
+               ShapeError, "cross_entropy: labels ", labels.str(), " must be i32 [", logits.dim(0),
+               "] for logits ", logits.shape().str());
+  check_device(logits, labels, "cross_entropy", "labels");
+  const int64_t c = logits.dim(1);
+  int64_t count = 0;
+  for (int32_t l : labels.to_labels()) {
+    GEOLOC_CHECK(l < c, ValueError, "cross_entropy: label ", l, " out of range for ", c, " classes");
+    count += l >= 0;
+  }
+  Tensor per = like(logits, {logits.dim(0)}), d = like(logits);
+  GEOLOC_DISPATCH(logits.device(), softmax_xent_hard, logits, labels, per, d, count ? 1.0f / count : 0.0f);
+  return mean_loss_with_grad(logits, per, d, count, "cross_entropy");
+}
+
+Tensor cross_entropy_soft(const Tensor& logits, const Tensor& targets) {
+  check_float_input(logits, "cross_entropy_soft", "logits");
+  GEOLOC_CHECK(logits.ndim() == 2, ShapeError, "cross_entropy_soft: logits must be [N,C], got ",
+               logits.shape().str());
+  check_same_shape(logits, targets, "cross_entropy_soft: logits", "targets");
+  check_device(logits, targets, "cross_entropy_soft", "targets");
+  const auto t = targets.to_vector();
+  const int64_t n = logits.dim(0), c = logits.dim(1);
+  int64_t count = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    double s = 0.0;
+    for (int64_t j = 0; j < c; ++j) s += t[i * c + j];
+    count += s > 0.0;
+  }
+  Tensor per = like(logits, {n}), d = like(logits);
+  GEOLOC_DISPATCH(logits.device(), softmax_xent_soft, logits, targets, per, d, count ? 1.0f / count : 0.0f);
+  return mean_loss_with_grad(logits, per, d, count, "cross_entropy_soft");
+}
+
+Tensor mse_loss(const Tensor& pred, const Tensor& target) {
+  check_float_input(pred, "mse_loss", "prediction");
+  check_same_shape(pred, target, "mse_loss: prediction", "target");
+  check_device(pred, target, "mse_loss", "target");
+  // diff = pred - target, loss = mean(diff^2); small tensors (regression heads), so host math is fine
+  const auto p = pred.to_vector(), t = target.to_vector();
+  std::vector<float> diff(p.size());
+  double s = 0.0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    diff[i] = p[i] - t[i];
+    s += static_cast<double>(diff[i]) * diff[i];
+  }
+  const float inv_n = 1.0f / static_cast<float>(p.size());
+  Tensor loss = Tensor::full({1}, static_cast<float>(s * inv_n), pred.device());
+  Tensor dpred = Tensor::from_vector(pred.shape(), diff, pred.device());
+  record(loss, "mse_loss", {pred, target}, [dpred, inv_n, target](const Tensor& g) -> std::vector<Tensor> {
+    const float k = 2.0f * inv_n * g.item();
+    Tensor dp = like(dpred), dt = grad_for(target);
+    GEOLOC_DISPATCH(dp.device(), scale, dpred, k, dp);
+    if (dt.defined()) GEOLOC_DISPATCH(dp.device(), scale, dpred, -k, dt);
+    return {dp, dt};
+  });
+  return loss;
+}
+
+Tensor weighted_sum(const std::vector<Tensor>& terms, const std::vector<float>& weights) {
+  GEOLOC_CHECK(!terms.empty() && terms.size() == weights.size(), ShapeError, "weighted_sum: ", terms.size(),
+               " terms but ", weights.size(), " weights");
+  float total = 0.0f;
+  for (size_t i = 0; i < terms.size(); ++i) {
+    GEOLOC_CHECK(terms[i].defined() && terms[i].numel() == 1, ShapeError, "weighted_sum: term ", i,
+                 " must be a one-element tensor, got ", terms[i].str());
+    total += weights[i] * terms[i].item();
+  }
+  Tensor y = Tensor::full({1}, total, terms[0].device());
+  record(y, "weighted_sum", terms, [terms, weights](const Tensor& g) -> std::vector<Tensor> {
+    const float gv = g.item();
+    std::vector<Tensor> out;
+    for (size_t i = 0; i < terms.size(); ++i)
+      out.push_back(Tensor::full(terms[i].shape(), gv * weights[i], terms[i].device()));
+    return out;
+  });
+  return y;
+}
+
+}  // namespace geoloc::ops

@@ -1,0 +1,125 @@
+#include "geoloc/optim.hpp"
+
+#include <cmath>
+
+#include "geoloc/dispatch.hpp"
+
+namespace geoloc::optim {
+
+Optimizer::Optimizer(const nn::NamedTensors& params, float lr, float weight_decay, bool decay_1d) : lr_(lr) {
+  GEOLOC_CHECK(lr >= 0.0f && weight_decay >= 0.0f, ValueError, "optimiser: learning rate ", lr,
+               " and weight decay ", weight_decay, " must be non-negative");
+  for (const auto& [name, t] : params) {
+    if (!t.requires_grad()) continue;
+    params_.push_back({name, t, (t.ndim() <= 1 && !decay_1d) ? 0.0f : weight_decay});
+  }
+}
+
+void Optimizer::zero_grad() {
+  for (auto& p : params_) p.value.zero_grad();
+}
+
+void Optimizer::load_state(const nn::NamedTensors& state) {
+  for (const auto& [name, t] : state) {
+    if (name == "step") {
+      steps_ = static_cast<int64_t>(std::llround(t.item()));
+      continue;
+    }
+    Tensor* dst = state_tensor(name);
+    GEOLOC_CHECK(dst, ValueError, "optimiser state: unknown entry '", name, "'");
+    GEOLOC_CHECK(dst->shape() == t.shape(), ShapeError, "optimiser state '", name, "' has shape ", t.shape().str(),
+                 ", expected ", dst->shape().str());
+    dst->copy_(t);
+  }
+}
+
+Sgd::Sgd(const nn::NamedTensors& params, const SgdOptions& o)
+    : Optimizer(params, o.lr, o.weight_decay, o.decay_1d), o_(o) {
+  GEOLOC_CHECK(o.momentum >= 0.0f && (!o.nesterov || (o.momentum > 0.0f && o.dampening == 0.0f)), ValueError,
+               "SGD: Nesterov needs momentum > 0 and no dampening (momentum ", o.momentum, ", dampening ",
+               o.dampening, ")");
+  for (auto& p : params_)
+    momentum_.push_back(o.momentum > 0.0f ? Tensor::zeros(p.value.shape(), DType::F32, p.value.device()) : Tensor());
+}
+
+void Sgd::step() {
+  NoGradGuard ng;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor g = params_[i].value.grad();
+    if (!g.defined()) continue;
+    GEOLOC_DISPATCH(params_[i].value.device(), sgd_step, params_[i].value, g, momentum_[i], lr_, o_.momentum,
+                    o_.dampening, params_[i].weight_decay, o_.nesterov, steps_ == 0);
+  }
+  ++steps_;
+}
+
+nn::NamedTensors Sgd::state() const {
+  nn::NamedTensors out;
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (momentum_[i].defined()) out.emplace_back("momentum." + params_[i].name, momentum_[i]);
+  out.emplace_back("step", Tensor::full({1}, static_cast<float>(steps_)));
+  return out;
+}
+
+Tensor* Sgd::state_tensor(const std::string& name) {
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (momentum_[i].defined() && name == "momentum." + params_[i].name) return &momentum_[i];
+  return nullptr;
+}
+
+AdamW::AdamW(const nn::NamedTensors& params, const AdamWOptions& o)
+    : Optimizer(params, o.lr, o.weight_decay, o.decay_1d), o_(o) {
+  for (auto& p : params_) {
+    m_.push_back(Tensor::zeros(p.value.shape(), DType::F32, p.value.device()));
+    v_.push_back(Tensor::zeros(p.value.shape(), DType::F32, p.value.device()));
+  }
+}
+
+void AdamW::step() {
+  NoGradGuard ng;
+  ++steps_;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor g = params_[i].value.grad();
+    if (!g.defined()) continue;
+    GEOLOC_DISPATCH(params_[i].value.device(), adamw_step, params_[i].value, g, m_[i], v_[i], lr_, o_.beta1,
+                    o_.beta2, o_.eps, params_[i].weight_decay, steps_);
+  }
+}
+
+nn::NamedTensors AdamW::state() const {
+  nn::NamedTensors out;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    out.emplace_back("exp_avg." + params_[i].name, m_[i]);
+    out.emplace_back("exp_avg_sq." + params_[i].name, v_[i]);
+  }
+  out.emplace_back("step", Tensor::full({1}, static_cast<float>(steps_)));
+  return out;
+}
+
+Tensor* AdamW::state_tensor(const std::string& name) {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (name == "exp_avg." + params_[i].name) return &m_[i];
+    if (name == "exp_avg_sq." + params_[i].name) return &v_[i];
+  }
+  return nullptr;
+}
+
+float clip_grad_norm(const std::vector<Tensor>& params, float max_norm) {
+  double sq = 0.0;
+  for (const auto& p : params) {
+    const Tensor g = p.grad();
+    if (!g.defined()) continue;
+    for (float v : g.to_vector()) sq += static_cast<double>(v) * v;
+  }
+  const float norm = static_cast<float>(std::sqrt(sq));
+  if (norm > max_norm && norm > 0.0f) {
+    const float k = max_norm / (norm + 1e-6f);
+    for (const auto& p : params) {
+      const Tensor g = p.grad();
+      if (g.defined()) GEOLOC_DISPATCH(g.device(), scale, g, k, g);
+    }
+  }
+  return norm;
+}
+
+}  // namespace geoloc::optim

@@ -1,0 +1,3 @@
+// One main for every geoloc test executable.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
