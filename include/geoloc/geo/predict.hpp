@@ -1,0 +1,34 @@
+#pragma once
+// From class probabilities to a coordinate, and from a coordinate to soft class targets.
+#include <span>
+#include <vector>
+
+#include "geoloc/geo/hierarchy.hpp"
+#include "geoloc/geo/partition.hpp"
+
+namespace geoloc::geo {
+
+/// The centre of the most probable class. ValueError when probs.size() != partition.size().
+LatLng predict_argmax(const Partition& partition, std::span<const float> probs);
+
+/// The mean of the finest cell with the best hierarchical score (see Hierarchy::scores).
+/// `finest` is the partitioning the hierarchy was built with last.
+LatLng predict_hierarchy(const Hierarchy& hierarchy, const CellPartition& finest,
+                         std::span<const std::span<const float>> probs);
+
+/// "Centroid interpolation": the spherical mean of the centres of the k most probable classes,
+/// weighted by their probabilities. k = 1 is predict_argmax.
+LatLng predict_top_k(const Partition& partition, std::span<const float> probs, int k);
+
+/// Haversine-smoothed targets (PIGEON, Haas et al. 2024): y_i proportional to
+/// exp(-(d_i - min_j d_j) / tau_km), d_i the distance from `truth` to centre(i); sums to 1.
+std::vector<float> soft_targets(const Partition& partition, LatLng truth, double tau_km);
+
+/// The same targets restricted to the top_n nearest classes (renormalised), in decreasing weight.
+struct SparseTargets {
+  std::vector<int> classes;
+  std::vector<float> weights;
+};
+SparseTargets soft_targets_top_n(const Partition& partition, LatLng truth, double tau_km, int top_n);
+
+}  // namespace geoloc::geo
