@@ -1,0 +1,45 @@
+#pragma once
+// Losses of the geolocation network: the differentiable haversine (great-circle) loss and the
+// multitask loss over a GeoNet's heads.
+#include <map>
+#include <string>
+
+#include "geoloc/nn/heads.hpp"
+
+namespace geoloc::nn {
+
+enum class DistanceUnit { Kilometres, Radians };
+
+/// Mean great-circle distance between predictions and targets, differentiable in `pred`.
+/// pred: [N, 3] any non-zero 3-vectors (normalised inside, differentiably; a point on the unit sphere
+///       with x towards (0, 0), z towards the north pole) or [N, 2] (lat, lng) in radians.
+/// target: [N, 2] (lat, lng) in radians; no gradient.
+/// Returns a one-element tensor: the mean distance in km (R = 6371.0088 km) or in radians.
+/// Computed on the host (small tensors); the result lives on pred's device.
+Tensor haversine_loss(const Tensor& pred, const Tensor& target_latlng, DistanceUnit unit = DistanceUnit::Kilometres);
+
+/// Targets of one batch, by head name. A head with neither `labels` nor `soft` is an error.
+struct MultitaskTargets {
+  std::map<std::string, Tensor> labels;  // I32 [N]; < 0 = unknown (no loss from that sample)
+  std::map<std::string, Tensor> soft;    // F32 [N, C] (e.g. haversine-smoothed cell targets); wins over labels
+  Tensor latlng;                          // F32 [N, 2] radians, for Coordinates heads
+};
+
+struct MultitaskWeights {
+  float geo = 1.0f;      // each Partition head's cross-entropy (the geo term sums over partitionings)
+  float scene = 1.0f;
+  float country = 1.0f;
+  float coords = 1.0f;   // haversine term, in radians (so it stays O(1) next to the cross-entropies)
+};
+
+struct MultitaskLoss {
+  Tensor total;                          // one element, differentiable
+  std::map<std::string, float> per_head;  // each head's unweighted term
+};
+
+/// L = geo * sum_partitions CE + scene * CE_scene + country * CE_country + coords * haversine(rad).
+/// With the defaults and only partition + scene heads this is L_geo + L_scene.
+MultitaskLoss multitask_loss(const GeoNet& net, const GeoOutput& out, const MultitaskTargets& targets,
+                             const MultitaskWeights& weights = {});
+
+}  // namespace geoloc::nn
