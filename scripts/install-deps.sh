@@ -3,7 +3,7 @@
 # something is missing; as root without sudo, otherwise through sudo.
 set -euo pipefail
 pkgs=(build-essential cmake git pkg-config libeigen3-dev libomp-dev libstb-dev libs2-dev doctest-dev
-      libbenchmark-dev nlohmann-json3-dev)
+      libbenchmark-dev nlohmann-json3-dev clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

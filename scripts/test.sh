@@ -11,3 +11,5 @@ cmake --build "$build" -j"$jobs"
 ctest --test-dir "$build" --output-on-failure -j1
 # find_package(geoloc) from an install prefix, used by an out-of-tree consumer
 bash scripts/check-install.sh "$build"
+# a short libFuzzer run of the safetensors reader (clang); GEOLOC_FUZZ=0 skips it
+if [ "${GEOLOC_FUZZ:-1}" != "0" ]; then bash scripts/fuzz.sh; fi
