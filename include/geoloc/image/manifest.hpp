@@ -1,0 +1,47 @@
+#pragma once
+// The CSV manifest of a photo data set: one row per image with its coordinates and optional labels.
+//
+//   image,latitude,longitude[,scene][,country]   (header required, any order, extra columns ignored)
+//
+// Fields may be quoted ("a, b.jpg", "" for a literal quote); CRLF and blank lines are tolerated.
+#include <cstdint>
+#include <istream>
+#include <string>
+#include <vector>
+
+#include "geoloc/error.hpp"
+
+namespace geoloc::image {
+
+struct ManifestEntry {
+  std::string path;        // relative paths are resolved against the manifest's folder
+  double latitude = 0;     // degrees, [-90, 90]
+  double longitude = 0;    // degrees, [-180, 180]
+  int32_t scene = -1;      // scene label >= 0, or -1 when unknown / empty
+  int32_t country = -1;    // ISO 3166-1 numeric code (1..999), or -1 when unknown / empty
+  int line = 0;            // 1-based line of the row in the file, for later error messages
+};
+
+struct Manifest {
+  std::string source;  // the file it was read from
+  std::vector<ManifestEntry> entries;
+};
+
+/// Reads and validates a manifest file. Throws IoError when it cannot be read and ValueError for
+/// a bad header or bad rows; row errors read "<file> line <n>: <problem>" (up to the first 20 bad
+/// rows are listed, one per line, so a large file can be fixed in one pass).
+Manifest read_manifest(const std::string& csv_path);
+
+/// Parses manifest text; `name` labels errors, relative image paths are joined to `base_dir`
+/// (empty: kept as written).
+Manifest parse_manifest(std::istream& in, const std::string& name, const std::string& base_dir);
+
+/// Splits CSV text into records of fields (RFC 4180 quoting; a quoted field may span lines).
+/// Each record carries the 1-based line where it starts. ValueError for an unterminated quote.
+struct CsvRecord {
+  int line = 0;
+  std::vector<std::string> fields;
+};
+std::vector<CsvRecord> parse_csv(std::istream& in, const std::string& name);
+
+}  // namespace geoloc::image

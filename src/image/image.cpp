@@ -1,0 +1,232 @@
+// Decoding and encoding. stb's implementations live in Debian's libstb.so, so no
+// STB_*_IMPLEMENTATION here. stbi_failure_reason() is thread-local in stb_image 2.27, which is what
+// lets loader worker threads decode concurrently and still report the right reason.
+#include "geoloc/image/image.hpp"
+
+#include <stb_image.h>
+#include <stb_image_write.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <memory>
+
+#include "geoloc/atomic_file.hpp"
+
+namespace geoloc::image {
+
+Image::Image(int w, int h) : width(w), height(h) {
+  GEOLOC_CHECK(w >= 0 && h >= 0, ValueError, "image size ", w, "x", h, " is negative");
+  pixels.assign(static_cast<size_t>(w) * h * 3, 0);
+}
+
+FloatImage::FloatImage(int w, int h) : width(w), height(h) {
+  GEOLOC_CHECK(w >= 0 && h >= 0, ValueError, "image size ", w, "x", h, " is negative");
+  pixels.assign(static_cast<size_t>(w) * h * 3, 0.f);
+}
+
+namespace {
+
+enum class Format { Jpeg, Png, Unknown };
+
+Format sniff(const uint8_t* d, size_t n) {
+  if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) return Format::Jpeg;
+  static const uint8_t png[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+  if (n >= 8 && std::memcmp(d, png, 8) == 0) return Format::Png;
+  return Format::Unknown;
+}
+
+// Offset of the first start-of-scan marker (FF DA), found by walking the segment lengths from SOI,
+// or npos. Walking (instead of searching) matters: an EXIF thumbnail inside APP1 carries its own
+// FF D9, which must not be mistaken for the main image's end.
+size_t jpeg_first_sos(const uint8_t* d, size_t n) {
+  size_t p = 2;
+  while (p + 4 <= n) {
+    if (d[p] != 0xFF) return std::string::npos;
+    const uint8_t m = d[p + 1];
+    if (m == 0xFF) { ++p; continue; }  // fill byte before a marker
+    if (m == 0xDA) return p;
+    if (m == 0x01 || (m >= 0xD0 && m <= 0xD8)) { p += 2; continue; }  // markers without a length
+    const size_t len = (static_cast<size_t>(d[p + 2]) << 8) | d[p + 3];
+    if (len < 2) return std::string::npos;
+    p += 2 + len;
+  }
+  return std::string::npos;
+}
+
+// stb_image decodes a JPEG cut short "successfully", filling the missing blocks with grey, so a
+// truncated download would silently become a training sample. Entropy-coded data byte-stuffs every
+// FF, so after the first SOS the only FF D9 is the end-of-image marker; trailing bytes after it
+// (padding, appended metadata) are allowed.
+bool jpeg_complete(const uint8_t* d, size_t n) {
+  const size_t sos = jpeg_first_sos(d, n);
+  if (sos == std::string::npos) return false;
+  for (size_t p = n - 1; p > sos + 2; --p)
+    if (d[p] == 0xD9 && d[p - 1] == 0xFF) return true;
+  return false;
+}
+
+// PNG: IHDR must be the first chunk, so width and height sit at fixed offsets 16 and 20.
+std::array<int, 2> png_size(const uint8_t* d, size_t n) {
+  if (n < 24 || std::memcmp(d + 12, "IHDR", 4) != 0) return {0, 0};
+  auto be32 = [&](size_t p) {
+    return (uint32_t(d[p]) << 24) | (uint32_t(d[p + 1]) << 16) | (uint32_t(d[p + 2]) << 8) | uint32_t(d[p + 3]);
+  };
+  const uint32_t w = be32(16), h = be32(20);
+  if (w == 0 || h == 0 || w > 0x7FFFFFFFu || h > 0x7FFFFFFFu) return {0, 0};
+  return {static_cast<int>(w), static_cast<int>(h)};
+}
+
+// JPEG: the first start-of-frame marker (SOF0..SOF15 except DHT C4, JPG C8 and DAC CC) holds
+// precision(1) height(2) width(2) after its length.
+std::array<int, 2> jpeg_size(const uint8_t* d, size_t n) {
+  size_t p = 2;
+  while (p + 4 <= n) {
+    if (d[p] != 0xFF) return {0, 0};
+    const uint8_t m = d[p + 1];
+    if (m == 0xFF) { ++p; continue; }
+    if (m == 0x01 || (m >= 0xD0 && m <= 0xD8)) { p += 2; continue; }
+    if (m == 0xD9 || m == 0xDA) return {0, 0};  // image end or scan data before any frame header
+    const size_t len = (static_cast<size_t>(d[p + 2]) << 8) | d[p + 3];
+    if (len < 2) return {0, 0};
+    if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
+      if (p + 9 > n || len < 7) return {0, 0};
+      const int h = (d[p + 5] << 8) | d[p + 6];
+      const int w = (d[p + 7] << 8) | d[p + 8];
+      return {w, h};  // h == 0 (height defined later by DNL) is rejected by the caller
+    }
+    p += 2 + len;
+  }
+  return {0, 0};
+}
+
+const char* stb_reason() {
+  const char* r = stbi_failure_reason();
+  return r ? r : "unknown error";
+}
+
+}  // namespace
+
+std::array<int, 2> probe_memory(const uint8_t* data, size_t size, const std::string& name) {
+  GEOLOC_CHECK(data != nullptr || size == 0, ValueError, "'", name, "': null buffer");
+  GEOLOC_CHECK(size <= static_cast<size_t>(INT32_MAX), IoError, "'", name, "': ", size,
+               " bytes is too large for the decoder");
+  const Format f = sniff(data, size);
+  GEOLOC_CHECK(f != Format::Unknown, IoError, "'", name, "' is not a JPEG or PNG image (", size,
+               " bytes; unrecognised signature)");
+  // The size is read here rather than with stbi_info: stb refuses some huge headers itself with
+  // a vague "too large", and the caller should learn that the pixel limit is what stopped it.
+  const auto dims = f == Format::Png ? png_size(data, size) : jpeg_size(data, size);
+  GEOLOC_CHECK(dims[0] > 0 && dims[1] > 0, IoError, "'", name, "': cannot read the image header (",
+               f == Format::Png ? "PNG without a valid IHDR" : "JPEG without a frame header", "; truncated or corrupt)");
+  return dims;
+}
+
+Image decode_memory(const uint8_t* data, size_t size, const std::string& name, const DecodeOptions& options) {
+  const auto [w, h] = probe_memory(data, size, name);
+  // Checked before stbi_load allocates anything: the header is all an attacker controls.
+  GEOLOC_CHECK(static_cast<int64_t>(w) * h <= options.max_pixels, IoError, "'", name, "': header claims ", w,
+               "x", h, " = ", static_cast<int64_t>(w) * h, " pixels, over the limit of ", options.max_pixels,
+               " pixels (max_pixels; possible decompression bomb)");
+  if (sniff(data, size) == Format::Jpeg)
+    GEOLOC_CHECK(jpeg_complete(data, size), IoError, "'", name,
+                 "': truncated or corrupt JPEG (no end-of-image marker after the scan data)");
+  int dw = 0, dh = 0, comp = 0;
+  std::unique_ptr<uint8_t, void (*)(void*)> px(
+      stbi_load_from_memory(data, static_cast<int>(size), &dw, &dh, &comp, 3), stbi_image_free);
+  GEOLOC_CHECK(px != nullptr, IoError, "'", name, "': cannot decode image: ", stb_reason());
+  GEOLOC_CHECK(dw == w && dh == h, IoError, "'", name, "': decoded size ", dw, "x", dh,
+               " differs from the header's ", w, "x", h);
+  Image img;
+  img.width = dw;
+  img.height = dh;
+  img.pixels.assign(px.get(), px.get() + static_cast<size_t>(dw) * dh * 3);
+  return img;
+}
+
+std::vector<uint8_t> read_file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  GEOLOC_CHECK(in.good(), IoError, "cannot open '", path, "' for reading");
+  const std::streamoff n = in.tellg();
+  GEOLOC_CHECK(n >= 0, IoError, "cannot determine the size of '", path, "'");
+  std::vector<uint8_t> bytes(static_cast<size_t>(n));
+  in.seekg(0);
+  if (n > 0) in.read(reinterpret_cast<char*>(bytes.data()), n);
+  GEOLOC_CHECK(in.good() || (n == 0), IoError, "reading '", path, "' failed after ", in.gcount(), " of ", n,
+               " bytes");
+  return bytes;
+}
+
+Image decode_file(const std::string& path, const DecodeOptions& options) {
+  // Whole-file read, then decode from memory: the JPEG completeness check needs the tail anyway,
+  // and one read is faster than stb's small fread calls.
+  const std::vector<uint8_t> bytes = read_file_bytes(path);
+  return decode_memory(bytes.data(), bytes.size(), path, options);
+}
+
+namespace {
+void append_bytes(void* ctx, void* data, int size) {
+  auto* out = static_cast<std::vector<uint8_t>*>(ctx);
+  const auto* p = static_cast<const uint8_t*>(data);
+  out->insert(out->end(), p, p + size);
+}
+void check_encodable(const Image& img, const char* what) {
+  GEOLOC_CHECK(img.width > 0 && img.height > 0, ValueError, "cannot encode an empty ", img.width, "x",
+               img.height, " image as ", what);
+  GEOLOC_CHECK(img.pixels.size() == static_cast<size_t>(img.width) * img.height * 3, ShapeError, "image ",
+               img.width, "x", img.height, " has ", img.pixels.size(), " bytes, expected ",
+               static_cast<size_t>(img.width) * img.height * 3);
+}
+}  // namespace
+
+std::vector<uint8_t> encode_png(const Image& img) {
+  check_encodable(img, "PNG");
+  std::vector<uint8_t> out;
+  GEOLOC_CHECK(stbi_write_png_to_func(append_bytes, &out, img.width, img.height, 3, img.pixels.data(),
+                                      img.width * 3),
+               IoError, "PNG encoding of a ", img.width, "x", img.height, " image failed");
+  return out;
+}
+
+std::vector<uint8_t> encode_jpeg(const Image& img, int quality) {
+  check_encodable(img, "JPEG");
+  GEOLOC_CHECK(quality >= 1 && quality <= 100, ValueError, "JPEG quality ", quality, " is outside [1, 100]");
+  std::vector<uint8_t> out;
+  GEOLOC_CHECK(stbi_write_jpg_to_func(append_bytes, &out, img.width, img.height, 3, img.pixels.data(), quality),
+               IoError, "JPEG encoding of a ", img.width, "x", img.height, " image failed");
+  return out;
+}
+
+void write_png(const std::string& path, const Image& img) {
+  const std::vector<uint8_t> bytes = encode_png(img);
+  write_file_atomic(path, [&](std::ostream& os) {
+    os.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  });
+}
+
+FloatImage to_float(const Image& img) {
+  FloatImage f;
+  f.width = img.width;
+  f.height = img.height;
+  f.pixels.resize(img.pixels.size());
+  constexpr float k = 1.f / 255.f;
+  for (size_t i = 0; i < img.pixels.size(); ++i) f.pixels[i] = img.pixels[i] * k;
+  return f;
+}
+
+Image from_float(const FloatImage& img) {
+  Image out;
+  out.width = img.width;
+  out.height = img.height;
+  out.pixels.resize(img.pixels.size());
+  for (size_t i = 0; i < img.pixels.size(); ++i) {
+    const float v = img.pixels[i];
+    // NaN compares false and lands on 0, so a bad pixel can never become an out-of-range byte.
+    const float c = v > 0.f ? (v < 1.f ? v : 1.f) : 0.f;
+    out.pixels[i] = static_cast<uint8_t>(std::lround(c * 255.f));
+  }
+  return out;
+}
+
+}  // namespace geoloc::image

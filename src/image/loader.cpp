@@ -1,0 +1,215 @@
+#include "geoloc/image/loader.hpp"
+
+#include <cstdio>
+#include <numeric>
+
+namespace geoloc::image {
+
+ManifestSource::ManifestSource(Manifest manifest, DecodeOptions decode)
+    : manifest_(std::move(manifest)), decode_(decode) {}
+
+Sample ManifestSource::get(size_t index) const {
+  GEOLOC_CHECK(index < manifest_.entries.size(), ValueError, "ManifestSource: index ", index, " >= size ",
+               manifest_.entries.size());
+  const ManifestEntry& e = manifest_.entries[index];
+  Sample s;
+  s.image = decode_file(e.path, decode_);
+  s.latitude = e.latitude;
+  s.longitude = e.longitude;
+  s.scene = e.scene;
+  s.country = e.country;
+  return s;
+}
+
+std::string ManifestSource::describe(size_t index) const {
+  if (index >= manifest_.entries.size()) return "sample " + std::to_string(index);
+  const ManifestEntry& e = manifest_.entries[index];
+  return "'" + e.path + "' (" + manifest_.source + " line " + std::to_string(e.line) + ")";
+}
+
+CallbackSource::CallbackSource(size_t size, std::function<Sample(size_t)> get, std::string name)
+    : size_(size), get_(std::move(get)), name_(std::move(name)) {
+  GEOLOC_CHECK(static_cast<bool>(get_), ValueError, "CallbackSource: empty callback");
+}
+
+namespace {
+
+// Keeps the exception's geoloc type (so a ShapeError stays catchable as one) while adding which
+// sample it came from; anything that is not a geoloc::Error becomes one, as promised to callers.
+std::exception_ptr with_context(std::exception_ptr e, const std::string& ctx) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const ShapeError& x) {
+    return std::make_exception_ptr(ShapeError(ctx + x.what()));
+  } catch (const ValueError& x) {
+    return std::make_exception_ptr(ValueError(ctx + x.what()));
+  } catch (const IoError& x) {
+    return std::make_exception_ptr(IoError(ctx + x.what()));
+  } catch (const CudaError& x) {
+    return std::make_exception_ptr(CudaError(ctx + x.what()));
+  } catch (const std::exception& x) {
+    return std::make_exception_ptr(Error(ctx + x.what()));
+  } catch (...) {
+    return std::make_exception_ptr(Error(ctx + "unknown exception"));
+  }
+}
+
+}  // namespace
+
+Loader::Loader(std::shared_ptr<const SampleSource> source, Pipeline transform, LoaderOptions options)
+    : source_(std::move(source)), transform_(std::move(transform)), opt_(options) {
+  GEOLOC_CHECK(source_ != nullptr, ValueError, "Loader: null sample source");
+  GEOLOC_CHECK(opt_.batch_size >= 1, ValueError, "Loader: batch_size must be >= 1");
+  GEOLOC_CHECK(opt_.threads >= 1 && opt_.threads <= 256, ValueError, "Loader: threads ", opt_.threads,
+               " must be in [1, 256]");
+  GEOLOC_CHECK(opt_.prefetch >= 1, ValueError, "Loader: prefetch must be >= 1");
+  threads_.reserve(opt_.threads);
+  try {
+    for (int i = 0; i < opt_.threads; ++i) threads_.emplace_back([this] { worker(); });
+  } catch (...) {  // thread creation failed: do not leave joinable threads behind
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    work_cv_.notify_all();
+    for (auto& t : threads_) t.join();
+    throw;
+  }
+}
+
+Loader::~Loader() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+    ++generation_;  // running builds notice this between samples and return early
+  }
+  work_cv_.notify_all();
+  ready_cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+size_t Loader::batches_per_epoch() const {
+  const size_t n = source_->size(), b = opt_.batch_size;
+  return opt_.drop_last ? n / b : (n + b - 1) / b;
+}
+
+std::vector<size_t> Loader::epoch_order(uint64_t epoch) const {
+  std::vector<size_t> order(source_->size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  if (opt_.shuffle && order.size() > 1) {
+    // Hand-written Fisher-Yates on the portable rand_below: std::shuffle's draws are not specified.
+    nn::Rng rng(mix_seed(opt_.seed, epoch));
+    for (size_t i = order.size() - 1; i > 0; --i) std::swap(order[i], order[rand_below(rng, i + 1)]);
+  }
+  return order;
+}
+
+void Loader::begin_epoch(uint64_t epoch) {
+  auto order = std::make_shared<const std::vector<size_t>>(epoch_order(epoch));
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    ++generation_;
+    epoch_ = epoch;
+    order_ = std::move(order);
+    n_batches_ = batches_per_epoch();
+    next_job_ = 0;
+    next_out_ = 0;
+    done_.clear();
+    failed_ = nullptr;
+    started_ = true;
+  }
+  work_cv_.notify_all();
+}
+
+std::optional<Batch> Loader::next() {
+  std::unique_lock<std::mutex> lk(mu_);
+  GEOLOC_CHECK(started_, Error, "Loader::next: call begin_epoch() first");
+  if (failed_) std::rethrow_exception(failed_);
+  while (next_out_ < n_batches_) {
+    ready_cv_.wait(lk, [&] { return done_.count(next_out_) > 0; });
+    Slot s = std::move(done_[next_out_]);
+    done_.erase(next_out_);
+    ++next_out_;
+    work_cv_.notify_all();  // the prefetch window moved
+    if (s.error) {
+      failed_ = s.error;
+      next_job_ = n_batches_;  // stop building this epoch
+      std::rethrow_exception(failed_);
+    }
+    if (s.batch) return std::move(s.batch);
+  }
+  return std::nullopt;
+}
+
+void Loader::worker() {
+  std::unique_lock<std::mutex> lk(mu_);
+  for (;;) {
+    work_cv_.wait(lk, [&] {
+      return stop_ || (started_ && next_job_ < n_batches_ && next_job_ < next_out_ + opt_.prefetch);
+    });
+    if (stop_) return;
+    const size_t k = next_job_++;
+    const uint64_t gen = generation_, epoch = epoch_;
+    const std::shared_ptr<const std::vector<size_t>> order = order_;
+    lk.unlock();
+    Slot s = build(gen, epoch, k, *order);
+    lk.lock();
+    if (gen != generation_) continue;  // begin_epoch() or shutdown happened meanwhile
+    done_[k] = std::move(s);
+    ready_cv_.notify_all();
+  }
+}
+
+Loader::Slot Loader::build(uint64_t gen, uint64_t epoch, size_t k, const std::vector<size_t>& order) {
+  Slot slot;
+  const size_t begin = k * opt_.batch_size;
+  const size_t end = std::min(order.size(), begin + opt_.batch_size);
+  const uint64_t epoch_seed = mix_seed(opt_.seed, epoch);
+  Batch b;
+  b.epoch = epoch;
+  b.batch_index = k;
+  std::vector<Image> images;
+  images.reserve(end - begin);
+  size_t current = 0;
+  try {
+    for (size_t p = begin; p < end; ++p) {
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (gen != generation_) return slot;  // stale: the result would be dropped anyway
+      }
+      current = order[p];
+      Sample s;
+      try {
+        s = source_->get(current);
+      } catch (const IoError& e) {
+        // An unreadable file must not stop a training run: report it and leave it out.
+        skipped_.fetch_add(1);
+        if (opt_.log_skipped)
+          std::fprintf(stderr, "geoloc: skipping %s: %s\n", source_->describe(current).c_str(), e.what());
+        continue;
+      }
+      nn::Rng rng(mix_seed(epoch_seed, current));
+      images.push_back(transform_(s.image, rng));
+      b.indices.push_back(current);
+      b.latitude.push_back(s.latitude);
+      b.longitude.push_back(s.longitude);
+      b.scene.push_back(s.scene);
+      b.country.push_back(s.country);
+    }
+    if (images.empty()) return slot;
+    try {
+      b.images = pack_batch(images, opt_.normalization);
+    } catch (...) {
+      slot.error = with_context(std::current_exception(),
+                                "loader: epoch " + std::to_string(epoch) + " batch " + std::to_string(k) + ": ");
+      return slot;
+    }
+    slot.batch = std::move(b);
+  } catch (...) {
+    slot.error = with_context(std::current_exception(), "loader: while preparing " + source_->describe(current) +
+                                                            " (epoch " + std::to_string(epoch) + "): ");
+  }
+  return slot;
+}
+
+}  // namespace geoloc::image
