@@ -1,0 +1,104 @@
+#pragma once
+// A complete geolocation model in one safetensors file: the network (backbone + heads), the
+// partitionings its geo heads classify over (coarse to fine), the scene names, the preprocessing,
+// and optionally a k-NN index of training embeddings. Everything that is not a tensor lives in
+// the file's __metadata__ under "geoloc.model" as JSON. The k-NN index of training embeddings is a
+// separate safetensors file (built by `geoloc index`), attached with `knn`.
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "geoloc/geo/hierarchy.hpp"
+#include "geoloc/geo/kmeans.hpp"
+#include "geoloc/geo/partition.hpp"
+#include "geoloc/image/transforms.hpp"
+#include "geoloc/nn/heads.hpp"
+
+namespace geoloc::pipeline {
+
+/// How images become network input: resize the shorter side to `resize`, centre-crop `crop`
+/// (training: random-resized crop to `crop`), normalise with mean/std (ImageNet's by default).
+struct Preprocess {
+  int resize = 256;
+  int crop = 224;
+  float mean[3] = {0.485f, 0.456f, 0.406f};
+  float std[3] = {0.229f, 0.224f, 0.225f};
+  image::Normalization normalization() const {
+    return {{mean[0], mean[1], mean[2]}, {std[0], std[1], std[2]}};
+  }
+};
+
+/// One geo head's classes: an S2 partitioning or k-means clusters.
+struct GeoPartition {
+  std::string name;  // the head is heads.<name>
+  std::shared_ptr<const geo::Partition> partition;
+  /// The S2 cells, when this is an S2 partitioning (nullptr for k-means).
+  const geo::CellPartition* cells() const { return dynamic_cast<const geo::CellPartition*>(partition.get()); }
+};
+
+/// Training embeddings with their coordinates, for k-NN prediction (cosine similarity).
+struct KnnIndex {
+  Tensor embeddings;                // F32 [M, D], rows L2-normalised
+  std::vector<geo::LatLng> coords;  // M
+  bool empty() const { return coords.empty(); }
+  /// Builds from raw embeddings (normalised here).
+  static KnnIndex build(const Tensor& embeddings, std::vector<geo::LatLng> coords);
+  /// The k most similar rows to one L2-normalised query: (row, cosine similarity), best first.
+  std::vector<std::pair<int, float>> search(const float* query, int64_t dim, int k) const;
+  /// Saves as safetensors (tensors "embeddings", "latlng" [M,2] degrees), atomically; load() validates.
+  void save(const std::string& path) const;
+  static KnnIndex load(const std::string& path);
+};
+
+class GeoModel {
+ public:
+  std::shared_ptr<nn::GeoNet> net;
+  std::vector<GeoPartition> partitions;  // coarse to fine, one per Partition head
+  std::vector<std::string> scene_names;  // classes of the "scene" head (empty: no scene head)
+  std::vector<int> country_codes;        // ISO numeric code of each class of the "country" head
+  Preprocess preprocess;
+  KnnIndex knn;                          // optional (empty); not part of save()/load()
+
+  /// The hierarchy over the S2 partitionings (present when all geo heads are S2 and there are >= 2).
+  const geo::Hierarchy* hierarchy() const { return hierarchy_ ? &*hierarchy_ : nullptr; }
+  /// Call after changing `partitions`: checks them against the heads and rebuilds the hierarchy.
+  void finalise();
+  /// The finest partitioning (the last).
+  const GeoPartition& finest() const;
+
+  /// The __metadata__ of the model's file: format, arch, heads and "geoloc.model" (JSON).
+  std::map<std::string, std::string> metadata() const;
+  /// Rebuilds everything but the weights from metadata() (the network freshly initialised).
+  static GeoModel from_metadata(const std::map<std::string, std::string>& meta, const std::string& label);
+  /// One file: weights (PyTorch layout, torchvision names) + metadata; written atomically.
+  void save(const std::string& path) const;
+  /// Loads a file written by save(); IoError / ShapeError naming the file and the problem.
+  static GeoModel load(const std::string& path);
+
+ private:
+  std::optional<geo::Hierarchy> hierarchy_;
+};
+
+/// What to build for training: the backbone, the partitionings (adaptive S2 cells from the training
+/// coordinates, one per tau_max, coarse to fine; or k-means clusters), and the optional heads.
+struct ModelSpec {
+  nn::ResNetConfig backbone = nn::ResNetConfig::small();
+  geo::AdaptiveOptions cells;     // used when kmeans_k == 0
+  int kmeans_k = 0;               // > 0: one k-means partitioning instead of S2 cells
+  std::vector<std::string> scene_names;  // empty: no scene head
+  bool country_head = false;      // classes = the countries present in the training set
+  bool coords_head = false;       // unit 3-vector regression trained with the haversine loss
+  float dropout = 0.0f;
+  bool freeze_backbone = false;
+  Preprocess preprocess;
+  uint64_t seed = 1;
+};
+
+/// Builds an initialised model for `spec` from the training coordinates (and countries).
+GeoModel build_model(const ModelSpec& spec, std::span<const geo::LatLng> train_coords,
+                     std::span<const int> train_countries = {});
+
+}  // namespace geoloc::pipeline

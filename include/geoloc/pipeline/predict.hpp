@@ -1,0 +1,85 @@
+#pragma once
+// From network outputs to places: class probabilities per head, then a coordinate by one of the
+// strategies of the literature (cell mean, hierarchy, centroid interpolation, k-NN), scene,
+// country, optional snap to land, and aggregation over crops or several views of one place.
+#include <map>
+#include <string>
+#include <vector>
+
+#include "geoloc/geo/countries.hpp"
+#include "geoloc/pipeline/model.hpp"
+
+namespace geoloc::pipeline {
+
+enum class Strategy {
+  CellMean,   // mean of the most probable finest cell (PlaNet)
+  Hierarchy,  // best finest cell by the product of all partitionings' probabilities (Müller-Budack)
+  Centroid,   // probability-weighted spherical mean of the top-k finest cells
+  Knn,        // neighbours in embedding space (Vo et al. 2017); needs model.knn
+  Regression, // the coordinate-regression head's unit vector (Sy & Day); needs a "coords" head
+};
+const char* strategy_name(Strategy s);  // "cell", "hierarchy", "centroid", "knn", "regression"
+Strategy parse_strategy(const std::string& s);
+
+enum class KnnMode { WeightedMean, MeanShift };
+
+struct PredictOptions {
+  Strategy strategy = Strategy::Hierarchy;  // falls back to CellMean (or Regression) where not available
+  int top_cells = 5;                        // cells reported with their probabilities
+  int centroid_k = 5;
+  int knn_k = 16;
+  float knn_temperature = 0.05f;  // neighbour weight exp(similarity / T)
+  KnnMode knn_mode = KnnMode::WeightedMean;
+  double mean_shift_bandwidth_km = 500.0;
+  bool snap_to_land = false;  // needs a CountryIndex
+};
+
+/// Softmax probabilities of every head, and the embeddings, for a batch.
+struct HeadProbabilities {
+  int64_t n = 0;
+  Tensor embedding;                              // [N, D] CPU
+  std::map<std::string, std::vector<float>> p;   // head -> N x C row-major
+  std::map<std::string, int64_t> classes;        // head -> C
+  /// The probabilities of head `name` for sample i (C values).
+  std::span<const float> row(const std::string& name, int64_t i) const;
+};
+
+struct CellProbability {
+  int cell = -1;  // class of the finest partitioning
+  float probability = 0.0f;
+  geo::LatLng center;
+};
+
+struct Prediction {
+  geo::LatLng coordinate;
+  std::vector<CellProbability> top_cells;  // finest partitioning, most probable first
+  int scene = -1;
+  float scene_probability = 0.0f;
+  int country = -1;  // ISO 3166-1 numeric of the predicted coordinate (or of the country head), -1 at sea
+};
+
+class Predictor {
+ public:
+  /// `countries` (optional) gives country codes and snapping to land; it must outlive the predictor.
+  explicit Predictor(const GeoModel& model, const geo::CountryIndex* countries = nullptr);
+
+  /// Eval-mode forward (no graph) of a normalised NHWC batch, softmax over every head.
+  HeadProbabilities probabilities(const Tensor& batch) const;
+  /// Mean (or max, renormalised) of the probabilities of `group` consecutive rows: several crops of one
+  /// image, or several photos of one place. Embeddings are averaged.
+  static HeadProbabilities aggregate(const HeadProbabilities& p, int64_t group, bool use_max = false);
+  /// The prediction for sample i with one strategy.
+  Prediction decide(const HeadProbabilities& p, int64_t i, const PredictOptions& o) const;
+  /// The coordinate of sample i by `s` alone (no snapping), for evaluating strategies side by side.
+  geo::LatLng coordinate(const HeadProbabilities& p, int64_t i, Strategy s, const PredictOptions& o) const;
+  /// Whether `s` can be used with this model (hierarchy needs >= 2 S2 partitionings, k-NN an index).
+  bool supports(Strategy s) const;
+
+  const GeoModel& model() const { return model_; }
+
+ private:
+  const GeoModel& model_;
+  const geo::CountryIndex* countries_;
+};
+
+}  // namespace geoloc::pipeline

@@ -1,0 +1,125 @@
+#pragma once
+// Training the multitask network: SGD-Nesterov or AdamW, learning-rate schedules, weight decay,
+// gradient clipping, periodic evaluation, atomic resumable checkpoints, deterministic given a seed,
+// progress with loss, images/s and ETA, and the training curve as JSON and PNG.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "geoloc/geo/metrics.hpp"
+#include "geoloc/nn/loss.hpp"
+#include "geoloc/pipeline/dataset.hpp"
+#include "geoloc/pipeline/model.hpp"
+
+namespace geoloc::pipeline {
+
+enum class Schedule { Constant, Step, MultiStep, Cosine, CosineRestarts };
+Schedule parse_schedule(const std::string& s);  // "constant", "step", "multistep", "cosine", "cosine-restarts"
+const char* schedule_name(Schedule s);
+
+struct TrainConfig {
+  int64_t steps = 1000;
+  int batch_size = 64;
+  std::string optimizer = "sgd";  // "sgd" (momentum, Nesterov) or "adamw"
+  float lr = 0.05f;
+  float momentum = 0.9f;
+  bool nesterov = true;
+  float weight_decay = 1e-4f;
+  bool decay_bn_and_bias = false;
+  Schedule schedule = Schedule::Cosine;
+  int64_t warmup_steps = 0;              // linear warm-up from lr/10
+  int64_t step_size = 0;                 // Step: period; CosineRestarts: first period (0 = steps/4)
+  std::vector<int64_t> milestones;       // MultiStep
+  float gamma = 0.1f;                    // Step / MultiStep factor
+  int restart_mult = 2;                  // CosineRestarts: each period this many times longer
+  float clip_grad_norm = 0.0f;           // 0 = off
+  // Targets: 0 = hard cell labels; > 0 = haversine-smoothed soft targets with this tau (km)
+  double soft_targets_tau_km = 0.0;
+  nn::MultitaskWeights loss_weights;
+  // Augmentation (training only): random-resized crop scale range, horizontal flip, colour jitter
+  double crop_scale_min = 0.6;
+  bool flip = false;
+  float jitter = 0.1f;
+  // Evaluation and checkpoints (0 = never); the checkpoint is one file, rewritten atomically
+  int64_t eval_every = 0;
+  int64_t checkpoint_every = 0;
+  std::string checkpoint_path;
+  uint64_t seed = 1;
+  std::string device = "cpu";
+  bool progress = true;
+  /// ValueError naming the first invalid field.
+  void validate() const;
+};
+
+/// The learning rate at `step` (0-based) for the configuration.
+float learning_rate(const TrainConfig& c, int64_t step);
+
+struct CurvePoint {
+  int64_t step = 0;
+  float loss = 0.0f;
+  std::map<std::string, float> per_head;
+  float lr = 0.0f;
+  double images_per_s = 0.0;
+};
+struct EvalPoint {
+  int64_t step = 0;
+  geo::Metrics metrics;
+};
+
+struct TrainHistory {
+  std::vector<CurvePoint> curve;
+  std::vector<EvalPoint> evals;
+  double seconds = 0.0;
+  /// {"curve": [{"step", "loss", "lr", "images_per_s", "heads": {...}}], "evals": [...], "seconds"}
+  std::string to_json() const;
+  /// Writes <stem>.json and <stem>.png (loss per head and accuracy curves), atomically.
+  void write(const std::string& stem) const;
+};
+
+class Trainer {
+ public:
+  Trainer(GeoModel& model, TrainConfig config);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  /// Trains from the current step to config.steps (or to `until`, when smaller: the schedule still
+  /// spans config.steps) on `train`; evaluates on `val` every eval_every steps when given.
+  /// Returns the history (also kept in history()).
+  const TrainHistory& fit(const Dataset& train, const Dataset* val = nullptr, int64_t until = -1);
+  /// One file, written atomically: the model (weights, partitions, ...), the optimiser state and the
+  /// step. The data order and augmentation are functions of (seed, step), so resuming from it
+  /// continues exactly as an uninterrupted run would.
+  void save_checkpoint(const std::string& path) const;
+  /// Restores weights, optimiser state and step from save_checkpoint()'s file. IoError when the
+  /// file is not a checkpoint of this model's architecture and heads.
+  void resume(const std::string& checkpoint_path);
+
+  int64_t step() const { return step_; }
+  const TrainConfig& config() const { return cfg_; }
+  const TrainHistory& history() const { return history_; }
+ private:
+  void build_targets(const Dataset& train);
+  Tensor make_batch(const Dataset& data, const std::vector<size_t>& rows, int64_t step, bool augment) const;
+  GeoModel& model_;
+  TrainConfig cfg_;
+  int64_t step_ = 0;
+  TrainHistory history_;
+  struct State;
+  std::unique_ptr<State> s_;
+};
+
+/// Evaluates a model on a data set with centre crops: the metrics of one strategy.
+geo::Metrics evaluate(const GeoModel& model, const Dataset& data, const std::string& strategy = "hierarchy",
+                      int batch_size = 128);
+
+/// Scene-label propagation (the helper network of Müller-Budack et al.): trains a scene-only model on
+/// the rows with a known scene and labels the others with its prediction. Returns how many were labelled.
+/// The helper uses `backbone` and the main model's `preprocess`.
+size_t propagate_scene_labels(Dataset& train, const nn::ResNetConfig& backbone, int64_t scene_classes,
+                              const Preprocess& preprocess, TrainConfig config);
+
+}  // namespace geoloc::pipeline

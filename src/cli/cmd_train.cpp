@@ -1,0 +1,183 @@
+// geoloc train / eval / index: the pipeline from a CSV manifest of photos.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cli.hpp"
+#include "geoloc/atomic_file.hpp"
+#include "geoloc/geo/countries.hpp"
+#include "geoloc/nn/weights.hpp"
+#include "geoloc/pipeline/eval.hpp"
+#include "geoloc/pipeline/trainer.hpp"
+
+namespace geoloc::cli {
+namespace {
+
+std::vector<int64_t> parse_int_list(const std::string& s, const std::string& what) {
+  std::vector<int64_t> out;
+  for (const auto& part : Args::split(s)) {
+    char* end = nullptr;
+    long long v = std::strtoll(part.c_str(), &end, 10);
+    GEOLOC_CHECK(!part.empty() && end && *end == 0 && v > 0, ValueError, "--", what, " expects positive integers, got '",
+                 part, "'");
+    out.push_back(v);
+  }
+  return out;
+}
+
+int run_train(int argc, char** argv) {
+  Args args("train", "--train TRAIN.csv --out MODEL.safetensors [options]",
+            {{"train", "training manifest (image,latitude,longitude[,scene][,country])"},
+             {"val", "validation manifest, evaluated every --eval-every steps"},
+             {"out", "model file to write"},
+             {"arch", "backbone: small, resnet18, resnet34, resnet50, resnet101", false, "small"},
+             {"pretrained", "initialise the backbone from these weights (torchvision names)"},
+             {"freeze-backbone", "train the heads only", true},
+             {"image-size", "network input size (square)", false, "64"},
+             {"resize", "shorter side before cropping", false, ""},
+             {"cells", "tau_max of each S2 partitioning, coarse to fine", false, "2000,1000,500"},
+             {"tau-min", "drop cells with fewer training images", false, "20"},
+             {"min-level", "first S2 level", false, "2"},
+             {"max-level", "last S2 level", false, "30"},
+             {"kmeans", "k-means clusters instead of S2 cells (k)"},
+             {"scenes", "scene names, comma-separated (their ids are the manifest's scene column)"},
+             {"propagate-scenes", "label rows without a scene with a helper model first", true},
+             {"country-head", "add a country classification head", true},
+             {"coords-head", "add a coordinate-regression head (haversine loss)", true},
+             {"steps", "optimisation steps", false, "1000"},
+             {"batch", "batch size", false, "64"},
+             {"optimizer", "sgd or adamw", false, "sgd"},
+             {"lr", "learning rate", false, "0.05"},
+             {"weight-decay", "weight decay (not on BN and biases)", false, "0.0001"},
+             {"schedule", "constant, step, multistep, cosine, cosine-restarts", false, "cosine"},
+             {"warmup", "warm-up steps", false, "0"},
+             {"clip", "gradient-norm clipping (0 = off)", false, "0"},
+             {"dropout", "dropout before the heads", false, "0"},
+             {"soft-tau", "haversine-smoothed targets with this tau in km (0 = hard labels)", false, "0"},
+             {"eval-every", "evaluate on --val every N steps", false, "0"},
+             {"checkpoint", "checkpoint file (rewritten atomically)"},
+             {"checkpoint-every", "steps between checkpoints", false, "0"},
+             {"resume", "continue from this checkpoint"},
+             {"seed", "random seed", false, "1"},
+             {"device", "cpu or cuda", false, "cpu"},
+             {"curve", "training curve file stem (.json and .png)", false, ""}});
+  if (!args.parse(argc, argv)) return 0;
+  const int size = static_cast<int>(args.get_int("image-size"));
+  const std::string out = args.get("out");
+  // Every option is checked before the (slow) decoding of the data set.
+  pipeline::ModelSpec spec;
+  spec.backbone = nn::ResNetConfig::parse(args.get("arch"));
+  spec.preprocess.crop = size;
+  spec.preprocess.resize = static_cast<int>(args.get_int("resize", size));
+  spec.cells.tau_max = parse_int_list(args.get("cells"), "cells");
+  spec.cells.tau_min = args.get_int("tau-min");
+  spec.cells.min_level = static_cast<int>(args.get_int("min-level"));
+  spec.cells.max_level = static_cast<int>(args.get_int("max-level"));
+  spec.kmeans_k = static_cast<int>(args.get_int("kmeans", 0));
+  if (args.has("scenes")) spec.scene_names = Args::split(args.get("scenes"));
+  spec.country_head = args.flag("country-head");
+  spec.coords_head = args.flag("coords-head");
+  spec.dropout = static_cast<float>(args.get_double("dropout"));
+  spec.freeze_backbone = args.flag("freeze-backbone");
+  spec.seed = static_cast<uint64_t>(args.get_int("seed"));
+
+  pipeline::TrainConfig tc;
+  tc.steps = args.get_int("steps");
+  tc.batch_size = static_cast<int>(args.get_int("batch"));
+  tc.optimizer = args.get("optimizer");
+  tc.lr = static_cast<float>(args.get_double("lr"));
+  tc.weight_decay = static_cast<float>(args.get_double("weight-decay"));
+  tc.schedule = pipeline::parse_schedule(args.get("schedule"));
+  tc.warmup_steps = args.get_int("warmup");
+  tc.clip_grad_norm = static_cast<float>(args.get_double("clip"));
+  tc.soft_targets_tau_km = args.get_double("soft-tau");
+  tc.eval_every = args.get_int("eval-every");
+  tc.checkpoint_path = args.get("checkpoint", "");
+  tc.checkpoint_every = args.get_int("checkpoint-every");
+  tc.seed = spec.seed;
+  tc.device = args.get("device");
+  tc.validate();
+
+  pipeline::Dataset train = pipeline::Dataset::from_manifest(args.get("train"), spec.preprocess.resize);
+  std::unique_ptr<pipeline::Dataset> val;
+  if (args.has("val"))
+    val = std::make_unique<pipeline::Dataset>(pipeline::Dataset::from_manifest(args.get("val"), spec.preprocess.resize));
+  for (size_t i = 0; i < train.size(); ++i)
+    GEOLOC_CHECK(train.scene[i] < static_cast<int>(spec.scene_names.size()), ValueError, args.get("train"), " row ", i,
+                 ": scene ", train.scene[i], " but only ", spec.scene_names.size(), " scene names (--scenes) given");
+
+  if (args.flag("propagate-scenes") && !spec.scene_names.empty()) {
+    pipeline::TrainConfig helper = tc;
+    helper.checkpoint_path.clear();
+    helper.eval_every = 0;
+    const size_t n = pipeline::propagate_scene_labels(train, spec.backbone, static_cast<int64_t>(spec.scene_names.size()),
+                                                      spec.preprocess, helper);
+    std::fprintf(stderr, "scene labels propagated to %zu training images\n", n);
+  }
+  pipeline::GeoModel model = pipeline::build_model(spec, train.coords, train.country);
+  if (args.has("pretrained")) nn::load_backbone(*model.net, args.get("pretrained"));
+  for (const auto& p : model.partitions)
+    std::fprintf(stderr, "partitioning %s: %zu classes\n", p.name.c_str(), p.partition->size());
+  pipeline::Trainer trainer(model, tc);
+  if (args.has("resume")) trainer.resume(args.get("resume"));
+  const auto& hist = trainer.fit(train, val.get());
+  model.save(out);
+  const std::string stem = args.get("curve", "");
+  const std::string curve = stem.empty() ? std::filesystem::path(out).replace_extension("").string() + "-curve" : stem;
+  hist.write(curve);
+  std::printf("model: %s\ntraining curve: %s.png, %s.json\n", out.c_str(), curve.c_str(), curve.c_str());
+  return 0;
+}
+
+int run_eval(int argc, char** argv) {
+  Args args("eval", "--model MODEL.safetensors --data TEST.csv [options]",
+            {{"model", "model file (geoloc train)"},
+             {"data", "test manifest"},
+             {"knn", "k-NN index (geoloc index) for the knn strategy"},
+             {"strategies", "strategies to compare", false, "cell,hierarchy,centroid,knn,regression"},
+             {"json", "write the metrics here as JSON"},
+             {"five-crop", "average five crops per image", true},
+             {"device", "cpu or cuda", false, "cpu"}});
+  if (!args.parse(argc, argv)) return 0;
+  pipeline::GeoModel model = pipeline::GeoModel::load(args.get("model"));
+  if (args.has("knn")) model.knn = pipeline::KnnIndex::load(args.get("knn"));
+  model.net->to(Device::parse(args.get("device")));
+  const pipeline::Dataset data = pipeline::Dataset::from_manifest(args.get("data"), model.preprocess.resize);
+  const auto countries = geo::CountryIndex::load_default();
+  pipeline::EvalOptions eo;
+  for (const auto& s : Args::split(args.get("strategies"))) eo.strategies.push_back(pipeline::parse_strategy(s));
+  eo.five_crop = args.flag("five-crop");
+  const pipeline::EvalReport report = pipeline::evaluate_strategies(model, data, &countries, eo);
+  std::printf("%s", report.table().c_str());
+  if (args.has("json")) {
+    const std::string j = report.to_json().dump(2);
+    write_file_atomic(args.get("json"), [&](std::ostream& os) { os << j << "\n"; }, false);
+  }
+  return 0;
+}
+
+int run_index(int argc, char** argv) {
+  Args args("index", "--model MODEL.safetensors --data TRAIN.csv --out INDEX.safetensors",
+            {{"model", "model file (geoloc train)"},
+             {"data", "manifest of the images to index (usually the training set)"},
+             {"out", "index file to write"},
+             {"device", "cpu or cuda", false, "cpu"}});
+  if (!args.parse(argc, argv)) return 0;
+  pipeline::GeoModel model = pipeline::GeoModel::load(args.get("model"));
+  model.net->to(Device::parse(args.get("device")));
+  const pipeline::Dataset data = pipeline::Dataset::from_manifest(args.get("data"), model.preprocess.resize);
+  const pipeline::KnnIndex index = pipeline::build_knn_index(model, data);
+  index.save(args.get("out"));
+  std::printf("k-NN index of %zu images (dimension %lld): %s\n", index.coords.size(),
+              static_cast<long long>(index.embeddings.dim(1)), args.get("out").c_str());
+  return 0;
+}
+
+}  // namespace
+
+GEOLOC_COMMAND("train", "train a geolocation model on a manifest of photos", run_train);
+GEOLOC_COMMAND("eval", "evaluate a model on a manifest: accuracy at 1/25/200/750/2500 km, median, GeoGuessr", run_eval);
+GEOLOC_COMMAND("index", "build the k-NN index of a model's embeddings", run_index);
+
+}  // namespace geoloc::cli

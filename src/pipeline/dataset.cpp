@@ -1,0 +1,80 @@
+#include "geoloc/pipeline/dataset.hpp"
+
+#include <cstdio>
+
+#include "geoloc/image/loader.hpp"
+#include "geoloc/image/manifest.hpp"
+#include "geoloc/image/transforms.hpp"
+#include "geoloc/progress.hpp"
+
+namespace geoloc::pipeline {
+
+void Dataset::validate(const std::string& name) const {
+  const size_t n = images.size();
+  GEOLOC_CHECK(coords.size() == n && scene.size() == n && country.size() == n, ValueError, name, ": ", n,
+               " images but ", coords.size(), " coordinates, ", scene.size(), " scene and ", country.size(),
+               " country labels");
+  for (size_t i = 0; i < n; ++i) {
+    GEOLOC_CHECK(images[i].width == images[0].width && images[i].height == images[0].height, ShapeError, name,
+                 " row ", i, ": image is ", images[i].width, "x", images[i].height, " but row 0 is ", images[0].width,
+                 "x", images[0].height);
+    geo::validate(coords[i], name + " row " + std::to_string(i));
+  }
+}
+
+Dataset Dataset::subset(const std::vector<size_t>& rows) const {
+  Dataset d;
+  for (size_t r : rows) {
+    GEOLOC_CHECK(r < size(), ValueError, "subset: row ", r, " out of range (", size(), " rows)");
+    d.images.push_back(images[r]);
+    d.coords.push_back(coords[r]);
+    d.scene.push_back(scene[r]);
+    d.country.push_back(country[r]);
+  }
+  return d;
+}
+
+Dataset Dataset::from_manifest(const std::string& path, int size, size_t* skipped, bool show_progress) {
+  GEOLOC_CHECK(size > 0, ValueError, "image size must be positive, got ", size);
+  const image::ManifestSource source(image::read_manifest(path));
+  const size_t n = source.size();
+  std::vector<image::Image> imgs(n);
+  std::vector<char> ok(n, 0);
+  Progress progress("decode " + path, static_cast<int64_t>(n), "img", show_progress);
+  int64_t done = 0;
+#pragma omp parallel for schedule(dynamic, 8)
+  for (size_t i = 0; i < n; ++i) {
+    try {
+      const auto s = source.get(i);
+      imgs[i] = image::center_crop(image::resize_shorter(s.image, size), size, size);
+      ok[i] = 1;
+    } catch (const IoError& e) {
+#pragma omp critical
+      std::fprintf(stderr, "skipping %s: %s\n", source.describe(i).c_str(), e.what());
+    }
+#pragma omp atomic
+    ++done;
+    if (show_progress && i % 64 == 0) {
+#pragma omp critical
+      progress.update(done);
+    }
+  }
+  Dataset d;
+  size_t bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (!ok[i]) {
+      ++bad;
+      continue;
+    }
+    const auto& e = source.manifest().entries[i];
+    d.images.push_back(std::move(imgs[i]));
+    d.coords.push_back({e.latitude, e.longitude});
+    d.scene.push_back(e.scene);
+    d.country.push_back(e.country);
+  }
+  progress.finish(std::to_string(d.size()) + " images, " + std::to_string(bad) + " unreadable");
+  if (skipped) *skipped = bad;
+  return d;
+}
+
+}  // namespace geoloc::pipeline

@@ -1,0 +1,278 @@
+#include "geoloc/pipeline/model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "geoloc/nn/weights.hpp"
+#include "geoloc/safetensors.hpp"
+
+namespace geoloc::pipeline {
+
+namespace {
+constexpr const char* kMetaKey = "geoloc.model";
+
+nlohmann::json partition_json(const GeoPartition& gp) {
+  nlohmann::json j;
+  j["name"] = gp.name;
+  if (const auto* cells = gp.cells()) {
+    j["type"] = "s2";
+    auto& rows = j["cells"] = nlohmann::json::array();
+    for (const auto& c : cells->cells()) rows.push_back({geo::cell_token(c.id), c.count, c.mean.lat, c.mean.lng});
+  } else {
+    j["type"] = "centroids";
+    auto& rows = j["centroids"] = nlohmann::json::array();
+    for (size_t c = 0; c < gp.partition->size(); ++c) {
+      const auto p = gp.partition->center(c);
+      rows.push_back({gp.partition->count(c), p.lat, p.lng});
+    }
+  }
+  return j;
+}
+
+GeoPartition partition_from_json(const nlohmann::json& j) {
+  GeoPartition gp;
+  gp.name = j.at("name").get<std::string>();
+  const std::string type = j.at("type").get<std::string>();
+  if (type == "s2") {
+    std::vector<geo::Cell> cells;
+    for (const auto& r : j.at("cells")) {
+      geo::Cell c;
+      c.id = geo::cell_from_token(r.at(0).get<std::string>());
+      c.count = r.at(1).get<int64_t>();
+      c.mean = {r.at(2).get<double>(), r.at(3).get<double>()};
+      cells.push_back(c);
+    }
+    gp.partition = std::make_shared<geo::CellPartition>(std::move(cells));
+  } else if (type == "centroids") {
+    std::vector<geo::LatLng> centres;
+    std::vector<int64_t> counts;
+    for (const auto& r : j.at("centroids")) {
+      counts.push_back(r.at(0).get<int64_t>());
+      centres.push_back({r.at(1).get<double>(), r.at(2).get<double>()});
+    }
+    gp.partition = std::make_shared<geo::KMeansPartition>(std::move(centres), std::move(counts));
+  } else {
+    throw IoError("partition '" + gp.name + "' has unknown type '" + type + "'");
+  }
+  return gp;
+}
+}  // namespace
+
+// ---------------------------------------------------------------- k-NN index
+KnnIndex KnnIndex::build(const Tensor& embeddings, std::vector<geo::LatLng> coords) {
+  check_ndim(embeddings, 2, "k-NN embeddings");
+  GEOLOC_CHECK(embeddings.dim(0) == static_cast<int64_t>(coords.size()), ShapeError, "k-NN index: ",
+               embeddings.dim(0), " embeddings but ", coords.size(), " coordinates");
+  KnnIndex k;
+  k.embeddings = embeddings.to(Device::cpu()).clone();
+  const int64_t m = k.embeddings.dim(0), d = k.embeddings.dim(1);
+  float* e = k.embeddings.data<float>();
+  for (int64_t i = 0; i < m; ++i) {
+    double s = 0.0;
+    for (int64_t j = 0; j < d; ++j) s += static_cast<double>(e[i * d + j]) * e[i * d + j];
+    const float inv = s > 0.0 ? static_cast<float>(1.0 / std::sqrt(s)) : 0.0f;
+    for (int64_t j = 0; j < d; ++j) e[i * d + j] *= inv;
+  }
+  k.coords = std::move(coords);
+  return k;
+}
+
+std::vector<std::pair<int, float>> KnnIndex::search(const float* query, int64_t dim, int k) const {
+  GEOLOC_CHECK(!empty(), ValueError, "k-NN search on an empty index");
+  GEOLOC_CHECK(dim == embeddings.dim(1), ShapeError, "k-NN query has dimension ", dim, " but the index has ",
+               embeddings.dim(1));
+  const int64_t m = embeddings.dim(0);
+  const float* e = embeddings.data<float>();
+  std::vector<std::pair<int, float>> all(static_cast<size_t>(m));
+  for (int64_t i = 0; i < m; ++i) {
+    float s = 0.0f;
+    for (int64_t j = 0; j < dim; ++j) s += e[i * dim + j] * query[j];
+    all[i] = {static_cast<int>(i), s};
+  }
+  const size_t kk = std::min<size_t>(static_cast<size_t>(std::max(k, 1)), all.size());
+  std::partial_sort(all.begin(), all.begin() + kk, all.end(),
+                    [](const auto& a, const auto& b) { return a.second > b.second; });
+  all.resize(kk);
+  return all;
+}
+
+void KnnIndex::save(const std::string& path) const {
+  std::vector<float> ll;
+  for (const auto& c : coords) {
+    ll.push_back(static_cast<float>(c.lat));
+    ll.push_back(static_cast<float>(c.lng));
+  }
+  safetensors::write(path,
+                     std::vector<std::pair<std::string, Tensor>>{
+                         {"embeddings", embeddings},
+                         {"latlng", Tensor::from_vector({static_cast<int64_t>(coords.size()), 2}, ll)}},
+                     {{"format", "geoloc-knn/1"}});
+}
+
+KnnIndex KnnIndex::load(const std::string& path) {
+  const auto f = safetensors::File::open(path);
+  const Tensor e = f.tensor("embeddings"), ll = f.tensor("latlng");
+  GEOLOC_CHECK(e.ndim() == 2 && ll.ndim() == 2 && ll.dim(1) == 2 && ll.dim(0) == e.dim(0), IoError, path,
+               ": k-NN index needs embeddings [M, D] and latlng [M, 2], got ", e.shape().str(), " and ",
+               ll.shape().str());
+  std::vector<geo::LatLng> coords;
+  const auto v = ll.to_vector();
+  for (int64_t i = 0; i < ll.dim(0); ++i) {
+    geo::LatLng p{v[2 * i], v[2 * i + 1]};
+    geo::validate(p, path + " latlng row " + std::to_string(i));
+    coords.push_back(p);
+  }
+  return build(e, std::move(coords));
+}
+
+// ---------------------------------------------------------------- model
+const GeoPartition& GeoModel::finest() const {
+  GEOLOC_CHECK(!partitions.empty(), ValueError, "the model has no geo partitioning");
+  return partitions.back();
+}
+
+void GeoModel::finalise() {
+  GEOLOC_CHECK(net, ValueError, "the model has no network");
+  const auto& heads = net->geo_config().heads;
+  size_t geo_heads = 0;
+  for (const auto& h : heads) {
+    if (h.kind == nn::HeadKind::Scene) {
+      GEOLOC_CHECK(scene_names.empty() || static_cast<int64_t>(scene_names.size()) == h.classes, ValueError,
+                   "scene head has ", h.classes, " classes but ", scene_names.size(), " scene names are given");
+    }
+    if (h.kind == nn::HeadKind::Country) {
+      GEOLOC_CHECK(static_cast<int64_t>(country_codes.size()) == h.classes, ValueError, "country head has ",
+                   h.classes, " classes but ", country_codes.size(), " country codes are given");
+    }
+    if (h.kind != nn::HeadKind::Partition) continue;
+    ++geo_heads;
+    auto it = std::find_if(partitions.begin(), partitions.end(), [&](const auto& p) { return p.name == h.name; });
+    GEOLOC_CHECK(it != partitions.end(), ValueError, "geo head '", h.name, "' has no partitioning");
+    GEOLOC_CHECK(static_cast<int64_t>(it->partition->size()) == h.classes, ShapeError, "geo head '", h.name, "' has ",
+                 h.classes, " classes but its partitioning has ", it->partition->size());
+  }
+  GEOLOC_CHECK(geo_heads == partitions.size(), ValueError, "the model has ", partitions.size(),
+               " partitionings but ", geo_heads, " geo heads");
+  hierarchy_.reset();
+  std::vector<geo::CellPartition> s2;
+  for (const auto& p : partitions)
+    if (p.cells()) s2.push_back(*p.cells());
+  if (s2.size() >= 2 && s2.size() == partitions.size()) hierarchy_.emplace(s2);
+}
+
+std::map<std::string, std::string> GeoModel::metadata() const {
+  GEOLOC_CHECK(net, ValueError, "a model without a network has no metadata");
+  nlohmann::json j;
+  j["version"] = 1;
+  j["partitions"] = nlohmann::json::array();
+  for (const auto& p : partitions) j["partitions"].push_back(partition_json(p));
+  j["scenes"] = scene_names;
+  j["countries"] = country_codes;
+  j["preprocess"] = {{"resize", preprocess.resize},
+                     {"crop", preprocess.crop},
+                     {"mean", {preprocess.mean[0], preprocess.mean[1], preprocess.mean[2]}},
+                     {"std", {preprocess.std[0], preprocess.std[1], preprocess.std[2]}}};
+  j["dropout"] = net->geo_config().dropout;
+  return {{"format", "geoloc-geonet/1"},
+          {"arch", net->config().name()},
+          {"heads", net->geo_config().heads_string()},
+          {kMetaKey, j.dump()}};
+}
+
+GeoModel GeoModel::from_metadata(const std::map<std::string, std::string>& meta, const std::string& label) {
+  auto it = meta.find(kMetaKey);
+  GEOLOC_CHECK(it != meta.end(), IoError, label, ": not a geoloc model file (no '", kMetaKey,
+               "' in __metadata__); plain weights go to `geoloc forward`");
+  GeoModel m;
+  try {
+    const auto j = nlohmann::json::parse(it->second);
+    for (const auto& p : j.at("partitions")) m.partitions.push_back(partition_from_json(p));
+    m.scene_names = j.value("scenes", std::vector<std::string>{});
+    m.country_codes = j.value("countries", std::vector<int>{});
+    const auto& pp = j.at("preprocess");
+    m.preprocess.resize = pp.at("resize").get<int>();
+    m.preprocess.crop = pp.at("crop").get<int>();
+    for (int c = 0; c < 3; ++c) {
+      m.preprocess.mean[c] = pp.at("mean").at(c).get<float>();
+      m.preprocess.std[c] = pp.at("std").at(c).get<float>();
+    }
+    nn::GeoNetConfig cfg;
+    auto arch = meta.find("arch"), heads = meta.find("heads");
+    GEOLOC_CHECK(arch != meta.end() && heads != meta.end(), IoError, "no 'arch' or 'heads' entry");
+    cfg.backbone = nn::ResNetConfig::parse(arch->second);
+    cfg.heads = nn::GeoNetConfig::parse_heads(heads->second);
+    cfg.dropout = j.value("dropout", 0.0f);
+    m.net = std::make_shared<nn::GeoNet>(cfg);
+  } catch (const nlohmann::json::exception& e) {
+    throw IoError(label + ": malformed '" + kMetaKey + "' metadata: " + e.what());
+  } catch (const IoError&) {
+    throw;
+  } catch (const Error& e) {
+    throw IoError(label + ": " + e.what());
+  }
+  m.finalise();
+  return m;
+}
+
+void GeoModel::save(const std::string& path) const { nn::save_state(*net, path, metadata()); }
+
+GeoModel GeoModel::load(const std::string& path) {
+  const auto file = safetensors::File::open(path);
+  GeoModel m = from_metadata(file.metadata(), path);
+  nn::load_state(*m.net, file);
+  m.net->eval();
+  return m;
+}
+
+GeoModel build_model(const ModelSpec& spec, std::span<const geo::LatLng> train_coords,
+                     std::span<const int> train_countries) {
+  GEOLOC_CHECK(!train_coords.empty(), ValueError, "cannot build a model from an empty training set");
+  GeoModel m;
+  m.preprocess = spec.preprocess;
+  nn::GeoNetConfig cfg;
+  cfg.backbone = spec.backbone;
+  cfg.dropout = spec.dropout;
+  cfg.freeze_backbone = spec.freeze_backbone;
+  if (spec.kmeans_k > 0) {
+    auto km = std::make_shared<geo::KMeansPartition>(
+        geo::KMeansPartition::fit(train_coords, {.k = spec.kmeans_k, .seed = spec.seed}));
+    m.partitions.push_back({"clusters", km});
+  } else {
+    // Coarse to fine: the largest tau_max gives the fewest cells.
+    geo::AdaptiveOptions cells = spec.cells;
+    std::sort(cells.tau_max.begin(), cells.tau_max.end(), std::greater<>());
+    auto parts = geo::build_adaptive_partitions(train_coords, cells);
+    static const char* kNames3[] = {"coarse", "middle", "fine"};
+    for (size_t i = 0; i < parts.size(); ++i) {
+      GEOLOC_CHECK(parts[i].size() >= 2, ValueError, "partitioning with tau_max ", cells.tau_max[i], " has ",
+                   parts[i].size(), " cell(s) for ", train_coords.size(),
+                   " training points; lower tau_max or tau_min");
+      std::string name = parts.size() == 3 ? kNames3[i] : "cells" + std::to_string(i);
+      m.partitions.push_back({name, std::make_shared<geo::CellPartition>(std::move(parts[i]))});
+    }
+  }
+  for (const auto& p : m.partitions)
+    cfg.heads.push_back({p.name, nn::HeadKind::Partition, static_cast<int64_t>(p.partition->size())});
+  if (!spec.scene_names.empty()) {
+    m.scene_names = spec.scene_names;
+    cfg.heads.push_back({"scene", nn::HeadKind::Scene, static_cast<int64_t>(spec.scene_names.size())});
+  }
+  if (spec.country_head) {
+    std::vector<int> codes;
+    for (int c : train_countries)
+      if (c >= 0) codes.push_back(c);
+    std::sort(codes.begin(), codes.end());
+    codes.erase(std::unique(codes.begin(), codes.end()), codes.end());
+    GEOLOC_CHECK(codes.size() >= 2, ValueError, "a country head needs at least two countries in the training set, got ",
+                 codes.size());
+    m.country_codes = codes;
+    cfg.heads.push_back({"country", nn::HeadKind::Country, static_cast<int64_t>(codes.size())});
+  }
+  if (spec.coords_head) cfg.heads.push_back({"coords", nn::HeadKind::Coordinates, 3});
+  m.net = std::make_shared<nn::GeoNet>(cfg, spec.seed);
+  m.finalise();
+  return m;
+}
+
+}  // namespace geoloc::pipeline

@@ -1,0 +1,390 @@
+#include "geoloc/pipeline/trainer.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <sstream>
+
+#include "geoloc/atomic_file.hpp"
+#include "geoloc/geo/predict.hpp"
+#include "geoloc/image/transforms.hpp"
+#include "geoloc/optim.hpp"
+#include "geoloc/pipeline/eval.hpp"
+#include "geoloc/pipeline/predict.hpp"
+#include "geoloc/progress.hpp"
+#include "geoloc/safetensors.hpp"
+#include "geoloc/viz/chart.hpp"
+
+namespace geoloc::pipeline {
+
+namespace {
+constexpr double kPi = 3.14159265358979323846;
+
+}  // namespace
+
+// ---------------------------------------------------------------- schedules
+Schedule parse_schedule(const std::string& s) {
+  for (Schedule k : {Schedule::Constant, Schedule::Step, Schedule::MultiStep, Schedule::Cosine, Schedule::CosineRestarts})
+    if (s == schedule_name(k)) return k;
+  throw ValueError("unknown schedule '" + s + "' (expected constant, step, multistep, cosine or cosine-restarts)");
+}
+
+const char* schedule_name(Schedule s) {
+  switch (s) {
+    case Schedule::Constant: return "constant";
+    case Schedule::Step: return "step";
+    case Schedule::MultiStep: return "multistep";
+    case Schedule::Cosine: return "cosine";
+    case Schedule::CosineRestarts: return "cosine-restarts";
+  }
+  return "?";
+}
+
+void TrainConfig::validate() const {
+  GEOLOC_CHECK(steps > 0, ValueError, "steps must be positive, got ", steps);
+  GEOLOC_CHECK(batch_size > 0, ValueError, "batch size must be positive, got ", batch_size);
+  GEOLOC_CHECK(lr > 0.0f && std::isfinite(lr), ValueError, "learning rate must be positive, got ", lr);
+  GEOLOC_CHECK(weight_decay >= 0.0f, ValueError, "weight decay must be >= 0, got ", weight_decay);
+  GEOLOC_CHECK(optimizer == "sgd" || optimizer == "adamw", ValueError, "unknown optimiser '", optimizer,
+               "' (expected sgd or adamw)");
+  GEOLOC_CHECK(warmup_steps >= 0 && warmup_steps < steps, ValueError, "warm-up (", warmup_steps,
+               " steps) must be shorter than training (", steps, " steps)");
+  GEOLOC_CHECK(clip_grad_norm >= 0.0f, ValueError, "gradient clipping must be >= 0, got ", clip_grad_norm);
+  GEOLOC_CHECK(soft_targets_tau_km >= 0.0, ValueError, "soft-target tau must be >= 0 km, got ", soft_targets_tau_km);
+  GEOLOC_CHECK(crop_scale_min > 0.0 && crop_scale_min <= 1.0, ValueError, "crop scale must be in (0, 1], got ",
+               crop_scale_min);
+  GEOLOC_CHECK(eval_every >= 0 && checkpoint_every >= 0, ValueError, "eval/checkpoint intervals must be >= 0");
+  GEOLOC_CHECK(checkpoint_every == 0 || !checkpoint_path.empty(), ValueError,
+               "checkpoints every ", checkpoint_every, " steps need a checkpoint path");
+  Device::parse(device);
+}
+
+float learning_rate(const TrainConfig& c, int64_t step) {
+  if (step < c.warmup_steps) return c.lr * (0.1f + 0.9f * static_cast<float>(step) / static_cast<float>(c.warmup_steps));
+  const int64_t t = step - c.warmup_steps, total = std::max<int64_t>(1, c.steps - c.warmup_steps);
+  switch (c.schedule) {
+    case Schedule::Constant: return c.lr;
+    case Schedule::Step: {
+      const int64_t period = c.step_size > 0 ? c.step_size : std::max<int64_t>(1, total / 3);
+      return c.lr * std::pow(c.gamma, static_cast<float>(t / period));
+    }
+    case Schedule::MultiStep: {
+      int passed = 0;
+      for (int64_t m : c.milestones) passed += step >= m;
+      return c.lr * std::pow(c.gamma, static_cast<float>(passed));
+    }
+    case Schedule::Cosine:
+      return c.lr * 0.5f * (1.0f + std::cos(static_cast<float>(kPi) * static_cast<float>(t) / static_cast<float>(total)));
+    case Schedule::CosineRestarts: {
+      int64_t period = c.step_size > 0 ? c.step_size : std::max<int64_t>(1, total / 4), start = 0;
+      while (t >= start + period) {
+        start += period;
+        period *= std::max(1, c.restart_mult);
+      }
+      return c.lr * 0.5f *
+             (1.0f + std::cos(static_cast<float>(kPi) * static_cast<float>(t - start) / static_cast<float>(period)));
+    }
+  }
+  return c.lr;
+}
+
+// ---------------------------------------------------------------- history
+std::string TrainHistory::to_json() const {
+  nlohmann::json j;
+  j["seconds"] = seconds;
+  j["curve"] = nlohmann::json::array();
+  for (const auto& p : curve)
+    j["curve"].push_back(
+        {{"step", p.step}, {"loss", p.loss}, {"lr", p.lr}, {"images_per_s", p.images_per_s}, {"heads", p.per_head}});
+  j["evals"] = nlohmann::json::array();
+  for (const auto& e : evals) {
+    auto m = e.metrics.to_json();
+    m["step"] = e.step;
+    j["evals"].push_back(m);
+  }
+  return j.dump(1);
+}
+
+void TrainHistory::write(const std::string& stem) const {
+  const std::string json = to_json();
+  write_file_atomic(stem + ".json", [&](std::ostream& os) { os << json << "\n"; }, false);
+  viz::ChartSpec spec;
+  spec.title = "training loss";
+  spec.x_label = "step";
+  spec.y_label = "loss";
+  viz::Series total{"total", {}, {}};
+  std::map<std::string, viz::Series> heads;
+  for (const auto& p : curve) {
+    total.x.push_back(static_cast<double>(p.step));
+    total.y.push_back(p.loss);
+    for (const auto& [h, v] : p.per_head) {
+      auto& s = heads[h];
+      s.name = h;
+      s.x.push_back(static_cast<double>(p.step));
+      s.y.push_back(v);
+    }
+  }
+  spec.series.push_back(std::move(total));
+  for (auto& [h, s] : heads) spec.series.push_back(std::move(s));
+  viz::write_line_chart(stem + ".png", spec);
+}
+
+// ---------------------------------------------------------------- trainer
+struct Trainer::State {
+  std::unique_ptr<optim::Optimizer> opt;
+  Device device;
+  // per geo head: class of every training row (-1 outside the partitioning)
+  std::map<std::string, std::vector<int>> cell_labels;
+  std::map<int, int> country_class;  // ISO code -> class of the country head
+  const Dataset* labelled_for = nullptr;
+};
+
+Trainer::Trainer(GeoModel& model, TrainConfig config) : model_(model), cfg_(std::move(config)), s_(new State) {
+  GEOLOC_CHECK(model.net, ValueError, "trainer: the model has no network");
+  cfg_.validate();
+  s_->device = Device::parse(cfg_.device);
+  model_.net->to(s_->device);
+  const auto params = model_.net->named_parameters();
+  if (cfg_.optimizer == "sgd") {
+    s_->opt = std::make_unique<optim::Sgd>(params, optim::SgdOptions{.lr = cfg_.lr,
+                                                                      .momentum = cfg_.momentum,
+                                                                      .weight_decay = cfg_.weight_decay,
+                                                                      .nesterov = cfg_.nesterov,
+                                                                      .decay_1d = cfg_.decay_bn_and_bias});
+  } else {
+    s_->opt = std::make_unique<optim::AdamW>(
+        params, optim::AdamWOptions{.lr = cfg_.lr, .weight_decay = cfg_.weight_decay, .decay_1d = cfg_.decay_bn_and_bias});
+  }
+  for (size_t i = 0; i < model_.country_codes.size(); ++i) s_->country_class[model_.country_codes[i]] = static_cast<int>(i);
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::build_targets(const Dataset& train) {
+  if (s_->labelled_for == &train) return;
+  s_->cell_labels.clear();
+  for (const auto& gp : model_.partitions) s_->cell_labels[gp.name] = gp.partition->assign_all(train.coords);
+  s_->labelled_for = &train;
+}
+
+Tensor Trainer::make_batch(const Dataset& data, const std::vector<size_t>& rows, int64_t step, bool augment) const {
+  const int crop = model_.preprocess.crop;
+  const auto norm = model_.preprocess.normalization();
+  Tensor batch = Tensor::empty({static_cast<int64_t>(rows.size()), crop, crop, 3});
+  float* dst = batch.data<float>();
+  const image::RandomResizedCropOptions rrc{cfg_.crop_scale_min, 1.0, 3.0 / 4.0, 4.0 / 3.0};
+  const image::ColorJitter jitter{cfg_.jitter, cfg_.jitter, cfg_.jitter, 0.0f};
+#pragma omp parallel for schedule(dynamic, 4)
+  for (size_t j = 0; j < rows.size(); ++j) {
+    const image::Image& src = data.images[rows[j]];
+    image::Image img;
+    if (augment) {
+      // Each sample's randomness is a function of (seed, step, position): thread-count independent.
+      nn::Rng rng(image::mix_seed(cfg_.seed, static_cast<uint64_t>(step) * 65536u + j));
+      img = image::random_resized_crop(src, crop, crop, rng, rrc);
+      if (cfg_.flip && image::rand_uniform(rng, 0.0, 1.0) < 0.5) img = image::flip_horizontal(img);
+      if (cfg_.jitter > 0.0f) img = image::color_jitter(img, jitter, rng);
+    } else {
+      img = image::center_crop(image::resize_shorter(src, model_.preprocess.resize), crop, crop);
+    }
+    image::normalize_into(img, norm, dst + j * static_cast<size_t>(crop) * crop * 3);
+  }
+  return batch.to(s_->device);
+}
+
+const TrainHistory& Trainer::fit(const Dataset& train, const Dataset* val, int64_t until) {
+  const int64_t last = until >= 0 ? std::min(until, cfg_.steps) : cfg_.steps;
+  train.validate("training set");
+  GEOLOC_CHECK(train.size() > 0, ValueError, "training set is empty");
+  build_targets(train);
+  const size_t n = train.size();
+  const size_t b = static_cast<size_t>(cfg_.batch_size);
+  const auto& heads = model_.net->geo_config().heads;
+  Progress progress("train", (last - step_) * cfg_.batch_size, "img", cfg_.progress);
+  const int64_t first_step = step_;
+  // The data order: a fresh permutation per epoch, a function of (seed, epoch) only.
+  int64_t perm_epoch = -1;
+  std::vector<size_t> perm(n);
+  auto row_at = [&](int64_t flat) {
+    const int64_t epoch = flat / static_cast<int64_t>(n);
+    if (epoch != perm_epoch) {
+      std::iota(perm.begin(), perm.end(), size_t{0});
+      nn::Rng rng(image::mix_seed(cfg_.seed ^ 0x5eed, static_cast<uint64_t>(epoch)));
+      for (size_t i = n - 1; i > 0; --i) std::swap(perm[i], perm[image::rand_below(rng, i + 1)]);
+      perm_epoch = epoch;
+    }
+    return perm[static_cast<size_t>(flat % static_cast<int64_t>(n))];
+  };
+  double window_images = 0.0;
+  auto window_start = std::chrono::steady_clock::now();
+  model_.net->train();
+  while (step_ < last) {
+    std::vector<size_t> rows(b);
+    for (size_t j = 0; j < b; ++j) rows[j] = row_at(step_ * static_cast<int64_t>(b) + static_cast<int64_t>(j));
+    Tensor x = make_batch(train, rows, step_, true);
+    nn::MultitaskTargets t;
+    for (const auto& h : heads) {
+      if (h.kind == nn::HeadKind::Partition) {
+        const auto& labels = s_->cell_labels.at(h.name);
+        std::vector<int32_t> l(b);
+        for (size_t j = 0; j < b; ++j) l[j] = labels[rows[j]];
+        if (cfg_.soft_targets_tau_km > 0) {
+          const auto& part = *std::find_if(model_.partitions.begin(), model_.partitions.end(),
+                                           [&](const auto& p) { return p.name == h.name; })->partition;
+          std::vector<float> soft(b * part.size());
+          for (size_t j = 0; j < b; ++j) {
+            const auto y = geo::soft_targets(part, train.coords[rows[j]], cfg_.soft_targets_tau_km);
+            std::copy(y.begin(), y.end(), soft.begin() + j * part.size());
+          }
+          t.soft[h.name] = Tensor::from_vector({static_cast<int64_t>(b), static_cast<int64_t>(part.size())}, soft,
+                                               s_->device);
+        } else {
+          t.labels[h.name] = Tensor::from_labels(l, s_->device);
+        }
+      } else if (h.kind == nn::HeadKind::Scene) {
+        std::vector<int32_t> l(b);
+        for (size_t j = 0; j < b; ++j) l[j] = train.scene[rows[j]];
+        t.labels[h.name] = Tensor::from_labels(l, s_->device);
+      } else if (h.kind == nn::HeadKind::Country) {
+        std::vector<int32_t> l(b);
+        for (size_t j = 0; j < b; ++j) {
+          auto it = s_->country_class.find(train.country[rows[j]]);
+          l[j] = it == s_->country_class.end() ? -1 : it->second;
+        }
+        t.labels[h.name] = Tensor::from_labels(l, s_->device);
+      }
+    }
+    {
+      std::vector<float> ll(2 * b);
+      for (size_t j = 0; j < b; ++j) {
+        ll[2 * j] = static_cast<float>(train.coords[rows[j]].lat * kPi / 180.0);
+        ll[2 * j + 1] = static_cast<float>(train.coords[rows[j]].lng * kPi / 180.0);
+      }
+      t.latlng = Tensor::from_vector({static_cast<int64_t>(b), 2}, ll, s_->device);
+    }
+    const float lr = learning_rate(cfg_, step_);
+    s_->opt->set_lr(lr);
+    s_->opt->zero_grad();
+    model_.net->set_dropout_seed(image::mix_seed(cfg_.seed ^ 0xd0, static_cast<uint64_t>(step_)));
+    const nn::GeoOutput out = model_.net->forward(x);
+    const nn::MultitaskLoss loss = nn::multitask_loss(*model_.net, out, t, cfg_.loss_weights);
+    loss.total.backward();
+    if (cfg_.clip_grad_norm > 0.0f) optim::clip_grad_norm(model_.net->parameters(), cfg_.clip_grad_norm);
+    s_->opt->step();
+    ++step_;
+
+    window_images += static_cast<double>(b);
+    const auto now = std::chrono::steady_clock::now();
+    const double dt = std::chrono::duration<double>(now - window_start).count();
+    CurvePoint cp{step_, loss.total.item(), loss.per_head, lr, dt > 0 ? window_images / dt : 0.0};
+    if (dt > 1.0) {
+      window_images = 0.0;
+      window_start = now;
+    }
+    history_.curve.push_back(cp);
+    char note[96];
+    std::snprintf(note, sizeof note, "step %lld loss %.3f lr %.3g", static_cast<long long>(step_), cp.loss, lr);
+    progress.update((step_ - first_step) * cfg_.batch_size, note);
+
+    if (val && cfg_.eval_every > 0 && (step_ % cfg_.eval_every == 0 || step_ == cfg_.steps)) {
+      history_.evals.push_back({step_, evaluate(model_, *val, "hierarchy")});
+      model_.net->train();
+    }
+    if (!cfg_.checkpoint_path.empty() && cfg_.checkpoint_every > 0 && step_ % cfg_.checkpoint_every == 0)
+      save_checkpoint(cfg_.checkpoint_path);
+  }
+  history_.seconds += progress.elapsed();
+  char note[64];
+  std::snprintf(note, sizeof note, "final loss %.3f", history_.curve.empty() ? 0.0f : history_.curve.back().loss);
+  progress.finish(note);
+  model_.net->eval();
+  return history_;
+}
+
+void Trainer::save_checkpoint(const std::string& path) const {
+  std::vector<safetensors::WriteItem> items;
+  for (const auto& [name, t] : model_.net->state()) items.push_back({"model." + name, t});
+  for (const auto& [name, t] : s_->opt->state()) items.push_back({"optim." + name, t});
+  auto meta = model_.metadata();
+  meta["checkpoint"] = nlohmann::json{{"step", step_}, {"seed", cfg_.seed}, {"optimizer", cfg_.optimizer}}.dump();
+  safetensors::write(path, items, meta);
+}
+
+void Trainer::resume(const std::string& path) {
+  const auto f = safetensors::File::open(path);
+  const auto& meta = f.metadata();
+  auto ck = meta.find("checkpoint");
+  GEOLOC_CHECK(ck != meta.end(), IoError, path, ": not a training checkpoint (no 'checkpoint' metadata)");
+  const auto mine = model_.metadata();
+  for (const char* key : {"arch", "heads"}) {
+    auto it = meta.find(key);
+    GEOLOC_CHECK(it != meta.end() && it->second == mine.at(key), IoError, path, ": checkpoint ", key, " '",
+                 it == meta.end() ? "?" : it->second, "' does not match the model's '", mine.at(key), "'");
+  }
+  const auto j = nlohmann::json::parse(ck->second);
+  GEOLOC_CHECK(j.at("optimizer").get<std::string>() == cfg_.optimizer, IoError, path, ": checkpoint optimiser '",
+               j.at("optimizer").get<std::string>(), "' differs from the configured '", cfg_.optimizer, "'");
+  for (auto& [name, t] : model_.net->state()) {
+    const Tensor src = f.tensor("model." + name);
+    GEOLOC_CHECK(src.shape() == t.shape(), IoError, path, ": tensor 'model.", name, "' has shape ", src.shape().str(),
+                 ", the model expects ", t.shape().str());
+    Tensor dst = t;
+    dst.copy_(src.to(t.device()));
+  }
+  nn::NamedTensors opt_state;
+  for (const auto& e : f.entries())
+    if (e.name.rfind("optim.", 0) == 0) opt_state.emplace_back(e.name.substr(6), f.tensor(e.name).to(s_->device));
+  s_->opt->load_state(opt_state);
+  step_ = j.at("step").get<int64_t>();
+  GEOLOC_CHECK(step_ == s_->opt->steps(), IoError, path, ": checkpoint step ", step_, " disagrees with the optimiser's ",
+               s_->opt->steps());
+}
+
+// ---------------------------------------------------------------- evaluation
+geo::Metrics evaluate(const GeoModel& model, const Dataset& data, const std::string& strategy, int batch_size) {
+  EvalOptions o;
+  o.strategies = {parse_strategy(strategy)};
+  o.batch_size = batch_size;
+  Predictor pred(model);
+  if (!pred.supports(o.strategies[0])) o.strategies = {Strategy::CellMean};
+  const EvalReport r = evaluate_strategies(model, data, nullptr, o);
+  GEOLOC_CHECK(!r.methods.empty(), ValueError, "evaluation: strategy '", strategy, "' is not available for this model");
+  return r.methods.front().second;
+}
+
+// ---------------------------------------------------------------- scene propagation
+size_t propagate_scene_labels(Dataset& train, const nn::ResNetConfig& backbone, int64_t scene_classes,
+                              const Preprocess& preprocess, TrainConfig config) {
+  std::vector<size_t> labelled, unlabelled;
+  for (size_t i = 0; i < train.size(); ++i) (train.scene[i] >= 0 ? labelled : unlabelled).push_back(i);
+  if (unlabelled.empty()) return 0;
+  GEOLOC_CHECK(!labelled.empty(), ValueError, "scene propagation: no row has a scene label");
+  GeoModel helper;
+  nn::GeoNetConfig cfg;
+  cfg.backbone = backbone;
+  cfg.heads = {{"scene", nn::HeadKind::Scene, scene_classes}};
+  helper.net = std::make_shared<nn::GeoNet>(cfg, config.seed);
+  helper.scene_names.resize(static_cast<size_t>(scene_classes));
+  helper.preprocess = preprocess;
+  helper.finalise();
+  const Dataset sub = train.subset(labelled);
+  Trainer t(helper, config);
+  t.fit(sub);
+  const Predictor pred(helper);
+  const Dataset rest = train.subset(unlabelled);
+  for (size_t start = 0; start < rest.size(); start += 256) {
+    const size_t m = std::min<size_t>(256, rest.size() - start);
+    const auto hp = pred.probabilities(eval_batch(helper, rest, start, m));
+    for (size_t j = 0; j < m; ++j) {
+      const auto p = hp.row("scene", static_cast<int64_t>(j));
+      train.scene[unlabelled[start + j]] = static_cast<int>(std::max_element(p.begin(), p.end()) - p.begin());
+    }
+  }
+  return unlabelled.size();
+}
+
+}  // namespace geoloc::pipeline

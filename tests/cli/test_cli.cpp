@@ -1,0 +1,143 @@
+// The `geoloc` program end to end: partition, train, eval, index, predict (with maps), and the
+// contract for bad input: exit status 1, one line on stderr, no partial output file.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "../pipeline/photos.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+struct Run {
+  int status = -1;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Runs `geoloc <args>` with stdout and stderr captured.
+Run run_geoloc(const std::string& args, const fs::path& dir) {
+  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
+  const std::string cmd = std::string(GEOLOC_BIN_DIR) + "/geoloc " + args + " >" + out.string() + " 2>" + err.string();
+  Run r;
+  const int raw = std::system(cmd.c_str());
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+}  // namespace
+
+TEST_CASE("geoloc train, eval, index and predict on generated photos") {
+  const auto train = geoloc::test::make_photos("cli_train", 20, 7), test = geoloc::test::make_photos("cli_test", 4, 8);
+  const fs::path dir = train.dir;
+  const std::string model = (dir / "model.safetensors").string();
+  Run r = run_geoloc("train --train " + train.manifest + " --out " + model +
+                     " --arch resnet:basic:1-1:w8:k3s2:nopool --image-size 32 --resize 40 --cells 40,20 --tau-min 3"
+                     " --scenes even,odd --steps 40 --batch 16 --seed 3",
+                 dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(fs::exists(model));
+  CHECK(fs::exists(dir / "model-curve.png"));
+  const auto curve = nlohmann::json::parse(slurp(dir / "model-curve.json"));
+  CHECK(curve["curve"].size() == 40);
+
+  r = run_geoloc("eval --model " + model + " --data " + test.manifest + " --json " + (dir / "m.json").string(), dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("2500") != std::string::npos);
+  const auto metrics = nlohmann::json::parse(slurp(dir / "m.json"));
+  CHECK(metrics["hierarchy"]["n"] == 16);
+  CHECK(metrics["cell"]["acc_km"]["750"].get<double>() >= 0.75);
+
+  const std::string index = (dir / "index.safetensors").string();
+  r = run_geoloc("index --model " + model + " --data " + train.manifest + " --out " + index, dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(fs::exists(index));
+
+  const std::string img0 = (test.dir / "img/p1_0.png").string(), img1 = (test.dir / "img/p1_1.png").string();
+  r = run_geoloc("predict --model " + model + " --knn " + index + " --strategy knn --map-dir " + (dir / "maps").string() +
+                 " " + img0 + " " + img1,
+             dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  REQUIRE(lines(r.out) == 2);
+  const auto first = nlohmann::json::parse(r.out.substr(0, r.out.find('\n')));
+  CHECK(geoloc::geo::haversine_km({first["latitude"], first["longitude"]}, geoloc::test::kPlaces[1].at) < 750.0);
+  CHECK(first["country"] == 392);
+  CHECK(fs::exists(dir / "maps" / "p1_0.png"));
+  r = run_geoloc("predict --model " + model + " --place --five-crop " + img0 + " " + img1, dir);
+  REQUIRE(r.status == 0);
+  CHECK(lines(r.out) == 1);
+  fs::remove_all(train.dir);
+  fs::remove_all(test.dir);
+}
+
+TEST_CASE("geoloc partition writes several partitionings atomically and names bad lines") {
+  const fs::path dir = fs::temp_directory_path() / ("geoloc_cli_partition_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  {
+    std::ofstream p(dir / "points.csv");
+    p << "id,latitude,longitude\n";
+    for (int i = 0; i < 400; ++i) p << i << "," << (i % 40) * 0.5 << "," << (i / 40) * 0.5 << "\n";
+  }
+  Run r = run_geoloc("partition --input " + (dir / "points.csv").string() + " --output " + (dir / "a.csv").string() + "," +
+                     (dir / "b.csv").string() + " --min 5 --max 200,50",
+                 dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(fs::exists(dir / "a.csv"));
+  CHECK(fs::exists(dir / "b.csv"));
+  std::ofstream(dir / "bad.csv") << "latitude,longitude\n1,2\nabc,3\n";
+  r = run_geoloc("partition --input " + (dir / "bad.csv").string() + " --output " + (dir / "c.csv").string() + " --min 1 --max 10", dir);
+  CHECK(r.status == 1);
+  CHECK(lines(r.err) == 1);
+  CHECK(r.err.find("line 3") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "c.csv"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("bad input: status 1, one line on stderr, no partial output") {
+  const auto set = geoloc::test::make_photos("cli_bad", 2, 9);
+  const fs::path dir = set.dir;
+  struct Case {
+    std::string args, expect, output;
+  };
+  std::ofstream(dir / "corrupt.safetensors") << "\x10\0\0\0\0\0\0\0{\"a\":";
+  std::ofstream(dir / "bad.csv") << "image,latitude,longitude\nimg/p0_0.png,nan,0\n";
+  const std::string out = (dir / "out.safetensors").string();
+  const Case cases[] = {
+      {"predict --model " + (dir / "missing.safetensors").string() + " x.png", "missing.safetensors", ""},
+      {"predict --model " + (dir / "corrupt.safetensors").string() + " x.png", "corrupt.safetensors", ""},
+      {"train --train " + (dir / "bad.csv").string() + " --out " + out, "line 2", out},
+      {"train --train " + set.manifest + " --out " + out + " --arch resnet99", "resnet99", out},
+      {"train --train " + set.manifest + " --out " + out + " --steps -3", "steps", out},
+      {"forward --weights " + (dir / "corrupt.safetensors").string() + " --input x --output " + out, "corrupt", out},
+      {"eval --model " + (dir / "corrupt.safetensors").string() + " --data " + set.manifest, "corrupt", ""},
+      {"train --nope 1", "--nope", ""},
+  };
+  for (const auto& c : cases) {
+    INFO("geoloc ", c.args);
+    const Run r = run_geoloc(c.args, dir);
+    CHECK(r.status == 1);
+    CHECK(lines(r.err) == 1);
+    CHECK(r.err.find(c.expect) != std::string::npos);
+    if (!c.output.empty()) CHECK_FALSE(fs::exists(c.output));
+  }
+  CHECK(run_geoloc("frobnicate", dir).status == 2);
+  fs::remove_all(dir);
+}

@@ -1,0 +1,241 @@
+// End to end on a small generated photo set: train, save, load, predict, evaluate, resume, k-NN,
+// the public API, and clean rejection of bad manifests, corrupt images and malformed model files.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "geoloc/geoloc.hpp"
+#include "geoloc/image/image.hpp"
+#include "geoloc/nn/weights.hpp"
+#include "geoloc/pipeline/eval.hpp"
+#include "geoloc/pipeline/trainer.hpp"
+#include "photos.hpp"
+
+using namespace geoloc;
+namespace fs = std::filesystem;
+
+namespace {
+using test::kPlaces;
+using test::make_photos;
+using test::PhotoSet;
+
+pipeline::ModelSpec tiny_spec() {
+  pipeline::ModelSpec spec;
+  spec.backbone = nn::ResNetConfig::parse("resnet:basic:1-1:w8:k3s2:nopool");
+  spec.cells.tau_max = {40, 20};
+  spec.cells.tau_min = 3;
+  spec.scene_names = {"even", "odd"};
+  spec.preprocess.resize = 40;
+  spec.preprocess.crop = 32;
+  spec.seed = 5;
+  return spec;
+}
+
+pipeline::TrainConfig tiny_train(int64_t steps) {
+  pipeline::TrainConfig tc;
+  tc.steps = steps;
+  tc.batch_size = 16;
+  tc.lr = 0.05f;
+  tc.progress = false;
+  tc.seed = 11;
+  return tc;
+}
+}  // namespace
+
+TEST_CASE("train, save, load, predict and evaluate on generated photos") {
+  const PhotoSet train_set = make_photos("train", 30, 1), test_set = make_photos("test", 8, 2);
+  size_t skipped = 99;
+  pipeline::Dataset train = pipeline::Dataset::from_manifest(train_set.manifest, 40, &skipped, false);
+  const pipeline::Dataset test = pipeline::Dataset::from_manifest(test_set.manifest, 40, nullptr, false);
+  CHECK(skipped == 0);
+  REQUIRE(train.size() == 120);
+  CHECK(train.country[0] == 250);
+
+  pipeline::GeoModel model = pipeline::build_model(tiny_spec(), train.coords, train.country);
+  REQUIRE(model.partitions.size() == 2);
+  CHECK(model.partitions[0].partition->size() <= model.partitions[1].partition->size());
+  REQUIRE(model.hierarchy() != nullptr);
+  pipeline::Trainer trainer(model, tiny_train(60));
+  const auto& hist = trainer.fit(train);
+  REQUIRE(hist.curve.size() == 60);
+  float first = 0, last = 0;
+  for (int i = 0; i < 5; ++i) {
+    first += hist.curve[i].loss / 5;
+    last += hist.curve[55 + i].loss / 5;
+  }
+  INFO("loss from ", first, " to ", last);
+  CHECK(last < 0.6f * first);
+
+  const auto countries = geo::CountryIndex::load_default("110m");
+  const pipeline::EvalReport report = pipeline::evaluate_strategies(model, test, &countries);
+  REQUIRE(report.methods.size() == 3);  // cell, hierarchy, centroid (no k-NN index)
+  for (const auto& [name, m] : report.methods) {
+    INFO(name, ": ", m.to_json().dump());
+    CHECK(m.n == 32);
+    CHECK(m.accuracy[3] >= 0.9);  // within 750 km: the right place
+  }
+  REQUIRE(report.scene_acc.has_value());
+  CHECK(*report.scene_acc >= 0.9);
+  CHECK(report.to_json()["hierarchy"]["acc_km"]["750"].get<double>() >= 0.9);
+
+  // the file round trip gives the same probabilities
+  const std::string path = (train_set.dir / "model.safetensors").string();
+  model.save(path);
+  pipeline::GeoModel loaded = pipeline::GeoModel::load(path);
+  CHECK(loaded.partitions.size() == 2);
+  CHECK(loaded.scene_names == model.scene_names);
+  const Tensor x = pipeline::eval_batch(model, test, 0, 4);
+  const auto a = pipeline::Predictor(model).probabilities(x), b = pipeline::Predictor(loaded).probabilities(x);
+  for (const auto& [name, v] : a.p) {
+    const auto& w = b.p.at(name);
+    REQUIRE(v.size() == w.size());
+    for (size_t i = 0; i < v.size(); ++i) CHECK(v[i] == doctest::Approx(w[i]).epsilon(1e-5));
+  }
+
+  // k-NN: index the training set, then the knn strategy is available and places test photos well
+  const std::string idx = (train_set.dir / "index.safetensors").string();
+  pipeline::build_knn_index(model, train).save(idx);
+  loaded.knn = pipeline::KnnIndex::load(idx);
+  CHECK(loaded.knn.coords.size() == 120);
+  pipeline::EvalOptions eo;
+  eo.strategies = {pipeline::Strategy::Knn};
+  const auto knn = pipeline::evaluate_strategies(loaded, test, nullptr, eo);
+  REQUIRE(knn.methods.size() == 1);
+  CHECK(knn.methods[0].second.accuracy[3] >= 0.9);
+
+  // the public API
+  const Locator loc = Locator::load(path);
+  const Result r = loc.predict(read_image((test_set.dir / "img/p1_0.png").string()));
+  CHECK(geo::haversine_km({r.latitude, r.longitude}, kPlaces[1].at) < 750.0);
+  CHECK(r.country == 392);
+  CHECK(r.country_name == "Japan");
+  CHECK(r.scene == "odd");
+  REQUIRE(!r.top_cells.empty());
+  CHECK(r.top_cells[0].probability >= r.top_cells.back().probability);
+  const Result place = loc.predict_place({read_image((test_set.dir / "img/p2_0.png").string()),
+                                          read_image((test_set.dir / "img/p2_1.png").string())});
+  CHECK(geo::haversine_km({place.latitude, place.longitude}, kPlaces[2].at) < 750.0);
+  fs::remove_all(train_set.dir);
+  fs::remove_all(test_set.dir);
+}
+
+TEST_CASE("resuming from a checkpoint gives the same result as an uninterrupted run") {
+  const PhotoSet set = make_photos("resume", 12, 3);
+  const pipeline::Dataset train = pipeline::Dataset::from_manifest(set.manifest, 40, nullptr, false);
+  auto spec = tiny_spec();
+  spec.dropout = 0.2f;  // the dropout masks must resume too
+  pipeline::GeoModel full = pipeline::build_model(spec, train.coords);
+  pipeline::Trainer(full, tiny_train(12)).fit(train);
+
+  const std::string ck = (set.dir / "ck.safetensors").string();
+  pipeline::GeoModel part = pipeline::build_model(spec, train.coords);
+  {
+    pipeline::Trainer t5(part, tiny_train(12));
+    t5.fit(train, nullptr, 5);  // interrupted after 5 of 12 steps
+    t5.save_checkpoint(ck);
+  }
+  pipeline::GeoModel resumed = pipeline::build_model(spec, train.coords);
+  pipeline::Trainer rest(resumed, tiny_train(12));
+  rest.resume(ck);
+  CHECK(rest.step() == 5);
+  rest.fit(train);
+  const auto sa = full.net->state(), sb = resumed.net->state();
+  REQUIRE(sa.size() == sb.size());
+  double max_diff = 0.0;
+  for (size_t i = 0; i < sa.size(); ++i) {
+    const auto va = sa[i].second.to_vector(), vb = sb[i].second.to_vector();
+    for (size_t k = 0; k < va.size(); ++k) max_diff = std::max(max_diff, static_cast<double>(std::fabs(va[k] - vb[k])));
+  }
+  CHECK(max_diff <= 1e-6);
+
+  // a checkpoint of another architecture is refused
+  auto other = spec;
+  other.backbone = nn::ResNetConfig::parse("resnet:basic:1-1:w4:k3s2:nopool");
+  pipeline::GeoModel wrong = pipeline::build_model(other, train.coords);
+  pipeline::Trainer tw(wrong, tiny_train(12));
+  CHECK_THROWS_AS(tw.resume(ck), IoError);
+  fs::remove_all(set.dir);
+}
+
+TEST_CASE("scene-label propagation labels the unlabelled rows with a helper model") {
+  const PhotoSet set = make_photos("scenes", 16, 4);
+  pipeline::Dataset train = pipeline::Dataset::from_manifest(set.manifest, 40, nullptr, false);
+  std::vector<int> truth = train.scene;
+  for (size_t i = 0; i < train.size(); i += 2) train.scene[i] = -1;  // hide half
+  const auto spec = tiny_spec();
+  const size_t n = pipeline::propagate_scene_labels(train, spec.backbone, 2, spec.preprocess, tiny_train(40));
+  CHECK(n == train.size() / 2);
+  int right = 0;
+  for (size_t i = 0; i < train.size(); i += 2) right += train.scene[i] == truth[i];
+  CHECK(right >= static_cast<int>(n) * 8 / 10);
+  fs::remove_all(set.dir);
+}
+
+TEST_CASE("bad manifests, missing and corrupt images, malformed model files are rejected cleanly") {
+  const PhotoSet set = make_photos("bad", 2, 5);
+  // an unreadable image is skipped and counted, never a crash
+  {
+    std::ofstream(set.dir / "img/broken.png") << "not a png";
+    std::ofstream m(set.manifest, std::ios::app);
+    m << "img/broken.png,10,10,0,\n";
+    m << "img/missing.png,10,10,0,\n";
+  }
+  size_t skipped = 0;
+  const auto d = pipeline::Dataset::from_manifest(set.manifest, 40, &skipped, false);
+  CHECK(d.size() == 8);
+  CHECK(skipped == 2);
+  // a bad row names its line
+  const auto bad = (set.dir / "bad.csv").string();
+  std::ofstream(bad) << "image,latitude,longitude\nimg/p0_0.png,95,0\n";
+  try {
+    pipeline::Dataset::from_manifest(bad, 40, nullptr, false);
+    FAIL("accepted latitude 95");
+  } catch (const ValueError& e) {
+    CHECK(std::string(e.what()).find("line 2") != std::string::npos);
+  }
+  CHECK_THROWS_AS(pipeline::Dataset::from_manifest((set.dir / "nope.csv").string(), 40, nullptr, false), IoError);
+  // model files: truncated, not a model, missing
+  auto spec = tiny_spec();
+  spec.cells.tau_min = 1;
+  pipeline::GeoModel model = pipeline::build_model(spec, d.coords);
+  const auto path = (set.dir / "m.safetensors").string();
+  model.save(path);
+  const auto size = fs::file_size(path);
+  fs::resize_file(path, size / 2);
+  CHECK_THROWS_AS(pipeline::GeoModel::load(path), Error);
+  CHECK_THROWS_AS(Locator::load(path), Error);
+  nn::save_state(*model.net, path);  // plain weights: no geoloc.model metadata
+  CHECK_THROWS_AS(pipeline::GeoModel::load(path), IoError);
+  CHECK_THROWS_AS(pipeline::GeoModel::load((set.dir / "absent.safetensors").string()), IoError);
+  CHECK_THROWS_AS(read_image((set.dir / "img/broken.png").string()), IoError);
+  fs::remove_all(set.dir);
+}
+
+TEST_CASE("learning-rate schedules") {
+  pipeline::TrainConfig c;
+  c.steps = 100;
+  c.lr = 1.0f;
+  c.schedule = pipeline::Schedule::Cosine;
+  CHECK(pipeline::learning_rate(c, 0) == doctest::Approx(1.0));
+  CHECK(pipeline::learning_rate(c, 50) == doctest::Approx(0.5));
+  c.schedule = pipeline::Schedule::MultiStep;
+  c.milestones = {30, 60};
+  CHECK(pipeline::learning_rate(c, 29) == doctest::Approx(1.0));
+  CHECK(pipeline::learning_rate(c, 30) == doctest::Approx(0.1));
+  CHECK(pipeline::learning_rate(c, 99) == doctest::Approx(0.01));
+  c.schedule = pipeline::Schedule::Step;
+  c.step_size = 10;
+  CHECK(pipeline::learning_rate(c, 25) == doctest::Approx(0.01));
+  c.schedule = pipeline::Schedule::CosineRestarts;
+  c.step_size = 10;
+  c.restart_mult = 2;
+  CHECK(pipeline::learning_rate(c, 10) == doctest::Approx(1.0));  // restart
+  CHECK(pipeline::learning_rate(c, 20) == doctest::Approx(0.5));  // middle of the 20-step period
+  c.warmup_steps = 10;
+  c.schedule = pipeline::Schedule::Constant;
+  CHECK(pipeline::learning_rate(c, 0) == doctest::Approx(0.1));
+  CHECK_THROWS_AS(pipeline::parse_schedule("linear"), ValueError);
+}
