@@ -129,40 +129,44 @@ geo::LatLng Predictor::coordinate(const HeadProbabilities& p, int64_t i, Strateg
       for (const auto& gp : model_.partitions) probs.push_back(p.row(gp.name, i));
       return geo::predict_hierarchy(*model_.hierarchy(), *fine.cells(), probs);
     }
-    case Strategy::Knn: {
-      const int64_t d = p.embedding.dim(1);
-      std::vector<float> q(p.embedding.data<float>() + i * d, p.embedding.data<float>() + (i + 1) * d);
-      double norm = 0.0;
-      for (float v : q) norm += static_cast<double>(v) * v;
-      for (float& v : q) v = static_cast<float>(v / std::max(std::sqrt(norm), 1e-12));
-      const auto nbrs = model_.knn.search(q.data(), d, o.knn_k);
-      std::vector<geo::LatLng> pts;
-      std::vector<double> w;
-      for (const auto& [row, sim] : nbrs) {
-        pts.push_back(model_.knn.coords[row]);
-        w.push_back(std::exp((sim - nbrs.front().second) / o.knn_temperature));
-      }
-      geo::LatLng x = geo::spherical_mean(pts, w);
-      if (o.knn_mode == KnnMode::MeanShift) {
-        // Mean shift on the sphere with a Gaussian kernel: moves towards the densest group of neighbours,
-        // which a plain mean of two distant clusters would miss.
-        for (int it = 0; it < 20; ++it) {
-          std::vector<double> wk(pts.size());
-          for (size_t k = 0; k < pts.size(); ++k) {
-            const double dk = geo::haversine_km(x, pts[k]) / o.mean_shift_bandwidth_km;
-            wk[k] = w[k] * std::exp(-0.5 * dk * dk) + 1e-300;
-          }
-          const geo::LatLng nx = geo::spherical_mean(pts, wk);
-          const double moved = geo::haversine_km(nx, x);
-          x = nx;
-          if (moved < 0.1) break;
-        }
-      }
-      return x;
-    }
+    case Strategy::Knn:
+      return knn_coordinate(model_.knn, p.embedding.data<float>() + i * p.embedding.dim(1), p.embedding.dim(1), o);
+    case Strategy::Regression: break;  // handled above
   }
   return {};
 }
+
+geo::LatLng knn_coordinate(const KnnIndex& index, const float* query, int64_t dim, const PredictOptions& o) {
+  std::vector<float> q(query, query + dim);
+  double norm = 0.0;
+  for (float v : q) norm += static_cast<double>(v) * v;
+  for (float& v : q) v = static_cast<float>(v / std::max(std::sqrt(norm), 1e-12));
+  const auto nbrs = index.search(q.data(), dim, o.knn_k);
+  std::vector<geo::LatLng> pts;
+  std::vector<double> w;
+  for (const auto& [row, sim] : nbrs) {
+    pts.push_back(index.coords[row]);
+    w.push_back(std::exp((sim - nbrs.front().second) / o.knn_temperature));
+  }
+  geo::LatLng x = geo::spherical_mean(pts, w);
+  if (o.knn_mode == KnnMode::MeanShift) {
+    // Mean shift on the sphere with a Gaussian kernel: moves towards the densest group of neighbours,
+    // which a plain mean of two distant clusters would miss.
+    for (int it = 0; it < 20; ++it) {
+      std::vector<double> wk(pts.size());
+      for (size_t k = 0; k < pts.size(); ++k) {
+        const double dk = geo::haversine_km(x, pts[k]) / o.mean_shift_bandwidth_km;
+        wk[k] = w[k] * std::exp(-0.5 * dk * dk) + 1e-300;
+      }
+      const geo::LatLng nx = geo::spherical_mean(pts, wk);
+      const double moved = geo::haversine_km(nx, x);
+      x = nx;
+      if (moved < 0.1) break;
+    }
+  }
+  return x;
+}
+
 
 Prediction Predictor::decide(const HeadProbabilities& p, int64_t i, const PredictOptions& o) const {
   Prediction r;

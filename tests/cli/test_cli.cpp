@@ -141,3 +141,40 @@ TEST_CASE("bad input: status 1, one line on stderr, no partial output") {
   CHECK(run_geoloc("frobnicate", dir).status == 2);
   fs::remove_all(dir);
 }
+
+TEST_CASE("geoloc demo --quick: the embedded benchmark end to end, metrics.json in its stable shape") {
+  const fs::path dir = fs::temp_directory_path() / ("geoloc_cli_demo_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const Run r = run_geoloc("demo --quick --maps 1 --out " + (dir / "out").string(), dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("test_unseen_rendering") != std::string::npos);
+  for (const char* f : {"model.safetensors", "knn.safetensors", "metrics.json", "training-curve.png",
+                        "training-curve.json", "test-views.png", "maps/test_unseen_rendering-0.png"})
+    CHECK_MESSAGE(fs::exists(dir / "out" / f), f);
+  const auto m = nlohmann::json::parse(slurp(dir / "out" / "metrics.json"));
+  for (const char* split : {"test_unseen_rendering", "test_seen_rendering"}) {
+    INFO(split);
+    const auto& s = m.at("splits").at(split);
+    for (const char* method : {"model", "model_hierarchy", "model_centroid", "model_knn", "random", "top_cell", "color_knn"}) {
+      INFO(method);
+      const auto& j = s.at(method);
+      CHECK(j.at("n").get<int>() == 500);
+      for (const char* t : {"1", "25", "200", "750", "2500"}) {
+        const double a = j.at("acc_km").at(t).get<double>();
+        CHECK(a >= 0.0);
+        CHECK(a <= 1.0);
+      }
+      CHECK(j.at("median_km").get<double>() > 0.0);
+      CHECK(j.contains("geoguessr"));
+      CHECK(j.contains("country_acc"));
+      CHECK(j.contains("scene_acc"));
+    }
+    // the trained model must beat a uniform random guess clearly
+    CHECK(s["model_hierarchy"]["acc_km"]["2500"].get<double>() > 2.0 * s["random"]["acc_km"]["2500"].get<double>());
+    CHECK(s["model_hierarchy"]["geoguessr"].get<double>() > s["random"]["geoguessr"].get<double>() + 150.0);
+    CHECK(s["model"]["scene_acc"].get<double>() > 1.0 / 7.0);
+    CHECK(s["random"]["scene_acc"].is_null());
+  }
+  fs::remove_all(dir);
+}

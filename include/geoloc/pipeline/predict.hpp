@@ -58,6 +58,11 @@ struct Prediction {
   int country = -1;  // ISO 3166-1 numeric of the predicted coordinate (or of the country head), -1 at sea
 };
 
+/// The k-NN coordinate of one query vector (any length; normalised here) against `index`: the
+/// weighted spherical mean of the neighbours' coordinates, weights exp((sim - best) / T), optionally
+/// refined by mean shift. Used for the model's embeddings and for the colour-histogram baseline.
+geo::LatLng knn_coordinate(const KnnIndex& index, const float* query, int64_t dim, const PredictOptions& o);
+
 class Predictor {
  public:
   /// `countries` (optional) gives country codes and snapping to land; it must outlive the predictor.

@@ -1,0 +1,39 @@
+#pragma once
+// The embedded Earth geolocation benchmark behind `geoloc demo`: build the Earth-views data set,
+// propagate scene labels, partition the training coordinates, train the multitask network, and
+// evaluate the model's strategies next to simple baselines on two test splits.
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace geoloc::pipeline {
+
+struct DemoConfig {
+  /// "multitask" (S2 cells + scene, L = L_geo + L_scene), "worldnet" (k-means clusters, centroid
+  /// interpolation, snapped to land) or "regression" (haversine regression of the coordinates).
+  std::string preset = "multitask";
+  /// "quick" (< 30 s on 2 cores), "default" (< 3 min on 2 cores) or "large" (for a GPU).
+  std::string size = "default";
+  std::string out_dir = "demo-out";
+  std::string device = "cpu";
+  uint64_t seed = 1;
+  int maps = 3;  // probability maps written per test split
+  int64_t steps = 0;   // training steps of the main network; 0 = the size's recipe
+  std::string optimizer;  // "sgd" or "adamw"; empty = the recipe's
+  bool progress = true;
+};
+
+struct DemoResult {
+  /// {"splits": {SPLIT: {METHOD: {"n", "acc_km": {"1","25","200","750","2500"}, "median_km",
+  /// "geoguessr", "country_acc", "scene_acc"}}}, ...}; METHOD among model, model_hierarchy,
+  /// model_centroid, model_knn, random, top_cell, color_knn.
+  nlohmann::json metrics;
+  std::string report;  // the printed tables
+  double seconds = 0.0;
+};
+
+/// Runs the demo, writing everything under config.out_dir (model.safetensors, knn.safetensors,
+/// metrics.json, training-curve.{png,json}, maps/*.png, test-views.png). Progress goes to stderr.
+DemoResult run_demo(const DemoConfig& config);
+
+}  // namespace geoloc::pipeline

@@ -1,0 +1,295 @@
+#include "geoloc/pipeline/demo.hpp"
+
+#include <omp.h>
+
+#include <chrono>
+#include <cstdarg>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+
+#include "geoloc/atomic_file.hpp"
+#include "geoloc/earth/imagery.hpp"
+#include "geoloc/earth/scene.hpp"
+#include "geoloc/earth/views.hpp"
+#include "geoloc/geo/countries.hpp"
+#include "geoloc/pipeline/eval.hpp"
+#include "geoloc/pipeline/trainer.hpp"
+#include "geoloc/progress.hpp"
+#include "geoloc/viz/probability_map.hpp"
+
+namespace geoloc::pipeline {
+
+namespace {
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// A stage line on stderr (printf-style), when progress is on.
+void say(const DemoConfig& c, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+void say(const DemoConfig& c, const char* fmt, ...) {
+  if (!c.progress) return;
+  va_list ap;
+  va_start(ap, fmt);
+  std::vfprintf(stderr, fmt, ap);
+  va_end(ap);
+}
+
+// The training recipe per size: data, network input, steps. Calibrated on the 2-core CI machine so
+// that "quick" stays under 30 s and "default" under 3 minutes, end to end.
+struct Recipe {
+  earth::EarthViewsConfig data;
+  int64_t steps = 0, helper_steps = 0;
+  int batch = 64;
+  float lr = 0.05f;
+};
+
+Recipe recipe(const std::string& size, uint64_t seed) {
+  Recipe r;
+  if (size == "quick") {
+    r.data = earth::EarthViewsConfig::quick();
+    r.steps = 600;
+    r.helper_steps = 120;
+    r.batch = 32;
+  } else if (size == "default") {
+    r.data = earth::EarthViewsConfig::default_();
+    // 48 px views cover 400-1000 km at 8-20 km a pixel, about the imagery's own resolution, and train
+    // 1.8x faster than 64 px: the budget goes to more steps instead.
+    r.data.image_size = 48;
+    r.steps = 1500;
+    r.helper_steps = 300;
+    r.batch = 64;
+  } else if (size == "large") {
+    r.data = earth::EarthViewsConfig::large();
+    r.steps = 20000;
+    r.helper_steps = 2000;
+    r.batch = 256;
+    r.lr = 0.1f;
+  } else {
+    throw ValueError("unknown demo size '" + size + "' (expected quick, default or large)");
+  }
+  r.data.seed = seed;
+  return r;
+}
+
+Dataset to_dataset(const earth::EarthSplit& s) {
+  Dataset d;
+  d.images.resize(s.n());
+  for (size_t i = 0; i < s.n(); ++i) {
+    d.images[i] = image::Image(s.size, s.size);
+    std::copy(s.view(i), s.view(i) + s.view_bytes(), d.images[i].pixels.begin());
+  }
+  d.coords = s.location;
+  d.scene = s.scene;
+  d.country = s.country;
+  return d;
+}
+
+// Baseline metrics: the predicted coordinates of a method, countries looked up from them.
+nlohmann::json method_json(const std::vector<geo::LatLng>& pred, const Dataset& truth, const geo::CountryIndex& countries,
+                           std::optional<double> scene_acc, geo::Metrics* out = nullptr) {
+  const std::vector<int> pc = countries.country_codes(pred);
+  const geo::Metrics m = geo::compute_metrics(pred, truth.coords, geo::kDefaultThresholdsKm, pc, truth.country);
+  if (out) *out = m;
+  nlohmann::json j = m.to_json();
+  j["scene_acc"] = scene_acc ? nlohmann::json(*scene_acc) : nlohmann::json(nullptr);
+  return j;
+}
+}  // namespace
+
+DemoResult run_demo(const DemoConfig& c) {
+  const auto t0 = Clock::now();
+  GEOLOC_CHECK(c.preset == "multitask" || c.preset == "worldnet" || c.preset == "regression", ValueError,
+               "unknown demo preset '", c.preset, "' (expected multitask, worldnet or regression)");
+  Recipe r = recipe(c.size, c.seed);
+  if (c.steps > 0) r.steps = c.steps;
+  const Device device = Device::parse(c.device);
+  fs::create_directories(fs::path(c.out_dir) / "maps");
+
+  // ---- data
+  say(c, "[1/6] loading imagery and country polygons\n");
+  const earth::EarthImagery imagery = earth::EarthImagery::load();
+  const geo::CountryIndex countries = geo::CountryIndex::load_default();
+  say(c, "[2/6] rendering the Earth-views data set\n");
+  Progress data_progress("  views", 100, "%", c.progress);
+  const earth::EarthViews views = earth::build_earth_views(r.data, imagery, countries, [&](std::string_view stage, double f) {
+    data_progress.update(static_cast<int64_t>(100 * f), std::string(stage));
+  });
+  data_progress.finish(std::to_string(views.train.n()) + " training views, " +
+                       std::to_string(views.test_unseen_rendering.n() + views.test_seen_rendering.n()) + " test views");
+  Dataset train = to_dataset(views.train);
+  const std::vector<std::pair<std::string, Dataset>> tests = {{"test_unseen_rendering", to_dataset(views.test_unseen_rendering)},
+                                                              {"test_seen_rendering", to_dataset(views.test_seen_rendering)}};
+  earth::save_contact_sheet(views.test_unseen_rendering, (fs::path(c.out_dir) / "test-views.png").string(), 32, 8, 2);
+
+  std::vector<std::string> scenes;
+  for (int s = 0; s < earth::kNumScenes; ++s) scenes.emplace_back(earth::scene_name(s));
+  const int size = r.data.image_size;
+  TrainConfig tc;
+  tc.batch_size = r.batch;
+  tc.lr = r.lr;
+  tc.steps = r.steps;
+  tc.warmup_steps = std::max<int64_t>(1, r.steps / 20);
+  tc.weight_decay = 5e-4f;
+  tc.crop_scale_min = 0.7;
+  tc.jitter = 0.1f;
+  tc.seed = c.seed;
+  tc.device = c.device;
+  if (!c.optimizer.empty()) tc.optimizer = c.optimizer;
+  if (tc.optimizer == "adamw") {
+    tc.lr = 2e-3f;
+    tc.weight_decay = 0.05f;
+  }
+  tc.progress = c.progress;
+  Preprocess pp;
+  pp.resize = size;
+  pp.crop = size;
+
+  // ---- scene-label propagation (the helper network of the seed paper)
+  size_t labelled = 0;
+  for (int s : train.scene) labelled += s >= 0;
+  say(c, "[3/6] scene-label propagation: a helper network trained on %zu labelled views labels the other %zu\n",
+      labelled, train.size() - labelled);
+  TrainConfig helper = tc;
+  helper.steps = r.helper_steps;
+  helper.warmup_steps = std::max<int64_t>(1, r.helper_steps / 10);
+  propagate_scene_labels(train, nn::ResNetConfig::small(), earth::kNumScenes, pp, helper);
+  size_t right = 0, total = 0;
+  for (size_t i = 0; i < train.size(); ++i)
+    if (views.train.scene[i] < 0) {
+      ++total;
+      right += train.scene[i] == views.train.scene_truth[i];
+    }
+  const double propagation_acc = total ? static_cast<double>(right) / total : 1.0;
+
+  // ---- the model
+  say(c, "[4/6] partitioning %zu training coordinates and training the network\n", train.size());
+  ModelSpec spec;
+  spec.backbone = nn::ResNetConfig::small();
+  spec.preprocess = pp;
+  spec.seed = c.seed;
+  const int64_t n = static_cast<int64_t>(train.size());
+  std::vector<Strategy> strategies;
+  if (c.preset == "worldnet") {
+    spec.kmeans_k = static_cast<int>(std::clamp<int64_t>(n / 60, 16, 1024));
+    strategies = {Strategy::CellMean, Strategy::Centroid, Strategy::Knn};
+  } else if (c.preset == "regression") {
+    spec.coords_head = true;
+    spec.cells.tau_max = {std::max<int64_t>(n / 40, 20)};
+    spec.cells.tau_min = std::max<int64_t>(n / 2000, 5);
+    spec.scene_names = scenes;
+    strategies = {Strategy::Regression, Strategy::CellMean, Strategy::Knn};
+  } else {
+    // Three partitionings, coarse to fine, scaled to the data as tau 5000/2000/1000 are to MP-16's 4.7M photos.
+    spec.cells.tau_max = {std::max<int64_t>(n / 12, 40), std::max<int64_t>(n / 30, 20), std::max<int64_t>(n / 80, 10)};
+    spec.cells.tau_min = std::max<int64_t>(n / 2000, 5);
+    spec.scene_names = scenes;
+    strategies = {Strategy::CellMean, Strategy::Hierarchy, Strategy::Centroid, Strategy::Knn};
+  }
+  GeoModel model = build_model(spec, train.coords, train.country);
+  for (const auto& p : model.partitions)
+    say(c, "  partitioning %s: %zu classes\n", p.name.c_str(), p.partition->size());
+  Trainer trainer(model, tc);
+  const TrainHistory& hist = trainer.fit(train);
+  const std::string model_path = (fs::path(c.out_dir) / "model.safetensors").string();
+  model.save(model_path);
+  hist.write((fs::path(c.out_dir) / "training-curve").string());
+
+  // ---- k-NN index of the training embeddings
+  say(c, "[5/6] indexing the training embeddings for k-NN\n");
+  model.knn = build_knn_index(model, train);
+  model.knn.save((fs::path(c.out_dir) / "knn.safetensors").string());
+
+  // ---- evaluation
+  say(c, "[6/6] evaluating on the two test splits\n");
+  const Tensor train_hist = earth::colour_histograms(views.train);
+  const KnnIndex colour_index = KnnIndex::build(train_hist, train.coords);
+  // The most populous cell of the finest partitioning (or the class with most training points).
+  const auto& fine = *model.finest().partition;
+  size_t top = 0;
+  for (size_t k = 1; k < fine.size(); ++k)
+    if (fine.count(k) > fine.count(top)) top = k;
+  std::unique_ptr<viz::MapRenderer> maps;
+  if (c.maps > 0) maps = std::make_unique<viz::MapRenderer>(fine, imagery.rendering(earth::Rendering::BlueMarbleJul).image());
+
+  DemoResult out;
+  out.metrics["preset"] = c.preset;
+  out.metrics["size"] = c.size;
+  out.metrics["scene_propagation_acc"] = propagation_acc;
+  out.metrics["train_views"] = train.size();
+  std::string report;
+  char buf[256];
+  const earth::EarthSplit* split_src[] = {&views.test_unseen_rendering, &views.test_seen_rendering};
+  for (size_t si = 0; si < tests.size(); ++si) {
+    const auto& [split, data] = tests[si];
+    EvalOptions eo;
+    eo.strategies = strategies;
+    eo.predict.snap_to_land = c.preset == "worldnet";
+    const EvalReport er = evaluate_strategies(model, data, &countries, eo);
+    std::vector<std::pair<std::string, geo::Metrics>> table;
+    auto& js = out.metrics["splits"][split];
+    for (const auto& [name, m] : er.methods) {
+      const std::string method = name == "cell"       ? "model"
+                                 : name == "hierarchy" ? "model_hierarchy"
+                                 : name == "centroid"  ? "model_centroid"
+                                 : name == "knn"       ? "model_knn"
+                                                       : "model_" + name;
+      nlohmann::json j = m.to_json();
+      j["scene_acc"] = er.scene_acc ? nlohmann::json(*er.scene_acc) : nlohmann::json(nullptr);
+      js[method] = j;
+      table.emplace_back(method, m);
+    }
+    // baselines on the same split
+    std::mt19937_64 rng(c.seed * 7919 + si);
+    std::uniform_real_distribution<double> uz(-1.0, 1.0), ul(-180.0, 180.0);
+    std::vector<geo::LatLng> random(data.size()), top_cell(data.size(), fine.center(top)), colour(data.size());
+    for (auto& p : random) p = {std::asin(uz(rng)) * 180.0 / 3.14159265358979323846, ul(rng)};
+    const Tensor test_hist = earth::colour_histograms(*split_src[si]);
+    PredictOptions po;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < data.size(); ++i)
+      colour[i] = knn_coordinate(colour_index, test_hist.data<float>() + i * test_hist.dim(1), test_hist.dim(1), po);
+    for (const auto& [method, pred] : {std::pair{"random", &random}, {"top_cell", &top_cell}, {"color_knn", &colour}}) {
+      geo::Metrics m;
+      js[method] = method_json(*pred, data, countries, std::nullopt, &m);
+      table.emplace_back(method, m);
+    }
+    std::snprintf(buf, sizeof buf, "\n%s (%zu views%s)\n", split.c_str(), data.size(),
+                  si == 0 ? "; renderings never seen in training, unseen regions" : "; training renderings, unseen regions");
+    report += buf + geo::format_metrics_table(table);
+    if (er.scene_acc) {
+      std::snprintf(buf, sizeof buf, "scene accuracy (model): %.1f %%\n", 100.0 * *er.scene_acc);
+      report += buf;
+    }
+    // probability maps of the first few views, with the truth
+    const auto& best = er.predicted.count("hierarchy") ? er.predicted.at("hierarchy") : er.predicted.begin()->second;
+    for (int k = 0; maps && k < c.maps && k < static_cast<int>(data.size()); ++k) {
+      viz::ProbabilityMapSpec ms;
+      ms.title = split + " view " + std::to_string(k);
+      ms.truth = data.coords[k];
+      ms.prediction = best[k];
+      ms.log_scale = true;
+      ms.top_k = 3;
+      maps->write((fs::path(c.out_dir) / "maps" / (split + "-" + std::to_string(k) + ".png")).string(),
+                  er.probabilities.row(model.finest().name, k), ms);
+    }
+  }
+  std::snprintf(buf, sizeof buf, "\nscene labels propagated to unlabelled training views: %.1f %% agree with the rule\n",
+                100.0 * propagation_acc);
+  report += buf;
+  out.seconds = since(t0);
+  out.metrics["seconds"] = out.seconds;
+  const std::string mj = out.metrics.dump(2);
+  write_file_atomic((fs::path(c.out_dir) / "metrics.json").string(), [&](std::ostream& os) { os << mj << "\n"; }, false);
+  std::snprintf(buf, sizeof buf,
+                "\nwrote %s/: model.safetensors, knn.safetensors, metrics.json, training-curve.png/.json, maps/*.png, "
+                "test-views.png (%.0f s)\n",
+                c.out_dir.c_str(), out.seconds);
+  report += buf;
+  out.report = report;
+  return out;
+}
+
+}  // namespace geoloc::pipeline
