@@ -1,7 +1,7 @@
 set(GEOLOC_COMPONENT_TARGETS "")
 
 function(geoloc_warnings target)
-  target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wno-unused-parameter -Wno-maybe-uninitialized>)
+  target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wno-unused-parameter -Wno-maybe-uninitialized -Wno-missing-field-initializers>)
 endfunction()
 
 function(geoloc_optimise target)

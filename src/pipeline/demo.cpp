@@ -105,7 +105,7 @@ DemoResult run_demo(const DemoConfig& c) {
                "unknown demo preset '", c.preset, "' (expected multitask, worldnet or regression)");
   Recipe r = recipe(c.size, c.seed);
   if (c.steps > 0) r.steps = c.steps;
-  const Device device = Device::parse(c.device);
+  Device::parse(c.device);  // a bad device name fails before any work
   fs::create_directories(fs::path(c.out_dir) / "maps");
 
   // ---- data

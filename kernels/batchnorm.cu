@@ -1,0 +1,424 @@
+// Batch norm (channels last) and the per-channel fusions of include/geoloc/cuda/fusion.hpp.
+//
+// Own kernels rather than cuDNN's batch norm: the backend contract has optional outputs (dx, dgamma,
+// dbeta may be undefined) and is also called with statistics that are not the batch's (ops.cpp's
+// eval-mode backward passes the running mean and an invstd from the running variance); cuDNN does not
+// document that its backward uses the saved statistics it is given in every case, and its running
+// variance and reduction order differ from the CPU reference. These kernels follow
+// src/core/cpu_backend.cpp step for step: per-channel sums accumulated in double, the same formulas for
+// mean / biased variance / invstd / unbiased running variance, then one apply pass. The reduction is
+// deterministic (fixed split of the rows, partial sums combined in a fixed order).
+#include <algorithm>
+#include <cstdint>
+
+#include "cuda_common.cuh"
+#include "device.cuh"
+#include "geoloc/cuda/fusion.hpp"
+#include "internal.cuh"
+
+namespace geoloc::cuda {
+namespace {
+using detail::expect;
+
+constexpr int kRowsPerBlock = 8;  // blockDim = (32 channels, 8 rows)
+
+enum ReduceMode : int { kSum = 0, kSumSq = 1, kSumDyXhat = 2 };
+
+// partial[(split*2 + {0,1}) * C + c]: the two sums of channel c over the rows of one split.
+__global__ void channel_reduce_kernel(const float* __restrict__ a, const float* __restrict__ b,
+                                      const float* __restrict__ mean, const float* __restrict__ invstd,
+                                      int64_t rows, int64_t C, int mode, double* __restrict__ partial) {
+  __shared__ double sh1[kRowsPerBlock][32], sh2[kRowsPerBlock][32];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t c = blockIdx.x * 32LL + tx;
+  double s1 = 0.0, s2 = 0.0;
+  if (c < C) {
+    const float mu = mode == kSumDyXhat ? mean[c] : 0.0f, is = mode == kSumDyXhat ? invstd[c] : 0.0f;
+    for (int64_t r = blockIdx.y * int64_t(kRowsPerBlock) + ty; r < rows;
+         r += int64_t(gridDim.y) * kRowsPerBlock) {
+      const float v = a[r * C + c];
+      s1 += v;
+      if (mode == kSumSq)
+        s2 += static_cast<double>(v) * v;
+      else if (mode == kSumDyXhat)
+        s2 += static_cast<double>(v) * (b[r * C + c] - mu) * is;
+    }
+  }
+  sh1[ty][tx] = s1;
+  sh2[ty][tx] = s2;
+  __syncthreads();
+  if (ty == 0 && c < C) {
+    for (int k = 1; k < kRowsPerBlock; ++k) {
+      s1 += sh1[k][tx];
+      s2 += sh2[k][tx];
+    }
+    partial[(blockIdx.y * 2LL) * C + c] = s1;
+    partial[(blockIdx.y * 2LL + 1) * C + c] = s2;
+  }
+}
+
+__device__ __forceinline__ void combine(const double* partial, int splits, int64_t C, int64_t c, double& s1,
+                                        double& s2) {
+  s1 = 0.0;
+  s2 = 0.0;
+  for (int k = 0; k < splits; ++k) {
+    s1 += partial[(2LL * k) * C + c];
+    s2 += partial[(2LL * k + 1) * C + c];
+  }
+}
+
+__global__ void bn_train_finalize_kernel(const double* partial, int splits, int64_t C, int64_t m,
+                                         const float* gamma, const float* beta, float momentum, float eps,
+                                         float* rm, float* rv, float* save_mean, float* save_invstd,
+                                         float* scale, float* shift) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (c >= C) return;
+  double sum, sumsq;
+  combine(partial, splits, C, c, sum, sumsq);
+  const double mu = sum / m;
+  const double var = fmax(0.0, sumsq / m - mu * mu);
+  const float mean = static_cast<float>(mu);
+  const float invstd = static_cast<float>(1.0 / sqrt(var + eps));
+  const double unbiased = m > 1 ? var * m / (m - 1) : var;
+  save_mean[c] = mean;
+  save_invstd[c] = invstd;
+  rm[c] = static_cast<float>((1.0 - momentum) * rm[c] + momentum * mu);
+  rv[c] = static_cast<float>((1.0 - momentum) * rv[c] + momentum * unbiased);
+  const float sc = invstd * gamma[c];
+  scale[c] = sc;
+  shift[c] = beta[c] - mean * sc;
+}
+
+__global__ void bn_eval_fold_kernel(int64_t C, const float* gamma, const float* beta, const float* rm,
+                                    const float* rv, float eps, float* scale, float* shift) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (c >= C) return;
+  const float sc = gamma[c] / sqrtf(rv[c] + eps);
+  scale[c] = sc;
+  shift[c] = beta[c] - rm[c] * sc;
+}
+
+__global__ void bn_fold_kernel(int64_t C, const float* gamma, const float* beta, const float* mean,
+                               const float* invstd, float* scale, float* shift) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (c >= C) return;
+  const float sc = gamma[c] * invstd[c];
+  scale[c] = sc;
+  shift[c] = beta[c] - mean[c] * sc;
+}
+
+// k1 = gamma*invstd, mdy = mean(dy), mdyx = mean(dy*xhat) per channel (+ dgamma, dbeta when wanted).
+__global__ void bn_bwd_finalize_kernel(const double* partial, int splits, int64_t C, int64_t m,
+                                       const float* gamma, const float* invstd, float* dgamma, float* dbeta,
+                                       float* k1, float* mdy, float* mdyx) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (c >= C) return;
+  double sdy, sdyx;
+  combine(partial, splits, C, c, sdy, sdyx);
+  if (dgamma) dgamma[c] = static_cast<float>(sdyx);
+  if (dbeta) dbeta[c] = static_cast<float>(sdy);
+  k1[c] = gamma[c] * invstd[c];
+  mdy[c] = static_cast<float>(sdy / m);
+  mdyx[c] = static_cast<float>(sdyx / m);
+}
+
+__global__ void colsum_finalize_kernel(const double* partial, int splits, int64_t C, float* out) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (c >= C) return;
+  double s1, s2;
+  combine(partial, splits, C, c, s1, s2);
+  out[c] = static_cast<float>(s1);
+}
+
+// y = act(x*scale[c] + shift[c] (+ res)). Idx is uint32_t when the tensor is small enough, since a 64-bit
+// modulo per element would make this memory-bound kernel compute-bound. V4: float4 loads and stores
+// (C % 4 == 0 and every pointer 16-byte aligned).
+template <class Idx, bool V4>
+__global__ void scale_shift_act_kernel(const float* __restrict__ x, const float* __restrict__ scale,
+                                       const float* __restrict__ shift, const float* res, float* y, Idx n,
+                                       Idx C, bool relu) {
+  const Idx stride = Idx(gridDim.x) * blockDim.x;
+  if constexpr (V4) {
+    const Idx n4 = n / 4, c4 = C / 4;
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+    const float4* r4 = reinterpret_cast<const float4*>(res);
+    const float4* s4 = reinterpret_cast<const float4*>(scale);
+    const float4* h4 = reinterpret_cast<const float4*>(shift);
+    float4* y4 = reinterpret_cast<float4*>(y);
+    for (Idx i = Idx(blockIdx.x) * blockDim.x + threadIdx.x; i < n4; i += stride) {
+      const Idx c = i % c4;
+      const float4 v = x4[i], s = __ldg(s4 + c), h = __ldg(h4 + c);
+      float4 o{v.x * s.x + h.x, v.y * s.y + h.y, v.z * s.z + h.z, v.w * s.w + h.w};
+      if (res) {
+        const float4 r = r4[i];
+        o.x += r.x, o.y += r.y, o.z += r.z, o.w += r.w;
+      }
+      if (relu) {
+        o.x = o.x > 0.0f ? o.x : 0.0f, o.y = o.y > 0.0f ? o.y : 0.0f;
+        o.z = o.z > 0.0f ? o.z : 0.0f, o.w = o.w > 0.0f ? o.w : 0.0f;
+      }
+      y4[i] = o;
+    }
+  } else {
+    for (Idx i = Idx(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+      const Idx c = i % C;
+      float o = x[i] * __ldg(scale + c) + __ldg(shift + c);
+      if (res) o += res[i];
+      if (relu) o = o > 0.0f ? o : 0.0f;
+      y[i] = o;
+    }
+  }
+}
+
+template <class Idx>
+__global__ void bn_bwd_dx_kernel(const float* __restrict__ dy, const float* __restrict__ x,
+                                 const float* __restrict__ mean, const float* __restrict__ invstd,
+                                 const float* __restrict__ k1, const float* __restrict__ mdy,
+                                 const float* __restrict__ mdyx, float* dx, Idx n, Idx C) {
+  const Idx stride = Idx(gridDim.x) * blockDim.x;
+  for (Idx i = Idx(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const Idx c = i % C;
+    const float xhat = (x[i] - mean[c]) * invstd[c];
+    dx[i] = k1[c] * (dy[i] - mdy[c] - xhat * mdyx[c]);
+  }
+}
+
+float* fp(const Tensor& t) { return t.defined() ? static_cast<float*>(t.raw()) : nullptr; }
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+unsigned grid_for(Context& ctx, int64_t n) {
+  return detail::blocks_for(n, dev::kThreads, int64_t(ctx.sm_count()) * 16);
+}
+
+// How many row splits the per-channel reduction uses: enough blocks to fill the device.
+int plan_splits(Context& ctx, int64_t rows, int64_t C) {
+  const int64_t cblocks = (C + 31) / 32;
+  int64_t splits = std::max<int64_t>(1, (int64_t(ctx.sm_count()) * 8) / cblocks);
+  splits = std::min<int64_t>({splits, (rows + kRowsPerBlock - 1) / kRowsPerBlock, int64_t(1024)});
+  return static_cast<int>(std::max<int64_t>(splits, 1));
+}
+
+void channel_reduce(Context& ctx, const float* a, const float* b, const float* mean, const float* invstd,
+                    int64_t rows, int64_t C, int mode, double* partial, int splits) {
+  const int64_t cblocks = (C + 31) / 32;
+  cudaStream_t s = detail::stream_of(ctx);
+  channel_reduce_kernel<<<dim3(static_cast<unsigned>(cblocks), static_cast<unsigned>(splits)),
+                          dim3(32, kRowsPerBlock), 0, s>>>(a, b, mean, invstd, rows, C, mode, partial);
+  GEOLOC_CUDA_LAUNCH_CHECK(s, "channel_reduce_kernel");
+}
+
+// Workspace layout: partial sums (splits * 2 * C doubles), then `nvec` float vectors of C.
+struct Scratch {
+  double* partial;
+  float* vec[3];
+};
+Scratch scratch(Context& ctx, int64_t C, int nvec, int splits) {
+  const size_t pbytes = (size_t(splits) * 2 * C * sizeof(double) + 255) / 256 * 256;
+  char* base = static_cast<char*>(ctx.workspace(pbytes + size_t(nvec) * C * sizeof(float) + 256));
+  Scratch s{};
+  s.partial = reinterpret_cast<double*>(base);
+  for (int i = 0; i < nvec; ++i)
+    s.vec[i] = reinterpret_cast<float*>(base + pbytes + size_t(i) * C * sizeof(float));
+  return s;
+}
+
+void launch_scale_shift_act(Context& ctx, const float* x, const float* scale, const float* shift,
+                            const float* res, float* y, int64_t n, int64_t C, bool relu) {
+  if (n <= 0) return;
+  cudaStream_t s = detail::stream_of(ctx);
+  const bool v4 = C % 4 == 0 && aligned16(x) && aligned16(y) && aligned16(scale) && aligned16(shift) &&
+                  (!res || aligned16(res));
+  const bool small = n < (int64_t(1) << 31);
+  const unsigned g = grid_for(ctx, v4 ? n / 4 : n);
+  if (small && v4)
+    scale_shift_act_kernel<uint32_t, true>
+        <<<g, dev::kThreads, 0, s>>>(x, scale, shift, res, y, uint32_t(n), uint32_t(C), relu);
+  else if (small)
+    scale_shift_act_kernel<uint32_t, false>
+        <<<g, dev::kThreads, 0, s>>>(x, scale, shift, res, y, uint32_t(n), uint32_t(C), relu);
+  else if (v4)
+    scale_shift_act_kernel<int64_t, true><<<g, dev::kThreads, 0, s>>>(x, scale, shift, res, y, n, C, relu);
+  else
+    scale_shift_act_kernel<int64_t, false><<<g, dev::kThreads, 0, s>>>(x, scale, shift, res, y, n, C, relu);
+  GEOLOC_CUDA_LAUNCH_CHECK(s, "scale_shift_act_kernel");
+}
+
+unsigned vec_grid(int64_t C) { return static_cast<unsigned>((C + 255) / 256); }
+
+void check_vec(const Tensor& v, int64_t C, const char* fn, const char* what) {
+  expect(v, DType::F32, fn, what);
+  GEOLOC_CHECK(v.numel() == C, ShapeError, "cuda::", fn, ": ", what, " ", v.str(), " must have ", C,
+               " elements");
+}
+
+// The shared body of batch_norm_forward_train and batch_norm_train_add_relu.
+void bn_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+              const Tensor& running_var, float momentum, float eps, const Tensor& residual, bool relu,
+              const Tensor& y, const Tensor& save_mean, const Tensor& save_invstd, const char* fn) {
+  expect(x, DType::F32, fn, "x");
+  expect(y, DType::F32, fn, "y");
+  GEOLOC_CHECK(x.ndim() >= 1 && y.numel() == x.numel(), ShapeError, "cuda::", fn, ": y ", y.str(),
+               " does not match x ", x.str());
+  const int64_t C = x.dim(-1), rows = C ? x.numel() / C : 0;
+  check_vec(gamma, C, fn, "gamma");
+  check_vec(beta, C, fn, "beta");
+  check_vec(running_mean, C, fn, "running_mean");
+  check_vec(running_var, C, fn, "running_var");
+  check_vec(save_mean, C, fn, "save_mean");
+  check_vec(save_invstd, C, fn, "save_invstd");
+  if (residual.defined()) {
+    expect(residual, DType::F32, fn, "residual");
+    GEOLOC_CHECK(residual.numel() == x.numel(), ShapeError, "cuda::", fn, ": residual ", residual.str(),
+                 " does not match x ", x.str());
+  }
+  if (C == 0 || rows == 0) return;
+  Context& ctx = detail::context_of(x, fn);
+  cudaStream_t s = detail::stream_of(ctx);
+  const int splits = plan_splits(ctx, rows, C);
+  Scratch w = scratch(ctx, C, 2, splits);
+  channel_reduce(ctx, fp(x), nullptr, nullptr, nullptr, rows, C, kSumSq, w.partial, splits);
+  bn_train_finalize_kernel<<<vec_grid(C), 256, 0, s>>>(w.partial, splits, C, rows, fp(gamma), fp(beta),
+                                                       momentum, eps, fp(running_mean), fp(running_var),
+                                                       fp(save_mean), fp(save_invstd), w.vec[0], w.vec[1]);
+  GEOLOC_CUDA_LAUNCH_CHECK(s, "bn_train_finalize_kernel");
+  launch_scale_shift_act(ctx, fp(x), w.vec[0], w.vec[1], fp(residual), fp(y), x.numel(), C, relu);
+}
+}  // namespace
+
+// ---------------------------------------------------------------- backend.hpp
+void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                              const Tensor& running_mean, const Tensor& running_var, float momentum,
+                              float eps, const Tensor& y, const Tensor& save_mean,
+                              const Tensor& save_invstd) {
+  bn_train(x, gamma, beta, running_mean, running_var, momentum, eps, Tensor(), false, y, save_mean,
+           save_invstd, "batch_norm_forward_train");
+}
+
+void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                             const Tensor& running_mean, const Tensor& running_var, float eps,
+                             const Tensor& y) {
+  const char* fn = "batch_norm_forward_eval";
+  expect(x, DType::F32, fn, "x");
+  expect(y, DType::F32, fn, "y");
+  GEOLOC_CHECK(x.ndim() >= 1 && y.numel() == x.numel(), ShapeError, "cuda::", fn, ": y ", y.str(),
+               " does not match x ", x.str());
+  const int64_t C = x.dim(-1);
+  check_vec(gamma, C, fn, "gamma");
+  check_vec(beta, C, fn, "beta");
+  check_vec(running_mean, C, fn, "running_mean");
+  check_vec(running_var, C, fn, "running_var");
+  if (C == 0 || x.numel() == 0) return;
+  Context& ctx = detail::context_of(x, fn);
+  cudaStream_t s = detail::stream_of(ctx);
+  Scratch w = scratch(ctx, C, 2, 0);
+  bn_eval_fold_kernel<<<vec_grid(C), 256, 0, s>>>(C, fp(gamma), fp(beta), fp(running_mean), fp(running_var),
+                                                  eps, w.vec[0], w.vec[1]);
+  GEOLOC_CUDA_LAUNCH_CHECK(s, "bn_eval_fold_kernel");
+  launch_scale_shift_act(ctx, fp(x), w.vec[0], w.vec[1], nullptr, fp(y), x.numel(), C, false);
+}
+
+void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& save_mean,
+                         const Tensor& save_invstd, const Tensor& dx, const Tensor& dgamma,
+                         const Tensor& dbeta) {
+  const char* fn = "batch_norm_backward";
+  expect(dy, DType::F32, fn, "dy");
+  expect(x, DType::F32, fn, "x");
+  GEOLOC_CHECK(x.ndim() >= 1 && dy.numel() == x.numel(), ShapeError, "cuda::", fn, ": dy ", dy.str(),
+               " does not match x ", x.str());
+  const int64_t C = x.dim(-1), rows = C ? x.numel() / C : 0;
+  check_vec(gamma, C, fn, "gamma");
+  check_vec(save_mean, C, fn, "save_mean");
+  check_vec(save_invstd, C, fn, "save_invstd");
+  if (dx.defined()) {
+    expect(dx, DType::F32, fn, "dx");
+    GEOLOC_CHECK(dx.numel() == x.numel(), ShapeError, "cuda::", fn, ": dx ", dx.str(), " does not match x ",
+                 x.str());
+  }
+  if (dgamma.defined()) check_vec(dgamma, C, fn, "dgamma");
+  if (dbeta.defined()) check_vec(dbeta, C, fn, "dbeta");
+  if (C == 0 || rows == 0) return;
+  Context& ctx = detail::context_of(x, fn);
+  cudaStream_t s = detail::stream_of(ctx);
+  const int splits = plan_splits(ctx, rows, C);
+  Scratch w = scratch(ctx, C, 3, splits);
+  channel_reduce(ctx, fp(dy), fp(x), fp(save_mean), fp(save_invstd), rows, C, kSumDyXhat, w.partial, splits);
+  bn_bwd_finalize_kernel<<<vec_grid(C), 256, 0, s>>>(w.partial, splits, C, rows, fp(gamma), fp(save_invstd),
+                                                     fp(dgamma), fp(dbeta), w.vec[0], w.vec[1], w.vec[2]);
+  GEOLOC_CUDA_LAUNCH_CHECK(s, "bn_bwd_finalize_kernel");
+  if (!dx.defined()) return;
+  const int64_t n = x.numel();
+  const unsigned g = grid_for(ctx, n);
+  if (n < (int64_t(1) << 31))
+    bn_bwd_dx_kernel<uint32_t><<<g, dev::kThreads, 0, s>>>(fp(dy), fp(x), fp(save_mean), fp(save_invstd),
+                                                           w.vec[0], w.vec[1], w.vec[2], fp(dx), uint32_t(n),
+                                                           uint32_t(C));
+  else
+    bn_bwd_dx_kernel<int64_t><<<g, dev::kThreads, 0, s>>>(fp(dy), fp(x), fp(save_mean), fp(save_invstd),
+                                                          w.vec[0], w.vec[1], w.vec[2], fp(dx), n, C);
+  GEOLOC_CUDA_LAUNCH_CHECK(s, "bn_bwd_dx_kernel");
+}
+
+// ---------------------------------------------------------------- fusion.hpp
+void scale_shift_act(const Tensor& x, const Tensor& scale, const Tensor& shift, const Tensor& residual,
+                     bool relu, const Tensor& y) {
+  const char* fn = "scale_shift_act";
+  expect(x, DType::F32, fn, "x");
+  expect(y, DType::F32, fn, "y");
+  GEOLOC_CHECK(x.ndim() >= 1 && y.numel() == x.numel(), ShapeError, "cuda::", fn, ": y ", y.str(),
+               " does not match x ", x.str());
+  const int64_t C = x.dim(-1);
+  check_vec(scale, C, fn, "scale");
+  check_vec(shift, C, fn, "shift");
+  if (residual.defined()) {
+    expect(residual, DType::F32, fn, "residual");
+    GEOLOC_CHECK(residual.numel() == x.numel(), ShapeError, "cuda::", fn, ": residual ", residual.str(),
+                 " does not match x ", x.str());
+  }
+  if (C == 0 || x.numel() == 0) return;
+  Context& ctx = detail::context_of(x, fn);
+  launch_scale_shift_act(ctx, fp(x), fp(scale), fp(shift), fp(residual), fp(y), x.numel(), C, relu);
+}
+
+void bn_fold(const Tensor& gamma, const Tensor& beta, const Tensor& mean, const Tensor& invstd,
+             const Tensor& scale, const Tensor& shift) {
+  const char* fn = "bn_fold";
+  expect(gamma, DType::F32, fn, "gamma");
+  const int64_t C = gamma.numel();
+  check_vec(beta, C, fn, "beta");
+  check_vec(mean, C, fn, "mean");
+  check_vec(invstd, C, fn, "invstd");
+  check_vec(scale, C, fn, "scale");
+  check_vec(shift, C, fn, "shift");
+  if (C == 0) return;
+  Context& ctx = detail::context_of(gamma, fn);
+  cudaStream_t s = detail::stream_of(ctx);
+  bn_fold_kernel<<<vec_grid(C), 256, 0, s>>>(C, fp(gamma), fp(beta), fp(mean), fp(invstd), fp(scale),
+                                             fp(shift));
+  GEOLOC_CUDA_LAUNCH_CHECK(s, "bn_fold_kernel");
+}
+
+void batch_norm_train_add_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                               const Tensor& running_mean, const Tensor& running_var, float momentum,
+                               float eps, const Tensor& residual, const Tensor& y, const Tensor& save_mean,
+                               const Tensor& save_invstd) {
+  bn_train(x, gamma, beta, running_mean, running_var, momentum, eps, residual, true, y, save_mean,
+           save_invstd, "batch_norm_train_add_relu");
+}
+
+// ---------------------------------------------------------------- internal.cuh
+namespace detail {
+void column_sum(Context& ctx, const float* x, int64_t rows, int64_t cols, float* out) {
+  if (cols <= 0) return;
+  cudaStream_t s = detail::stream_of(ctx);
+  if (rows <= 0) {
+    GEOLOC_CUDA_CHECK(cudaMemsetAsync(out, 0, size_t(cols) * sizeof(float), s));
+    return;
+  }
+  const int splits = plan_splits(ctx, rows, cols);
+  Scratch w = scratch(ctx, cols, 0, splits);
+  channel_reduce(ctx, x, nullptr, nullptr, nullptr, rows, cols, kSum, w.partial, splits);
+  colsum_finalize_kernel<<<vec_grid(cols), 256, 0, s>>>(w.partial, splits, cols, out);
+  GEOLOC_CUDA_LAUNCH_CHECK(s, "colsum_finalize_kernel");
+}
+}  // namespace detail
+
+}  // namespace geoloc::cuda

@@ -1,0 +1,26 @@
+#pragma once
+// Internal host-side helpers shared between the CUDA backend's files (host code only).
+#include <cstdint>
+
+#include "cuda_common.cuh"
+
+namespace geoloc::cuda::detail {
+
+/// Column-major cuBLASLt GEMM with fp32 accumulation (CUBLAS_COMPUTE_32F, no TF32):
+/// C[m,n] = alpha * op(A) op(B) + beta * C (+ bias[m] broadcast over columns when bias != nullptr).
+/// io: the dtype of A, B, C and bias (F32 or BF16); the compute type is fp32 either way.
+void lt_matmul(Context& ctx, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const void* a,
+               int64_t lda, const void* b, int64_t ldb, void* c, int64_t ldc, const void* bias, float alpha,
+               float beta, DType io = DType::F32);
+
+/// Row-major Y[M,N] = X[M,K] W[N,K]^T (+ bias[N]): the linear layer and the k-NN score tile.
+inline void gemm_rm_xwt(Context& ctx, int64_t M, int64_t N, int64_t K, const void* x, int64_t ldx,
+                        const void* w, int64_t ldw, void* y, int64_t ldy, const void* bias,
+                        DType io = DType::F32) {
+  lt_matmul(ctx, true, false, N, M, K, w, ldw, x, ldx, y, ldy, bias, 1.0f, 0.0f, io);
+}
+
+/// out[c] = sum over rows r of x[r*C + c], accumulated in double, deterministic (kernels/batchnorm.cu).
+void column_sum(Context& ctx, const float* x, int64_t rows, int64_t cols, float* out);
+
+}  // namespace geoloc::cuda::detail

@@ -1,0 +1,171 @@
+// Optimiser steps: the fused multi-tensor kernels of include/geoloc/cuda/fused_optim.hpp, which also
+// implement the backend's sgd_step / adamw_step as the one-tensor case.
+//
+// The table of tensors is a kernel parameter (CUDA >= 12.1 allows 32 KiB of parameters on sm_70+), so a
+// step costs no host-to-device copy. Each tensor is cut into chunks of kChunk elements; block b finds its
+// tensor by binary search over the chunk prefix sums and updates one chunk.
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "cuda_common.cuh"
+#include "device.cuh"
+#include "geoloc/cuda/fused_optim.hpp"
+#include "geoloc/detail/math.hpp"
+
+namespace geoloc::cuda {
+namespace {
+using detail::expect;
+
+constexpr int64_t kChunk = 4096;
+
+struct Seg {
+  float* p;
+  const float* g;
+  float* s1;
+  float* s2;
+  int64_t n;
+  float wd;
+};
+struct SegTable {
+  Seg seg[kMaxFusedParams];
+  int64_t chunk_begin[kMaxFusedParams + 1];  // prefix sums of chunks per segment
+  int count;
+};
+static_assert(sizeof(SegTable) < 31 * 1024, "kernel parameter limit");
+
+struct SgdHyper {
+  float lr, momentum, dampening;
+  bool nesterov, first_step;
+};
+struct AdamHyper {
+  float lr, beta1, beta2, eps, bc1, bc2;
+};
+
+__device__ __forceinline__ int find_seg(const SegTable& t, int64_t block) {
+  int lo = 0, hi = t.count - 1;
+  while (lo < hi) {  // last segment whose chunk_begin <= block
+    const int mid = (lo + hi + 1) / 2;
+    if (t.chunk_begin[mid] <= block)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return lo;
+}
+
+__global__ void fused_sgd_kernel(const __grid_constant__ SegTable t, const SgdHyper h) {
+  const int si = find_seg(t, blockIdx.x);
+  const Seg& s = t.seg[si];
+  const int64_t begin = (blockIdx.x - t.chunk_begin[si]) * kChunk;
+  const int64_t end = begin + kChunk < s.n ? begin + kChunk : s.n;
+  const float momentum = s.s1 ? h.momentum : 0.0f;  // no buffer = plain SGD, as the CPU backend
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+    float b = s.s1 ? s.s1[i] : 0.0f;
+    s.p[i] = math::sgd_update(s.p[i], s.g[i], b, h.lr, momentum, h.dampening, s.wd, h.nesterov, h.first_step);
+    if (s.s1) s.s1[i] = b;
+  }
+}
+
+__global__ void fused_adamw_kernel(const __grid_constant__ SegTable t, const AdamHyper h) {
+  const int si = find_seg(t, blockIdx.x);
+  const Seg& s = t.seg[si];
+  const int64_t begin = (blockIdx.x - t.chunk_begin[si]) * kChunk;
+  const int64_t end = begin + kChunk < s.n ? begin + kChunk : s.n;
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x)
+    s.p[i] = math::adamw_update(s.p[i], s.g[i], s.s1[i], s.s2[i], h.lr, h.beta1, h.beta2, h.eps, s.wd, h.bc1,
+                                h.bc2);
+}
+
+void check_slot(const ParamSlot& sl, size_t i, bool adam, const char* fn) {
+  expect(sl.param, DType::F32, fn, "param");
+  expect(sl.grad, DType::F32, fn, "grad");
+  GEOLOC_CHECK(sl.grad.numel() == sl.param.numel() && sl.grad.device() == sl.param.device(), ShapeError,
+               "cuda::", fn, ": slot ", i, " grad ", sl.grad.str(), " does not match param ", sl.param.str());
+  auto state = [&](const Tensor& s, const char* what) {
+    expect(s, DType::F32, fn, what);
+    GEOLOC_CHECK(s.numel() == sl.param.numel() && s.device() == sl.param.device(), ShapeError, "cuda::", fn,
+                 ": slot ", i, " ", what, " ", s.str(), " does not match param ", sl.param.str());
+  };
+  if (adam) {
+    state(sl.state1, "m");
+    state(sl.state2, "v");
+  } else if (sl.state1.defined()) {
+    state(sl.state1, "momentum_buf");
+  }
+}
+
+// Fills tables of at most kMaxFusedParams tensors and launches one kernel per table.
+template <class Launch>
+void run_tables(const std::vector<ParamSlot>& slots, bool adam, const char* fn, Launch launch) {
+  if (slots.empty()) return;
+  const Device d = slots[0].param.defined() ? slots[0].param.device() : Device::cpu();
+  for (size_t i = 0; i < slots.size(); ++i) {
+    check_slot(slots[i], i, adam, fn);
+    GEOLOC_CHECK(slots[i].param.device() == d, ShapeError, "cuda::", fn, ": slot ", i, " is on ",
+                 slots[i].param.device().str(), ", slot 0 on ", d.str());
+  }
+  Context& ctx = detail::context_of(slots[0].param, fn);
+  cudaStream_t s = detail::stream_of(ctx);
+  size_t i = 0;
+  while (i < slots.size()) {
+    SegTable t{};
+    int64_t chunks = 0;
+    while (i < slots.size() && t.count < kMaxFusedParams) {
+      const ParamSlot& sl = slots[i++];
+      if (sl.param.numel() == 0) continue;
+      Seg& g = t.seg[t.count];
+      g.p = static_cast<float*>(sl.param.raw());
+      g.g = static_cast<const float*>(sl.grad.raw());
+      g.s1 = sl.state1.defined() ? static_cast<float*>(sl.state1.raw()) : nullptr;
+      g.s2 = sl.state2.defined() ? static_cast<float*>(sl.state2.raw()) : nullptr;
+      g.n = sl.param.numel();
+      g.wd = sl.weight_decay;
+      t.chunk_begin[t.count] = chunks;
+      chunks += (g.n + kChunk - 1) / kChunk;
+      ++t.count;
+    }
+    t.chunk_begin[t.count] = chunks;
+    if (t.count == 0) continue;
+    GEOLOC_CHECK(chunks <= 0x7fffffffLL, ShapeError, "cuda::", fn, ": parameters too large for one launch");
+    launch(t, static_cast<unsigned>(chunks), s);
+    GEOLOC_CUDA_LAUNCH_CHECK(s, fn);
+  }
+}
+}  // namespace
+
+void fused_sgd_step(const std::vector<ParamSlot>& slots, float lr, float momentum, float dampening,
+                    bool nesterov, bool first_step) {
+  const SgdHyper h{lr, momentum, dampening, nesterov, first_step};
+  run_tables(slots, false, "fused_sgd_step", [&](const SegTable& t, unsigned blocks, cudaStream_t s) {
+    fused_sgd_kernel<<<blocks, dev::kThreads, 0, s>>>(t, h);
+  });
+}
+
+void fused_adamw_step(const std::vector<ParamSlot>& slots, float lr, float beta1, float beta2, float eps,
+                      int64_t step) {
+  GEOLOC_CHECK(step >= 1, ValueError, "cuda::fused_adamw_step: step must be >= 1, got ", step);
+  // Bias corrections computed on the host exactly as the CPU backend does.
+  const AdamHyper h{lr,
+                    beta1,
+                    beta2,
+                    eps,
+                    1.0f - std::pow(beta1, static_cast<float>(step)),
+                    1.0f - std::pow(beta2, static_cast<float>(step))};
+  run_tables(slots, true, "fused_adamw_step", [&](const SegTable& t, unsigned blocks, cudaStream_t s) {
+    fused_adamw_kernel<<<blocks, dev::kThreads, 0, s>>>(t, h);
+  });
+}
+
+void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buf, float lr, float momentum,
+              float dampening, float weight_decay, bool nesterov, bool first_step) {
+  fused_sgd_step({ParamSlot{param, grad, momentum_buf, Tensor(), weight_decay}}, lr, momentum, dampening,
+                 nesterov, first_step);
+}
+
+void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, float lr,
+                float beta1, float beta2, float eps, float weight_decay, int64_t step) {
+  fused_adamw_step({ParamSlot{param, grad, m, v, weight_decay}}, lr, beta1, beta2, eps, step);
+}
+
+}  // namespace geoloc::cuda

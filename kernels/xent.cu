@@ -1,0 +1,151 @@
+// Softmax cross-entropy: the fused multi-head kernel (include/geoloc/cuda/multihead_loss.hpp), which
+// also implements the backend's softmax_xent_hard / softmax_xent_soft as the one-head case.
+//
+// One block per (row, head). Pass 1 reads the row once with an online log-sum-exp (and, for soft
+// targets, sum t and sum t*x); pass 2 reads it again (mostly from L2) and writes the gradient. The loss
+// uses sum_c t_c (lse - x_c) = tsum*lse - sum t*x, the same quantity as the CPU's.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "cuda_common.cuh"
+#include "device.cuh"
+#include "geoloc/cuda/multihead_loss.hpp"
+
+namespace geoloc::cuda {
+namespace {
+using detail::expect;
+
+struct HeadArgs {
+  const float* logits;
+  const int32_t* labels;  // hard labels, or nullptr
+  const float* targets;   // soft targets, or nullptr
+  float* loss;
+  float* dlogits;
+  int64_t n, c;
+  float grad_scale;
+};
+// Passed by value as a kernel parameter (16 heads * 64 B): no host-to-device copy of a table;
+// __grid_constant__ lets blocks index it without a per-thread copy to local memory.
+struct HeadTable {
+  HeadArgs h[kMaxLossHeads];
+  int count;
+};
+
+// 1024 threads per row when a head is wide: with a batch of a few hundred rows there are only a couple of
+// blocks per SM, and memory-bound code needs the whole SM's threads in flight; 256 for narrow heads.
+constexpr int kXentMaxThreads = 1024;
+
+__global__ void __launch_bounds__(kXentMaxThreads)
+    multihead_xent_kernel(const __grid_constant__ HeadTable table) {
+  const HeadArgs& H = table.h[blockIdx.y];
+  const int64_t row = blockIdx.x;
+  if (row >= H.n) return;
+  __shared__ float sm_m[32], sm_s[32], sm_r[32];
+  const int64_t C = H.c;
+  const float* x = H.logits + row * C;
+  float* d = H.dlogits + row * C;
+  const float gs = H.grad_scale;
+  if (H.labels) {
+    const int32_t y = H.labels[row];
+    if (y < 0) {  // ignored sample
+      for (int64_t j = threadIdx.x; j < C; j += blockDim.x) d[j] = 0.0f;
+      if (threadIdx.x == 0) H.loss[row] = 0.0f;
+      return;
+    }
+    dev::Lse st{-INFINITY, 0.0f};
+    for (int64_t j = threadIdx.x; j < C; j += blockDim.x) st = dev::lse_push(st, x[j]);
+    st = dev::block_lse(st, sm_m, sm_s);
+    const float lse = st.m + logf(st.s);
+    for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
+      const float g = gs * expf(x[j] - lse);
+      d[j] = j == y ? g - gs : g;
+    }
+    if (threadIdx.x == 0) H.loss[row] = y < C ? lse - x[y] : NAN;  // ops.cpp rejects y >= C before this
+    return;
+  }
+  const float* t = H.targets + row * C;
+  dev::Lse st{-INFINITY, 0.0f};
+  float tsum = 0.0f, tx = 0.0f;
+  for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
+    const float v = x[j], tv = t[j];
+    st = dev::lse_push(st, v);
+    tsum += tv;
+    if (tv != 0.0f) tx += tv * v;
+  }
+  st = dev::block_lse(st, sm_m, sm_s);
+  tsum = dev::block_sum(tsum, sm_r);
+  tx = dev::block_sum(tx, sm_r);
+  const float lse = st.m + logf(st.s);
+  for (int64_t j = threadIdx.x; j < C; j += blockDim.x) d[j] = gs * (tsum * expf(x[j] - lse) - t[j]);
+  if (threadIdx.x == 0) H.loss[row] = tsum != 0.0f ? tsum * lse - tx : 0.0f;
+}
+
+void launch(const std::vector<LossHead>& heads, const char* fn) {
+  GEOLOC_CHECK(!heads.empty() && heads.size() <= size_t(kMaxLossHeads), ShapeError, "cuda::", fn, ": ",
+               heads.size(), " heads (1 to ", kMaxLossHeads, " allowed)");
+  HeadTable tab{};
+  tab.count = static_cast<int>(heads.size());
+  int64_t max_n = 0, max_c = 0;
+  const Device dev0 = heads[0].logits.defined() ? heads[0].logits.device() : Device::cpu();
+  for (size_t i = 0; i < heads.size(); ++i) {
+    const LossHead& h = heads[i];
+    expect(h.logits, DType::F32, fn, "logits");
+    expect(h.loss, DType::F32, fn, "loss");
+    expect(h.dlogits, DType::F32, fn, "dlogits");
+    GEOLOC_CHECK(h.logits.ndim() == 2, ShapeError, "cuda::", fn, ": head ", i, " logits must be [N,C], got ",
+                 h.logits.str());
+    GEOLOC_CHECK(h.logits.device() == dev0, ShapeError, "cuda::", fn, ": head ", i, " is on ",
+                 h.logits.device().str(), ", head 0 on ", dev0.str());
+    const int64_t n = h.logits.dim(0), c = h.logits.dim(1);
+    GEOLOC_CHECK(h.loss.numel() == n && h.dlogits.shape() == h.logits.shape(), ShapeError, "cuda::", fn,
+                 ": head ", i, " loss ", h.loss.str(), " / dlogits ", h.dlogits.str(),
+                 " do not match logits ", h.logits.str());
+    GEOLOC_CHECK(h.labels.defined() != h.targets.defined(), ShapeError, "cuda::", fn, ": head ", i,
+                 " needs exactly one of labels and targets");
+    HeadArgs& a = tab.h[i];
+    if (h.labels.defined()) {
+      expect(h.labels, DType::I32, fn, "labels");
+      GEOLOC_CHECK(h.labels.numel() == n, ShapeError, "cuda::", fn, ": head ", i, " labels ", h.labels.str(),
+                   " do not match logits ", h.logits.str());
+      a.labels = h.labels.data<int32_t>();
+    } else {
+      expect(h.targets, DType::F32, fn, "targets");
+      GEOLOC_CHECK(h.targets.shape() == h.logits.shape(), ShapeError, "cuda::", fn, ": head ", i, " targets ",
+                   h.targets.str(), " do not match logits ", h.logits.str());
+      a.targets = static_cast<const float*>(h.targets.raw());
+    }
+    a.logits = static_cast<const float*>(h.logits.raw());
+    a.loss = static_cast<float*>(h.loss.raw());
+    a.dlogits = static_cast<float*>(h.dlogits.raw());
+    a.n = c > 0 ? n : 0;  // a head without classes has nothing to write but its loss (see below)
+    a.c = c;
+    a.grad_scale = h.grad_scale;
+    max_n = std::max(max_n, n);
+    max_c = std::max(max_c, c);
+    GEOLOC_CHECK(c > 0 || n == 0, ShapeError, "cuda::", fn, ": head ", i, " has no classes");
+  }
+  if (max_n == 0) return;
+  GEOLOC_CHECK(max_n <= 0x7fffffffLL, ShapeError, "cuda::", fn, ": too many rows (", max_n, ")");
+  Context& ctx = detail::context_of(heads[0].logits, fn);
+  cudaStream_t s = detail::stream_of(ctx);
+  const int threads = max_c >= 8192 ? kXentMaxThreads : 256;
+  multihead_xent_kernel<<<dim3(static_cast<unsigned>(max_n), static_cast<unsigned>(tab.count)), threads, 0,
+                          s>>>(tab);
+  GEOLOC_CUDA_LAUNCH_CHECK(s, "multihead_xent_kernel");
+}
+}  // namespace
+
+void multihead_softmax_xent(const std::vector<LossHead>& heads) { launch(heads, "multihead_softmax_xent"); }
+
+void softmax_xent_hard(const Tensor& logits, const Tensor& labels, const Tensor& loss, const Tensor& dlogits,
+                       float grad_scale) {
+  launch({LossHead{logits, labels, Tensor(), loss, dlogits, grad_scale}}, "softmax_xent_hard");
+}
+
+void softmax_xent_soft(const Tensor& logits, const Tensor& targets, const Tensor& loss, const Tensor& dlogits,
+                       float grad_scale) {
+  launch({LossHead{logits, Tensor(), targets, loss, dlogits, grad_scale}}, "softmax_xent_soft");
+}
+
+}  // namespace geoloc::cuda
