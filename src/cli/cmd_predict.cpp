@@ -18,6 +18,8 @@ int run_predict(int argc, char** argv) {
              {"knn", "k-NN index (geoloc index), for --strategy knn"},
              {"strategy", "hierarchy, cell, centroid, knn or regression", false, "hierarchy"},
              {"top", "cells listed per image", false, "5"},
+             {"knn-k", "neighbours for --strategy knn", false, "16"},
+             {"knn-mode", "mean (weighted spherical mean) or mean-shift (densest group of neighbours)", false, "mean"},
              {"snap-to-land", "move predictions at sea to the nearest coast", true},
              {"five-crop", "average five crops per image", true},
              {"max-crops", "with --five-crop: max instead of mean over crops", true},
@@ -36,6 +38,8 @@ int run_predict(int argc, char** argv) {
   po.strategy = pipeline::parse_strategy(args.get("strategy"));
   po.top_cells = static_cast<int>(args.get_int("top"));
   po.snap_to_land = args.flag("snap-to-land");
+  po.knn_k = static_cast<int>(args.get_int("knn-k"));
+  po.knn_mode = pipeline::parse_knn_mode(args.get("knn-mode"));
   GEOLOC_CHECK(predictor.supports(po.strategy) || po.strategy == pipeline::Strategy::Hierarchy, ValueError,
                "strategy '", args.get("strategy"), "' is not available for this model");
   const bool five = args.flag("five-crop");

@@ -138,6 +138,8 @@ int run_eval(int argc, char** argv) {
              {"strategies", "strategies to compare", false, "cell,hierarchy,centroid,knn,regression"},
              {"json", "write the metrics here as JSON"},
              {"five-crop", "average five crops per image", true},
+             {"knn-k", "neighbours for the knn strategy", false, "16"},
+             {"knn-mode", "mean or mean-shift", false, "mean"},
              {"device", "cpu or cuda", false, "cpu"}});
   if (!args.parse(argc, argv)) return 0;
   pipeline::GeoModel model = pipeline::GeoModel::load(args.get("model"));
@@ -148,6 +150,8 @@ int run_eval(int argc, char** argv) {
   pipeline::EvalOptions eo;
   for (const auto& s : Args::split(args.get("strategies"))) eo.strategies.push_back(pipeline::parse_strategy(s));
   eo.five_crop = args.flag("five-crop");
+  eo.predict.knn_k = static_cast<int>(args.get_int("knn-k"));
+  eo.predict.knn_mode = pipeline::parse_knn_mode(args.get("knn-mode"));
   const pipeline::EvalReport report = pipeline::evaluate_strategies(model, data, &countries, eo);
   std::printf("%s", report.table().c_str());
   if (args.has("json")) {

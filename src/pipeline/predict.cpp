@@ -25,6 +25,12 @@ Strategy parse_strategy(const std::string& s) {
   throw ValueError("unknown strategy '" + s + "' (expected cell, hierarchy, centroid, knn or regression)");
 }
 
+KnnMode parse_knn_mode(const std::string& s) {
+  if (s == "mean") return KnnMode::WeightedMean;
+  if (s == "mean-shift") return KnnMode::MeanShift;
+  throw ValueError("unknown k-NN mode '" + s + "' (expected mean or mean-shift)");
+}
+
 std::span<const float> HeadProbabilities::row(const std::string& name, int64_t i) const {
   auto it = p.find(name);
   GEOLOC_CHECK(it != p.end(), ValueError, "no head '", name, "' in the model's outputs");

@@ -22,6 +22,7 @@ const char* strategy_name(Strategy s);  // "cell", "hierarchy", "centroid", "knn
 Strategy parse_strategy(const std::string& s);
 
 enum class KnnMode { WeightedMean, MeanShift };
+KnnMode parse_knn_mode(const std::string& s);  // "mean" or "mean-shift"
 
 struct PredictOptions {
   Strategy strategy = Strategy::Hierarchy;  // falls back to CellMean (or Regression) where not available
