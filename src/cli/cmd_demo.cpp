@@ -11,7 +11,7 @@ int run_demo(int argc, char** argv) {
   Args args("demo", "[--quick] [--size quick|default|large] [--preset NAME] [--out DIR]",
             {{"quick", "the small setting (under 30 s on 2 cores): same as --size quick", true},
              {"size", "quick, default (under 3 min on 2 cores) or large (for a GPU)", false, "default"},
-             {"preset", "multitask (S2 cells + scene), worldnet (k-means + centroid, snapped to land), regression",
+             {"preset", "multitask (S2 cells + scene), regression (haversine), country (+ multi-view), worldnet (k-means, snapped to land), grid (fishnet over Europe)",
               false, "multitask"},
              {"out", "output folder", false, "demo-out"},
              {"maps", "probability maps per test split", false, "3"},

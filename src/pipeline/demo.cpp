@@ -11,9 +11,11 @@
 
 #include "geoloc/atomic_file.hpp"
 #include "geoloc/earth/imagery.hpp"
+#include "geoloc/earth/projection.hpp"
 #include "geoloc/earth/scene.hpp"
 #include "geoloc/earth/views.hpp"
 #include "geoloc/geo/countries.hpp"
+#include "geoloc/geo/fishnet.hpp"
 #include "geoloc/pipeline/eval.hpp"
 #include "geoloc/pipeline/trainer.hpp"
 #include "geoloc/progress.hpp"
@@ -87,6 +89,54 @@ Dataset to_dataset(const earth::EarthSplit& s) {
   return d;
 }
 
+// Europe, the region of the "grid" preset: a latitude/longitude box clipped by the fishnet.
+const double kRegion[4] = {35.0, -11.0, 71.0, 40.0};  // min lat, min lng, max lat, max lng
+bool in_region(geo::LatLng p) {
+  return p.lat >= kRegion[0] && p.lat <= kRegion[2] && p.lng >= kRegion[1] && p.lng <= kRegion[3];
+}
+Dataset region_subset(const Dataset& d, std::vector<size_t>* rows_out = nullptr) {
+  std::vector<size_t> rows;
+  for (size_t i = 0; i < d.size(); ++i)
+    if (in_region(d.coords[i])) rows.push_back(i);
+  if (rows_out) *rows_out = rows;
+  return d.subset(rows);
+}
+
+// `views` more pictures of every location of a split, same rendering and field of view, headings
+// spread around the circle: the several photos of one place that EUGuess averages over.
+Dataset extra_views(const earth::EarthSplit& s, const earth::EarthImagery& imagery, int views) {
+  Dataset d;
+  const size_t n = s.n();
+  d.images.resize(n * views);
+  for (size_t i = 0; i < n; ++i)
+    for (int v = 0; v < views; ++v) {
+      d.coords.push_back(s.location[i]);
+      d.scene.push_back(s.scene[i]);
+      d.country.push_back(s.country[i]);
+    }
+#pragma omp parallel for schedule(dynamic, 16)
+  for (size_t i = 0; i < n; ++i)
+    for (int v = 0; v < views; ++v) {
+      image::Image img(s.size, s.size);
+      const earth::ViewGeometry g{s.location[i], s.heading_deg[i] + 360.0 * v / views, s.fov_km[i]};
+      earth::render_view(imagery.rendering(s.rendering[i]), g, s.size, s.size, img.pixels.data());
+      d.images[i * views + v] = std::move(img);
+    }
+  return d;
+}
+
+// Colour histograms (4x4x4 bins) of every image: the features of the colour k-NN baseline.
+Tensor histograms(const Dataset& d) {
+  const int64_t bins = 64;
+  Tensor h = Tensor::empty({static_cast<int64_t>(d.size()), bins});
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < d.size(); ++i) {
+    const auto v = earth::colour_histogram(d.images[i].pixels.data(), d.images[i].width, d.images[i].height, 4);
+    std::copy(v.begin(), v.end(), h.data<float>() + i * bins);
+  }
+  return h;
+}
+
 // Baseline metrics: the predicted coordinates of a method, countries looked up from them.
 nlohmann::json method_json(const std::vector<geo::LatLng>& pred, const Dataset& truth, const geo::CountryIndex& countries,
                            std::optional<double> scene_acc, geo::Metrics* out = nullptr) {
@@ -101,8 +151,10 @@ nlohmann::json method_json(const std::vector<geo::LatLng>& pred, const Dataset& 
 
 DemoResult run_demo(const DemoConfig& c) {
   const auto t0 = Clock::now();
-  GEOLOC_CHECK(c.preset == "multitask" || c.preset == "worldnet" || c.preset == "regression", ValueError,
-               "unknown demo preset '", c.preset, "' (expected multitask, worldnet or regression)");
+  GEOLOC_CHECK(c.preset == "multitask" || c.preset == "worldnet" || c.preset == "regression" || c.preset == "country" ||
+                   c.preset == "grid",
+               ValueError, "unknown demo preset '", c.preset,
+               "' (expected multitask, regression, country, worldnet or grid)");
   Recipe r = recipe(c.size, c.seed);
   if (c.steps > 0) r.steps = c.steps;
   Device::parse(c.device);  // a bad device name fails before any work
@@ -175,6 +227,15 @@ DemoResult run_demo(const DemoConfig& c) {
   if (c.preset == "worldnet") {
     spec.kmeans_k = static_cast<int>(std::clamp<int64_t>(n / 60, 16, 1024));
     strategies = {Strategy::CellMean, Strategy::Centroid, Strategy::Knn};
+  } else if (c.preset == "country") {
+    // Country classification (EUGuess) next to one S2 partitioning; the country comes from its own head.
+    spec.country_head = true;
+    spec.cells.tau_max = {std::max<int64_t>(n / 40, 20)};
+    spec.cells.tau_min = std::max<int64_t>(n / 2000, 5);
+    strategies = {Strategy::CellMean, Strategy::Centroid, Strategy::Knn};
+  } else if (c.preset == "grid") {
+    // A 3-degree fishnet over Europe (GeoGuessrAI); training and test views outside it are left out.
+    strategies = {Strategy::CellMean, Strategy::Centroid, Strategy::Knn};
   } else if (c.preset == "regression") {
     spec.coords_head = true;
     spec.cells.tau_max = {std::max<int64_t>(n / 40, 20)};
@@ -188,7 +249,27 @@ DemoResult run_demo(const DemoConfig& c) {
     spec.scene_names = scenes;
     strategies = {Strategy::CellMean, Strategy::Hierarchy, Strategy::Centroid, Strategy::Knn};
   }
-  GeoModel model = build_model(spec, train.coords, train.country);
+  std::vector<std::pair<std::string, Dataset>> eval_sets = tests;
+  GeoModel model;
+  if (c.preset == "grid") {
+    train = region_subset(train);
+    for (auto& [name, d] : eval_sets) d = region_subset(d);
+    say(c, "  grid preset: %zu training views inside the region (%.0f..%.0f N, %.0f..%.0f E)\n", train.size(), kRegion[0],
+        kRegion[2], kRegion[1], kRegion[3]);
+    auto grid = std::make_shared<geo::FishnetPartition>(geo::FishnetPartition::build(
+        geo::bounding_box(kRegion[0], kRegion[1], kRegion[2], kRegion[3]),
+        {.cell_deg = train.size() < 1500 ? 6.0 : 3.0, .merge_below = 0.3},
+        train.coords));
+    nn::GeoNetConfig cfg;
+    cfg.backbone = spec.backbone;
+    cfg.heads = {{"grid", nn::HeadKind::Partition, static_cast<int64_t>(grid->size())}};
+    model.preprocess = pp;
+    model.partitions = {{"grid", grid}};
+    model.net = std::make_shared<nn::GeoNet>(cfg, c.seed);
+    model.finalise();
+  } else {
+    model = build_model(spec, train.coords, train.country);
+  }
   for (const auto& p : model.partitions)
     say(c, "  partitioning %s: %zu classes\n", p.name.c_str(), p.partition->size());
   Trainer trainer(model, tc);
@@ -204,8 +285,7 @@ DemoResult run_demo(const DemoConfig& c) {
 
   // ---- evaluation
   say(c, "[6/6] evaluating on the two test splits\n");
-  const Tensor train_hist = earth::colour_histograms(views.train);
-  const KnnIndex colour_index = KnnIndex::build(train_hist, train.coords);
+  const KnnIndex colour_index = KnnIndex::build(histograms(train), train.coords);
   // The most populous cell of the finest partitioning (or the class with most training points).
   const auto& fine = *model.finest().partition;
   size_t top = 0;
@@ -222,8 +302,9 @@ DemoResult run_demo(const DemoConfig& c) {
   std::string report;
   char buf[256];
   const earth::EarthSplit* split_src[] = {&views.test_unseen_rendering, &views.test_seen_rendering};
-  for (size_t si = 0; si < tests.size(); ++si) {
-    const auto& [split, data] = tests[si];
+  for (size_t si = 0; si < eval_sets.size(); ++si) {
+    const auto& [split, data] = eval_sets[si];
+    if (data.size() == 0) continue;
     EvalOptions eo;
     eo.strategies = strategies;
     eo.predict.snap_to_land = c.preset == "worldnet";
@@ -243,10 +324,15 @@ DemoResult run_demo(const DemoConfig& c) {
     }
     // baselines on the same split
     std::mt19937_64 rng(c.seed * 7919 + si);
-    std::uniform_real_distribution<double> uz(-1.0, 1.0), ul(-180.0, 180.0);
+    // Uniform over the sphere (over the region for the grid preset): z = sin(lat) uniform, longitude uniform.
+    const bool regional = c.preset == "grid";
+    constexpr double kDeg = 3.14159265358979323846 / 180.0;
+    std::uniform_real_distribution<double> uz(regional ? std::sin(kRegion[0] * kDeg) : -1.0,
+                                              regional ? std::sin(kRegion[2] * kDeg) : 1.0),
+        ul(regional ? kRegion[1] : -180.0, regional ? kRegion[3] : 180.0);
     std::vector<geo::LatLng> random(data.size()), top_cell(data.size(), fine.center(top)), colour(data.size());
-    for (auto& p : random) p = {std::asin(uz(rng)) * 180.0 / 3.14159265358979323846, ul(rng)};
-    const Tensor test_hist = earth::colour_histograms(*split_src[si]);
+    for (auto& p : random) p = {std::asin(uz(rng)) / kDeg, ul(rng)};
+    const Tensor test_hist = histograms(data);
     PredictOptions po;
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < data.size(); ++i)
@@ -255,6 +341,30 @@ DemoResult run_demo(const DemoConfig& c) {
       geo::Metrics m;
       js[method] = method_json(*pred, data, countries, std::nullopt, &m);
       table.emplace_back(method, m);
+    }
+    if (c.preset == "country") {
+      // Several photos of each test place, their probabilities averaged (EUGuess).
+      constexpr int kViews = 4;
+      const Dataset multi = extra_views(*split_src[si], imagery, kViews);
+      EvalOptions mo = eo;
+      mo.strategies = {Strategy::CellMean};
+      HeadProbabilities all;
+      const Predictor pred(model, &countries);
+      std::vector<geo::LatLng> coords;
+      std::vector<int> country;
+      for (size_t start = 0; start < data.size(); start += 64) {
+        const size_t m = std::min<size_t>(64, data.size() - start);
+        const auto hp = Predictor::aggregate(pred.probabilities(eval_batch(model, multi, start * kViews, m * kViews)), kViews);
+        for (int64_t i = 0; i < hp.n; ++i) {
+          const Prediction p = pred.decide(hp, i, mo.predict);
+          coords.push_back(p.coordinate);
+          country.push_back(p.country);
+        }
+      }
+      const geo::Metrics m = geo::compute_metrics(coords, data.coords, geo::kDefaultThresholdsKm, country, data.country);
+      js["model_multiview"] = m.to_json();
+      js["model_multiview"]["scene_acc"] = nullptr;
+      table.emplace_back("model_multiview", m);
     }
     std::snprintf(buf, sizeof buf, "\n%s (%zu views%s)\n", split.c_str(), data.size(),
                   si == 0 ? "; renderings never seen in training, unseen regions" : "; training renderings, unseen regions");

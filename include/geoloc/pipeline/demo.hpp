@@ -9,8 +9,10 @@
 namespace geoloc::pipeline {
 
 struct DemoConfig {
-  /// "multitask" (S2 cells + scene, L = L_geo + L_scene), "worldnet" (k-means clusters, centroid
-  /// interpolation, snapped to land) or "regression" (haversine regression of the coordinates).
+  /// The seed systems: "multitask" (S2 cells + scene, L = L_geo + L_scene; Müller-Budack et al.),
+  /// "regression" (haversine regression of the coordinates; Sy & Day), "country" (a country head, and
+  /// several views of each test place averaged; EUGuess), "worldnet" (k-means clusters, centroid
+  /// interpolation, snapped to land; Hulse et al.), "grid" (a fishnet over Europe; GeoGuessrAI).
   std::string preset = "multitask";
   /// "quick" (< 30 s on 2 cores), "default" (< 3 min on 2 cores) or "large" (for a GPU).
   std::string size = "default";
