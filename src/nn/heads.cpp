@@ -31,8 +31,9 @@ void GeoNetConfig::validate() const {
                  ValueError, "GeoNet: head name '", h.name, "' must be non-empty [A-Za-z0-9_-]");
     GEOLOC_CHECK(names.insert(h.name).second, ValueError, "GeoNet: head '", h.name, "' given twice");
     GEOLOC_CHECK(h.classes >= 1, ValueError, "GeoNet: head '", h.name, "' has ", h.classes, " outputs");
-    GEOLOC_CHECK(h.kind != HeadKind::Coordinates || h.classes == 3, ValueError, "GeoNet: coordinate head '", h.name,
-                 "' must have 3 outputs (a unit 3-vector), got ", h.classes);
+    GEOLOC_CHECK(h.kind != HeadKind::Coordinates || h.classes == 3 || h.classes == 2, ValueError,
+                 "GeoNet: coordinate head '", h.name,
+                 "' must have 3 outputs (a unit 3-vector) or 2 (latitude/90, longitude/180), got ", h.classes);
   }
 }
 

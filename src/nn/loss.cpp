@@ -54,7 +54,18 @@ MultitaskLoss multitask_loss(const GeoNet& net, const GeoOutput& out, const Mult
     if (spec.kind == HeadKind::Coordinates) {
       GEOLOC_CHECK(targets.latlng.defined(), ValueError, "multitask_loss: coordinate head '", spec.name,
                    "' needs targets.latlng [N, 2]");
-      term = haversine_loss(logits, targets.latlng, DistanceUnit::Radians);
+      if (spec.classes == 2) {
+        // MSE on the scaled coordinates: (lat, lng) in radians over (pi/2, pi), so both lie in [-1, 1].
+        const auto ll = targets.latlng.to_vector();
+        std::vector<float> scaled(ll.size());
+        for (size_t k = 0; k < ll.size(); k += 2) {
+          scaled[k] = ll[k] / 1.5707963267948966f;
+          scaled[k + 1] = ll[k + 1] / 3.141592653589793f;
+        }
+        term = ops::mse_loss(logits, Tensor::from_vector(targets.latlng.shape(), scaled, logits.device()));
+      } else {
+        term = haversine_loss(logits, targets.latlng, DistanceUnit::Radians);
+      }
     } else if (auto s = targets.soft.find(spec.name); s != targets.soft.end()) {
       term = ops::cross_entropy_soft(logits, s->second);
     } else if (auto l = targets.labels.find(spec.name); l != targets.labels.end()) {

@@ -236,13 +236,8 @@ DemoResult run_demo(const DemoConfig& c) {
   } else if (c.preset == "grid") {
     // A 3-degree fishnet over Europe (GeoGuessrAI); training and test views outside it are left out.
     strategies = {Strategy::CellMean, Strategy::Centroid, Strategy::Knn};
-  } else if (c.preset == "regression") {
-    spec.coords_head = true;
-    spec.cells.tau_max = {std::max<int64_t>(n / 40, 20)};
-    spec.cells.tau_min = std::max<int64_t>(n / 2000, 5);
-    spec.scene_names = scenes;
-    strategies = {Strategy::Regression, Strategy::CellMean, Strategy::Knn};
   } else {
+    // multitask, and the pre-training of the regression preset's backbone.
     // Three partitionings, coarse to fine, scaled to the data as tau 5000/2000/1000 are to MP-16's 4.7M photos.
     spec.cells.tau_max = {std::max<int64_t>(n / 12, 40), std::max<int64_t>(n / 30, 20), std::max<int64_t>(n / 80, 10)};
     spec.cells.tau_min = std::max<int64_t>(n / 2000, 5);
@@ -277,6 +272,32 @@ DemoResult run_demo(const DemoConfig& c) {
   const std::string model_path = (fs::path(c.out_dir) / "model.safetensors").string();
   model.save(model_path);
   hist.write((fs::path(c.out_dir) / "training-curve").string());
+
+  // Regression preset (Sy & Day): coordinates regressed from the frozen backbone just trained, by two
+  // heads side by side: a unit 3-vector with the haversine loss, and (lat/90, lng/180) with MSE.
+  GeoModel regression;
+  if (c.preset == "regression") {
+    say(c, "  regression heads on the frozen backbone\n");
+    nn::GeoNetConfig cfg;
+    cfg.backbone = spec.backbone;
+    cfg.freeze_backbone = true;
+    cfg.heads = {{"coords", nn::HeadKind::Coordinates, 3}, {"latlng", nn::HeadKind::Coordinates, 2}};
+    regression.net = std::make_shared<nn::GeoNet>(cfg, c.seed + 1);
+    regression.preprocess = pp;
+    regression.finalise();
+    for (const auto& [name, t] : model.net->state()) {
+      if (name.rfind("heads.", 0) == 0) continue;
+      Tensor* dst = regression.net->find(name);
+      GEOLOC_CHECK(dst, Error, "regression preset: backbone tensor '", name, "' missing");
+      dst->copy_(t);
+    }
+    TrainConfig rc = tc;
+    rc.optimizer = "adamw";
+    rc.lr = 1e-2f;
+    rc.weight_decay = 0.0f;
+    rc.steps = std::max<int64_t>(r.steps / 3, 50);
+    Trainer(regression, rc).fit(train);
+  }
 
   // ---- k-NN index of the training embeddings
   say(c, "[5/6] indexing the training embeddings for k-NN\n");
@@ -321,6 +342,23 @@ DemoResult run_demo(const DemoConfig& c) {
       j["scene_acc"] = er.scene_acc ? nlohmann::json(*er.scene_acc) : nlohmann::json(nullptr);
       js[method] = j;
       table.emplace_back(method, m);
+    }
+    if (c.preset == "regression") {
+      const Predictor rp(regression);
+      std::vector<geo::LatLng> hav, mse;
+      for (size_t start = 0; start < data.size(); start += 128) {
+        const size_t m = std::min<size_t>(128, data.size() - start);
+        const auto hp = rp.probabilities(eval_batch(regression, data, start, m));
+        for (int64_t i = 0; i < hp.n; ++i) {
+          hav.push_back(regression_coordinate(hp.row("coords", i)));
+          mse.push_back(regression_coordinate(hp.row("latlng", i)));
+        }
+      }
+      for (const auto& [method, pred] : {std::pair{"model_regression_haversine", &hav}, {"model_regression_mse", &mse}}) {
+        geo::Metrics m;
+        js[method] = method_json(*pred, data, countries, std::nullopt, &m);
+        table.emplace_back(method, m);
+      }
     }
     // baselines on the same split
     std::mt19937_64 rng(c.seed * 7919 + si);

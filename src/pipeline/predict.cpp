@@ -122,9 +122,10 @@ geo::LatLng Predictor::coordinate(const HeadProbabilities& p, int64_t i, Strateg
                : s == Strategy::Hierarchy  ? " (it needs at least two S2 partitionings)"
                                            : " (it has no geo partitioning)");
   if (s == Strategy::Regression) {
-    // The raw head output (softmax is meaningless for it): read back from the stored logits.
-    const auto v = p.row("coords", i);
-    return geo::from_unit({v[0], v[1], v[2]});
+    // The raw head output (no softmax is applied to regression heads).
+    const auto& heads = model_.net->geo_config().heads;
+    const auto h = std::find_if(heads.begin(), heads.end(), [](const auto& x) { return x.kind == nn::HeadKind::Coordinates; });
+    return regression_coordinate(p.row(h->name, i));
   }
   const GeoPartition& fine = model_.finest();
   switch (s) {
@@ -140,6 +141,14 @@ geo::LatLng Predictor::coordinate(const HeadProbabilities& p, int64_t i, Strateg
     case Strategy::Regression: break;  // handled above
   }
   return {};
+}
+
+geo::LatLng regression_coordinate(std::span<const float> v) {
+  if (v.size() == 3) return geo::from_unit({v[0], v[1], v[2]});
+  GEOLOC_CHECK(v.size() == 2, ShapeError, "a regression head has 2 or 3 outputs, got ", v.size());
+  const double lat = std::clamp(static_cast<double>(v[0]) * 90.0, -90.0, 90.0);
+  const double lng = std::remainder(static_cast<double>(v[1]) * 180.0, 360.0);
+  return {lat, lng};
 }
 
 geo::LatLng knn_coordinate(const KnnIndex& index, const float* query, int64_t dim, const PredictOptions& o) {

@@ -201,3 +201,19 @@ TEST_CASE("GeoNet end to end: every parameter's gradient matches central finite 
     fd_check(name, t, loss, 1e-3f, 3e-2, 3e-3, 6);
   }
 }
+
+TEST_CASE("a 2-output coordinate head is trained with MSE on (lat/90, lng/180)") {
+  GeoNetConfig cfg{ResNetConfig::parse("resnet:basic:1:w4:k3s2:nopool"), {{"latlng", HeadKind::Coordinates, 2}}};
+  GeoNet net(cfg, 3);
+  net.train();
+  const Tensor x = Tensor::full({2, 16, 16, 3}, 0.5f);
+  const GeoOutput out = net.forward(x);
+  MultitaskTargets t;
+  const float pi = 3.14159265f;
+  t.latlng = Tensor::from_vector({2, 2}, {pi / 4, pi / 2, -pi / 4, -pi});  // (45, 90), (-45, -180) degrees
+  const MultitaskLoss l = multitask_loss(net, out, t);
+  const auto y = out.at("latlng").to_vector();
+  const double expect = ((y[0] - 0.5) * (y[0] - 0.5) + (y[1] - 0.5) * (y[1] - 0.5) + (y[2] + 0.5) * (y[2] + 0.5) +
+                         (y[3] + 1.0) * (y[3] + 1.0)) / 4.0;
+  CHECK(l.total.item() == doctest::Approx(expect).epsilon(1e-5));
+}

@@ -258,7 +258,8 @@ TEST_CASE("GeoNet: dropout before the heads acts in training only") {
   net.train();
   net.set_freeze_backbone(true);  // BN in eval: the only training-mode difference left is dropout
   CHECK(net.forward(x).at("cells").to_vector() != e1);
-  CHECK_THROWS_AS(GeoNet(GeoNetConfig{ResNetConfig::small(), {{"a", HeadKind::Coordinates, 2}}}), ValueError);
+  CHECK_THROWS_AS(GeoNet(GeoNetConfig{ResNetConfig::small(), {{"a", HeadKind::Coordinates, 4}}}), ValueError);
+  CHECK_NOTHROW(GeoNet(GeoNetConfig{ResNetConfig::small(), {{"a", HeadKind::Coordinates, 2}}}));  // (lat, lng) for MSE
   CHECK_THROWS_AS(GeoNet(GeoNetConfig{ResNetConfig::small(), {{"a.b", HeadKind::Scene, 2}}}), ValueError);
 }
 

@@ -16,7 +16,8 @@ enum class HeadKind {
   Partition,    // classification over the cells of one geo partitioning (one head per partitioning)
   Scene,        // scene classification (indoor / natural / urban, or finer)
   Country,      // country classification
-  Coordinates,  // regression of a 3-vector, read as a point on the unit sphere (normalised in the loss)
+  Coordinates,  // regression: 3 outputs = a point on the unit sphere (haversine loss, normalised inside),
+                //             2 outputs = (latitude / 90, longitude / 180) (mean squared error, Sy & Day)
 };
 const char* head_kind_name(HeadKind k);  // "partition", "scene", "country", "coords"
 HeadKind parse_head_kind(const std::string& s);  // ValueError on anything else

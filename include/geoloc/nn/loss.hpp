@@ -29,7 +29,7 @@ struct MultitaskWeights {
   float geo = 1.0f;      // each Partition head's cross-entropy (the geo term sums over partitionings)
   float scene = 1.0f;
   float country = 1.0f;
-  float coords = 1.0f;   // haversine term, in radians (so it stays O(1) next to the cross-entropies)
+  float coords = 1.0f;   // haversine term in radians (3-output head) or MSE of (lat/90, lng/180) (2-output head)
 };
 
 struct MultitaskLoss {
@@ -37,7 +37,7 @@ struct MultitaskLoss {
   std::map<std::string, float> per_head;  // each head's unweighted term
 };
 
-/// L = geo * sum_partitions CE + scene * CE_scene + country * CE_country + coords * haversine(rad).
+/// L = geo * sum_partitions CE + scene * CE_scene + country * CE_country + coords * (haversine(rad) or MSE).
 /// With the defaults and only partition + scene heads this is L_geo + L_scene.
 MultitaskLoss multitask_loss(const GeoNet& net, const GeoOutput& out, const MultitaskTargets& targets,
                              const MultitaskWeights& weights = {});

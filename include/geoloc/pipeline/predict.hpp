@@ -16,7 +16,7 @@ enum class Strategy {
   Hierarchy,  // best finest cell by the product of all partitionings' probabilities (Müller-Budack)
   Centroid,   // probability-weighted spherical mean of the top-k finest cells
   Knn,        // neighbours in embedding space (Vo et al. 2017); needs model.knn
-  Regression, // the coordinate-regression head's unit vector (Sy & Day); needs a "coords" head
+  Regression, // the first coordinate-regression head (Sy & Day); needs a Coordinates head
 };
 const char* strategy_name(Strategy s);  // "cell", "hierarchy", "centroid", "knn", "regression"
 Strategy parse_strategy(const std::string& s);
@@ -58,6 +58,10 @@ struct Prediction {
   float scene_probability = 0.0f;
   int country = -1;  // ISO 3166-1 numeric of the predicted coordinate (or of the country head), -1 at sea
 };
+
+/// The coordinate a regression head's outputs stand for: 3 outputs = a direction on the sphere,
+/// 2 outputs = (latitude / 90, longitude / 180), clamped and wrapped into range.
+geo::LatLng regression_coordinate(std::span<const float> outputs);
 
 /// The k-NN coordinate of one query vector (any length; normalised here) against `index`: the
 /// weighted spherical mean of the neighbours' coordinates, weights exp((sim - best) / T), optionally
