@@ -3,7 +3,16 @@
 //   geoloc_bench_nn --benchmark_filter='BM_resnet18_inference/8/224'
 //   geoloc_bench_nn --benchmark_filter='BM_resnet18_train_step/64/224'   (minutes per iteration on 2 cores)
 // Arguments: batch, image size. Training steps are forward + multitask loss + backward + SGD.
+//
+// BM_cmp_*: the cases that bench/compare_pytorch.py runs against PyTorch, with exactly its models:
+// the bare backbone (no heads) for inference, backbone + Linear(D, 1000) + cross-entropy + SGD
+// (lr 0.1, momentum 0.9) for training. GFLOP/s counts the multiply-adds of the convolutions and the
+// linear layer (forward 2*MACs; a training step 3x the forward), for comparison with BM_gemm.
 #include <benchmark/benchmark.h>
+
+#include <cstdlib>
+
+#include "geoloc/backend.hpp"
 
 #include "geoloc/nn/loss.hpp"
 #include "geoloc/optim.hpp"
@@ -61,6 +70,82 @@ void train_step(benchmark::State& st, const ResNetConfig& backbone) {
   st.counters["images/s"] = benchmark::Counter(static_cast<double>(st.iterations() * n), benchmark::Counter::kIsRate);
 }
 
+// Multiply-adds of the backbone's convolutions for one image of size x size (walks the module tree).
+double backbone_macs(const ResNet& net, int64_t size) {
+  double macs = 0.0;
+  int64_t h = size;
+  auto conv = [&](const Conv2d& c, int64_t in_h) {
+    const int64_t k = c.weight.dim(1), ho = conv_out_size(in_h, k, c.stride, c.pad);
+    macs += static_cast<double>(ho * ho) * static_cast<double>(c.weight.numel());
+    return ho;
+  };
+  h = conv(*net.conv1, h);
+  if (net.config().stem_pool) h = conv_out_size(h, 3, 2, 1);
+  for (const auto& s : net.stages)
+    for (const auto& b : s->blocks) {
+      const int64_t in_h = h;
+      if (auto* bb = dynamic_cast<const BasicBlock*>(b.get())) {
+        h = conv(*bb->conv2, conv(*bb->conv1, in_h));
+        if (bb->downsample) conv(*bb->downsample->conv, in_h);
+      } else if (auto* bn = dynamic_cast<const Bottleneck*>(b.get())) {
+        h = conv(*bn->conv3, conv(*bn->conv2, conv(*bn->conv1, in_h)));
+        if (bn->downsample) conv(*bn->downsample->conv, in_h);
+      }
+    }
+  return macs;
+}
+
+int bench_threads() {
+  const char* e = std::getenv("GEOLOC_THREADS");
+  return e ? std::atoi(e) : 2;
+}
+
+void cmp_inference(benchmark::State& st, const ResNetConfig& cfg) {
+  cpu::set_num_threads(bench_threads());
+  ResNet net(cfg, 0);
+  net.eval();
+  const int64_t n = st.range(0);
+  const Tensor x = batch(n, st.range(1));
+  NoGradGuard g;
+  net.forward(x);  // warm-up
+  for (auto _ : st) benchmark::DoNotOptimize(net.forward(x).raw());
+  st.counters["images/s"] = benchmark::Counter(static_cast<double>(st.iterations() * n), benchmark::Counter::kIsRate);
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * backbone_macs(net, st.range(1)) * n * 1e-9 * st.iterations(),
+                                              benchmark::Counter::kIsRate);
+}
+
+void cmp_train_step(benchmark::State& st, const ResNetConfig& cfg) {
+  cpu::set_num_threads(bench_threads());
+  ResNet net(cfg, 0);
+  Rng rng(2);
+  Linear fc(net.embedding_dim(), 1000, true, rng);
+  net.train();
+  const int64_t n = st.range(0);
+  const Tensor x = batch(n, st.range(1));
+  std::vector<int32_t> labels(n);
+  for (int64_t i = 0; i < n; ++i) labels[i] = static_cast<int32_t>((i * 37) % 1000);
+  const Tensor y = Tensor::from_labels(labels);
+  NamedTensors params = net.named_parameters();
+  for (auto& p : fc.named_parameters()) params.push_back(p);
+  optim::Sgd opt(params, {});
+  auto step = [&] {
+    opt.zero_grad();
+    ops::cross_entropy(fc.forward(net.forward(x)), y).backward();
+    opt.step();
+  };
+  step();  // warm-up
+  for (auto _ : st) step();
+  const double macs = backbone_macs(net, st.range(1)) + static_cast<double>(fc.weight.numel());
+  st.counters["images/s"] = benchmark::Counter(static_cast<double>(st.iterations() * n), benchmark::Counter::kIsRate);
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(3.0 * 2.0 * macs * n * 1e-9 * st.iterations(), benchmark::Counter::kIsRate);
+}
+
+void BM_cmp_resnet18_inference(benchmark::State& st) { cmp_inference(st, ResNetConfig::resnet18()); }
+void BM_cmp_resnet50_inference(benchmark::State& st) { cmp_inference(st, ResNetConfig::resnet50()); }
+void BM_cmp_resnet18_train_step(benchmark::State& st) { cmp_train_step(st, ResNetConfig::resnet18()); }
+void BM_cmp_small_train_step(benchmark::State& st) { cmp_train_step(st, ResNetConfig::small()); }
+
 void BM_resnet18_inference(benchmark::State& st) { inference(st, ResNetConfig::resnet18()); }
 void BM_resnet50_inference(benchmark::State& st) { inference(st, ResNetConfig::resnet50()); }
 void BM_resnet18_train_step(benchmark::State& st) { train_step(st, ResNetConfig::resnet18()); }
@@ -71,4 +156,9 @@ BENCHMARK(BM_resnet18_inference)->Args({1, 64})->Args({8, 224})->Unit(benchmark:
 BENCHMARK(BM_resnet50_inference)->Args({1, 64})->Args({8, 224})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_resnet18_train_step)->Args({2, 64})->Args({64, 224})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_small_train_step)->Args({32, 64})->Unit(benchmark::kMillisecond)->UseRealTime();
+// The PyTorch comparison cases (bench/compare_pytorch.sh); ~1 s each with the default minimum time.
+BENCHMARK(BM_cmp_resnet18_inference)->Args({8, 224})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_cmp_resnet50_inference)->Args({8, 224})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_cmp_resnet18_train_step)->Args({64, 64})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_cmp_small_train_step)->Args({64, 64})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_MAIN();

@@ -93,9 +93,20 @@ inline int64_t conv_out_size(int64_t in, int64_t k, int stride, int pad) { retur
 
 namespace cpu {
 GEOLOC_BACKEND_DECLARATIONS
-/// Threads used by the CPU backend (OpenMP and Eigen); 0 = all cores.
+/// Threads used by the CPU backend (its own thread pool; Eigen runs single-threaded inside the pool's
+/// tasks); 0 = all cores. The default is all cores.
 void set_num_threads(int n);
 int num_threads();
+
+// CPU-only inference fusion (no CUDA counterpart; nn/resnet.cpp calls it under `device.is_cpu()` and
+// falls back to the separate ops elsewhere). Same values as conv2d -> batch_norm(eval) -> add -> relu,
+// up to float rounding, in one pass over the output; checked by the nn parity tests (eval outputs).
+
+/// conv2d followed by eval-mode batch norm (running statistics), plus the residual (may be undefined)
+/// and ReLU if asked: BN is folded into a per-channel scale and shift applied in the GEMM's epilogue.
+void conv2d_bn_fused_forward(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
+                             const Tensor& running_mean, const Tensor& running_var, float eps,
+                             const Tensor& residual, bool relu, const Tensor& y, const Conv2dArgs& a);
 }  // namespace cpu
 
 namespace cuda {

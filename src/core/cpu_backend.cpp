@@ -1,13 +1,22 @@
-// The CPU backend: the reference for every op. Convolutions and linear layers run on Eigen's
-// multithreaded GEMM over NHWC data (im2col, skipped for 1x1 stride-1 convolutions); the rest are
-// OpenMP loops. Shapes were validated by ops.cpp.
-#include <omp.h>
-
+// The CPU backend: the reference for every op. Convolutions and linear layers run on Eigen's GEMM
+// over NHWC data; the rest are plain loops. Shapes were validated by ops.cpp.
+//
+// Threading: one level, geoloc's own pool (below), not OpenMP. Each op is cut into tasks that the
+// threads take dynamically; Eigen always runs single-threaded inside a task. Idle threads block on a
+// futex (std::atomic::wait) instead of spinning: libgomp's default spin-wait (and Eigen's own
+// parallel GEMM, which busy-waits on its threads once per depth block) made a training step 2-4x
+// slower whenever the cores were shared with other processes, and the wake-up latency of a blocked
+// thread (tens of microseconds) is negligible against the milliseconds of one conv.
 #include <Eigen/Core>
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <exception>
+#include <functional>
 #include <limits>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "geoloc/backend.hpp"
@@ -22,7 +31,114 @@ using CMapM = Eigen::Map<const RowMat>;
 using MapV = Eigen::Map<Eigen::VectorXf>;
 using CMapV = Eigen::Map<const Eigen::VectorXf>;
 
-constexpr int64_t kParallelMin = 1 << 14;  // below this, a loop is not worth waking threads for
+constexpr int64_t kParallelMin = 1 << 15;  // below this many elements, a loop is not worth waking threads for
+
+// ---- the thread pool
+// run(n, fn) calls fn(task, thread) for every task in [0, n), spread over the caller (thread 0) and the
+// workers (1..threads-1), each taking the next task from a shared counter. A call made from inside a
+// task, or while another thread of the program is using the pool, runs inline on the calling thread.
+class Pool {
+ public:
+  static Pool& get() {
+    static Pool* p = new Pool();  // never destroyed: workers may outlive static destruction order
+    return *p;
+  }
+
+  int threads() const { return threads_.load(); }
+
+  void set_threads(int n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    n = std::max(1, n);
+    while (static_cast<int>(workers_.size()) < n - 1) {
+      const int id = static_cast<int>(workers_.size()) + 1;
+      // the generation is read here, not in the new thread: a run() that starts before the thread
+      // does must still wake it
+      workers_.emplace_back([this, id, seen = gen_.load()] { worker(id, seen); });
+      workers_.back().detach();
+    }
+    threads_.store(n);
+  }
+
+  void run(int64_t ntasks, const std::function<void(int64_t, int)>& fn) {
+    const int nt = threads();
+    if (ntasks <= 0) return;
+    std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
+    if (ntasks == 1 || nt == 1 || in_task_ || !lock.try_lock()) {
+      for (int64_t t = 0; t < ntasks; ++t) fn(t, 0);
+      return;
+    }
+    fn_ = &fn;
+    ntasks_ = ntasks;
+    next_.store(0);
+    error_ = nullptr;
+    active_.store(nt - 1);
+    participants_ = nt;
+    gen_.fetch_add(1);
+    gen_.notify_all();
+    work(0);
+    for (int a = active_.load(); a != 0; a = active_.load()) active_.wait(a);
+    fn_ = nullptr;
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  Pool() {
+    Eigen::setNbThreads(1);  // Eigen runs inside the tasks; its own OpenMP threading must stay off
+    const unsigned hw = std::thread::hardware_concurrency();
+    set_threads(hw ? static_cast<int>(hw) : 1);
+  }
+
+  void work(int id) {
+    in_task_ = true;
+    try {
+      for (int64_t t = next_.fetch_add(1); t < ntasks_; t = next_.fetch_add(1)) (*fn_)(t, id);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(err_mu_);
+      if (!error_) error_ = std::current_exception();
+    }
+    in_task_ = false;
+  }
+
+  void worker(int id, uint32_t seen) {
+    while (true) {
+      gen_.wait(seen);
+      seen = gen_.load();
+      if (id < participants_) {
+        work(id);
+        if (active_.fetch_sub(1) == 1) active_.notify_all();
+      }
+    }
+  }
+
+  std::mutex mu_, err_mu_;
+  std::vector<std::thread> workers_;
+  std::atomic<int> threads_{1};
+  std::atomic<uint32_t> gen_{0};
+  std::atomic<int> active_{0};
+  std::atomic<int64_t> next_{0};
+  const std::function<void(int64_t, int)>* fn_ = nullptr;
+  int64_t ntasks_ = 0;
+  int participants_ = 1;
+  std::exception_ptr error_;
+  static thread_local bool in_task_;
+};
+thread_local bool Pool::in_task_ = false;
+
+int pool_threads() { return Pool::get().threads(); }
+
+// body(begin, end) over [0, n) in about 4 chunks per thread; on the calling thread alone when the
+// loop's `work` (its element count) is below kParallelMin.
+template <class F>
+void parallel_for(int64_t n, int64_t work, F&& body) {
+  const int nt = pool_threads();
+  if (work < kParallelMin || nt == 1) {
+    if (n > 0) body(int64_t(0), n);
+    return;
+  }
+  const int64_t chunks = std::min<int64_t>(n, 4 * nt), step = (n + chunks - 1) / chunks;
+  Pool::get().run((n + step - 1) / step,
+                  [&](int64_t c, int) { body(c * step, std::min(n, (c + 1) * step)); });
+}
 
 float* f(const Tensor& t) { return t.data<float>(); }
 
@@ -43,89 +159,167 @@ ConvGeom geom(const Tensor& x, const Tensor& w, const Conv2dArgs& a) {
   return g;
 }
 
-// Images per im2col chunk, so that the column buffer stays around 32 MB.
-int64_t chunk_images(const ConvGeom& g) {
-  int64_t per = g.ho * g.wo * g.k * static_cast<int64_t>(sizeof(float));
-  return std::clamp<int64_t>((int64_t(32) << 20) / std::max<int64_t>(per, 1), 1, g.n);
+// ---- convolution engine
+// Every convolution is a GEMM over rows r = (img, oh, ow) of the output: Y[M, Co] = col[M, K] W[Co, K]^T,
+// where col is the im2col matrix (K = KH*KW*Ci). The rows are cut into tiles that the threads share
+// out in ONE OpenMP region; each tile is gathered (im2col) into a per-thread buffer of a few MB and
+// multiplied by a single-threaded Eigen GEMM (Eigen runs sequentially inside a parallel region).
+// There is no nested or back-to-back threading (Eigen's own parallel GEMM synchronises its threads
+// with busy-waits once per depth block, which collapses when the cores are shared with other work),
+// the column matrix is never materialised whole, and the epilogue (bias / folded BN, residual,
+// ReLU) runs on a tile while it is still in cache.
+
+// Rows of the column matrix that one tile holds: about 1 MB of it (L2-sized) but at least min_rows
+// (each tile's GEMM packs the whole weight matrix again: fewer rows than that and the packing costs more
+// than the multiply), and, rows permitting, 4 tiles per thread, so that a thread that the OS preempts
+// (the cores may be shared) holds up the others by one tile at most. Few tiles are made a multiple of
+// the thread count.
+int64_t tile_rows(int64_t m, int64_t k, int nt, int64_t min_rows = 128) {
+  const int64_t target = std::max<int64_t>(min_rows, (int64_t(1) << 20) / (k * int64_t(sizeof(float))));
+  int64_t tiles = std::max<int64_t>(1, (m + target - 1) / target);
+  if (nt > 1) {
+    tiles = std::max(tiles, std::min<int64_t>(4 * nt, m / min_rows));
+    if (tiles < 4 * nt) tiles = (tiles + nt - 1) / nt * nt;
+  }
+  return std::max<int64_t>(1, (m + tiles - 1) / tiles);
 }
 
-// The column buffer is reused across calls (one per thread that runs convolutions).
-std::vector<float>& col_buffer(size_t n) {
-  thread_local std::vector<float> buf;
-  if (buf.size() < n) buf.resize(n);
-  return buf;
+// Per-thread scratch buffers (slot 0: column tiles, 1: partial filter gradients, 2: folded BN). OpenMP
+// threads are persistent, so they are reused across calls: no allocation per step.
+float* thread_buffer(int slot, size_t n) {
+  thread_local std::vector<float> bufs[3];
+  if (bufs[slot].size() < n) bufs[slot].resize(n);
+  return bufs[slot].data();
 }
 
-// col[(img*ho + oh)*wo + ow, (ky*kw + kx)*ci + c] = x[n0+img, oh*s-p+ky, ow*s-p+kx, c] (0 outside)
-void im2col(const float* x, float* col, const ConvGeom& g, int64_t n0, int64_t nimg) {
-  const int64_t rows = nimg * g.ho * g.wo;
-#pragma omp parallel for schedule(static) if (rows * g.k > kParallelMin)
-  for (int64_t r = 0; r < rows; ++r) {
-    int64_t img = r / (g.ho * g.wo), rem = r % (g.ho * g.wo), oh = rem / g.wo, ow = rem % g.wo;
-    float* dst = col + r * g.k;
-    const float* src = x + (n0 + img) * g.h * g.w * g.ci;
-    for (int64_t ky = 0; ky < g.kh; ++ky) {
-      int64_t iy = oh * g.stride - g.pad + ky;
-      for (int64_t kx = 0; kx < g.kw; ++kx, dst += g.ci) {
-        int64_t ix = ow * g.stride - g.pad + kx;
-        if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
-          std::memset(dst, 0, g.ci * sizeof(float));
-        } else {
-          std::memcpy(dst, src + (iy * g.w + ix) * g.ci, g.ci * sizeof(float));
-        }
+struct ConvEpilogue {
+  const float* scale = nullptr;  // per output channel, or null
+  const float* shift = nullptr;  // per output channel (bias, BN shift), or null
+  bool relu = false;
+};
+
+// col[r - r0, (ky*kw + kx)*ci + c] = x[img, oh*s-p+ky, ow*s-p+kx, c] (0 outside) for rows r0..r1.
+void im2col_rows(const float* x, float* col, const ConvGeom& g, int64_t r0, int64_t r1) {
+  const int64_t per_img = g.ho * g.wo, run = g.kw * g.ci;
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t img = r / per_img, rem = r % per_img, oh = rem / g.wo, ow = rem % g.wo;
+    float* dst = col + (r - r0) * g.k;
+    const float* src = x + img * g.h * g.w * g.ci;
+    const int64_t ix0 = ow * g.stride - g.pad;
+    // the kx with 0 <= ix0 + kx < w form one contiguous run of (kx1 - kx0) * ci floats in x
+    const int64_t kx0 = std::max<int64_t>(0, -ix0), kx1 = std::min<int64_t>(g.kw, g.w - ix0);
+    for (int64_t ky = 0; ky < g.kh; ++ky, dst += run) {
+      const int64_t iy = oh * g.stride - g.pad + ky;
+      if (iy < 0 || iy >= g.h || kx1 <= kx0) {
+        std::memset(dst, 0, run * sizeof(float));
+        continue;
       }
+      if (kx0 > 0) std::memset(dst, 0, kx0 * g.ci * sizeof(float));
+      std::memcpy(dst + kx0 * g.ci, src + (iy * g.w + ix0 + kx0) * g.ci, (kx1 - kx0) * g.ci * sizeof(float));
+      if (kx1 < g.kw) std::memset(dst + kx1 * g.ci, 0, (g.kw - kx1) * g.ci * sizeof(float));
     }
   }
 }
 
-// The adjoint of im2col: dx[n0+img, iy, ix, c] += dcol[...]. Parallel over images and input rows, so
-// each output element has exactly one writer.
-void col2im(const float* dcol, float* dx, const ConvGeom& g, int64_t n0, int64_t nimg) {
-#pragma omp parallel for collapse(2) schedule(static) if (nimg * g.ho * g.wo * g.k > kParallelMin)
-  for (int64_t img = 0; img < nimg; ++img) {
-    for (int64_t iy = 0; iy < g.h; ++iy) {
-      float* dst_row = dx + ((n0 + img) * g.h + iy) * g.w * g.ci;
-      for (int64_t ky = 0; ky < g.kh; ++ky) {
-        int64_t t = iy + g.pad - ky;  // = oh * stride
-        if (t < 0 || t % g.stride) continue;
-        int64_t oh = t / g.stride;
-        if (oh >= g.ho) continue;
-        for (int64_t ow = 0; ow < g.wo; ++ow) {
-          const float* src = dcol + ((img * g.ho + oh) * g.wo + ow) * g.k + ky * g.kw * g.ci;
-          for (int64_t kx = 0; kx < g.kw; ++kx) {
-            int64_t ix = ow * g.stride - g.pad + kx;
-            if (ix < 0 || ix >= g.w) continue;
-            float* d = dst_row + ix * g.ci;
-            const float* s = src + kx * g.ci;
-            for (int64_t c = 0; c < g.ci; ++c) d[c] += s[c];
-          }
-        }
-      }
+// The adjoint of im2col_rows: dx[img, iy, ix, c] += dcol[r - r0, ...] for rows r0..r1.
+void col2im_rows(const float* dcol, float* dx, const ConvGeom& g, int64_t r0, int64_t r1) {
+  const int64_t per_img = g.ho * g.wo, run = g.kw * g.ci;
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t img = r / per_img, rem = r % per_img, oh = rem / g.wo, ow = rem % g.wo;
+    const float* src = dcol + (r - r0) * g.k;
+    float* dst = dx + img * g.h * g.w * g.ci;
+    const int64_t ix0 = ow * g.stride - g.pad;
+    const int64_t kx0 = std::max<int64_t>(0, -ix0), kx1 = std::min<int64_t>(g.kw, g.w - ix0);
+    if (kx1 <= kx0) continue;
+    const int64_t len = (kx1 - kx0) * g.ci;
+    for (int64_t ky = 0; ky < g.kh; ++ky, src += run) {
+      const int64_t iy = oh * g.stride - g.pad + ky;
+      if (iy < 0 || iy >= g.h) continue;
+      float* d = dst + (iy * g.w + ix0 + kx0) * g.ci;
+      const float* s = src + kx0 * g.ci;
+#pragma omp simd
+      for (int64_t c = 0; c < len; ++c) d[c] += s[c];
     }
   }
+}
+
+// In-place epilogue on rows [0, m) of a [m, co] tile: y = relu?(y * scale + shift + residual).
+void epilogue(float* y, int64_t m, int64_t co, const ConvEpilogue& e, const float* residual) {
+  if (!e.scale && !e.shift && !residual && !e.relu) return;
+  for (int64_t r = 0; r < m; ++r) {
+    float* row = y + r * co;
+    const float* res = residual ? residual + r * co : nullptr;
+    if (e.scale) {
+#pragma omp simd
+      for (int64_t c = 0; c < co; ++c) row[c] *= e.scale[c];
+    }
+    if (e.shift) {
+#pragma omp simd
+      for (int64_t c = 0; c < co; ++c) row[c] += e.shift[c];
+    }
+    if (res) {
+#pragma omp simd
+      for (int64_t c = 0; c < co; ++c) row[c] += res[c];
+    }
+    if (e.relu) {
+#pragma omp simd
+      for (int64_t c = 0; c < co; ++c) row[c] = math::relu(row[c]);
+    }
+  }
+}
+
+void conv_forward_engine(const float* x, const float* w, float* y, const ConvGeom& g, const ConvEpilogue& e,
+                         const float* residual) {
+  const int nt = pool_threads();
+  const int64_t m = g.n * g.ho * g.wo;
+  const int64_t tr = tile_rows(m, g.k, nt);
+  const int64_t tiles = (m + tr - 1) / tr;
+  const bool direct = g.direct();
+  CMapM W(w, g.co, g.k);
+  Pool::get().run(tiles, [&](int64_t t, int) {
+    const int64_t r0 = t * tr, r1 = std::min(m, r0 + tr);
+    const float* a = x + r0 * g.ci;
+    if (!direct) {
+      float* col = thread_buffer(0, static_cast<size_t>(tr * g.k));
+      im2col_rows(x, col, g, r0, r1);
+      a = col;
+    }
+    MapM(y + r0 * g.co, r1 - r0, g.co).noalias() = CMapM(a, r1 - r0, g.k) * W.transpose();
+    epilogue(y + r0 * g.co, r1 - r0, g.co, e, residual ? residual + r0 * g.co : nullptr);
+  });
 }
 
 // Per-channel statistics over the rows of an [M, C] matrix, accumulated in double.
-void channel_sums(const float* x, int64_t m, int64_t c, std::vector<double>& sum, std::vector<double>& sumsq) {
-  sum.assign(c, 0.0);
-  sumsq.assign(c, 0.0);
-#pragma omp parallel if (m * c > kParallelMin)
-  {
-    std::vector<double> s(c, 0.0), q(c, 0.0);
-#pragma omp for schedule(static) nowait
-    for (int64_t r = 0; r < m; ++r) {
-      const float* row = x + r * c;
+// Row blocks of a reduction over [M, C]: a fixed split (not by thread), so results do not depend on
+// the scheduling. Accumulation is in double, as before the thread pool (float partial sums measurably
+// worsened the ResNet-50 gradient parity).
+int64_t reduction_blocks(int64_t m, int64_t c) {
+  return m * c < kParallelMin ? 1 : std::min<int64_t>(4 * pool_threads(), std::max<int64_t>(1, m / 64));
+}
+
+void channel_sums(const float* x, int64_t m, int64_t c, std::vector<double>& sum,
+                  std::vector<double>& sumsq) {
+  const int64_t blocks = reduction_blocks(m, c), step = (m + blocks - 1) / blocks;
+  std::vector<double> part(static_cast<size_t>(2 * blocks * c), 0.0);
+  Pool::get().run(blocks, [&](int64_t b, int) {
+    double* __restrict s = part.data() + 2 * b * c;
+    double* __restrict q = s + c;
+    for (int64_t r = b * step; r < std::min(m, (b + 1) * step); ++r) {
+      const float* __restrict row = x + r * c;
+#pragma omp simd
       for (int64_t j = 0; j < c; ++j) {
         s[j] += row[j];
         q[j] += static_cast<double>(row[j]) * row[j];
       }
     }
-#pragma omp critical
+  });
+  sum.assign(c, 0.0);
+  sumsq.assign(c, 0.0);
+  for (int64_t b = 0; b < blocks; ++b)
     for (int64_t j = 0; j < c; ++j) {
-      sum[j] += s[j];
-      sumsq[j] += q[j];
+      sum[j] += part[2 * b * c + j];
+      sumsq[j] += part[2 * b * c + c + j];
     }
-  }
 }
 
 int64_t channels(const Tensor& x) { return x.dim(-1); }
@@ -133,84 +327,122 @@ int64_t rows(const Tensor& x) { return x.numel() / x.dim(-1); }
 }  // namespace
 
 void set_num_threads(int n) {
-  int t = n > 0 ? n : omp_get_num_procs();
-  omp_set_num_threads(t);
-  Eigen::setNbThreads(t);
+  const unsigned hw = std::thread::hardware_concurrency();
+  Pool::get().set_threads(n > 0 ? n : (hw ? static_cast<int>(hw) : 1));
 }
-int num_threads() { return omp_get_max_threads(); }
+int num_threads() { return pool_threads(); }
 
 // ---------------------------------------------------------------- convolution
-void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y, const Conv2dArgs& a) {
-  const ConvGeom g = geom(x, w, a);
-  CMapM W(f(w), g.co, g.k);
-  const int64_t per_img = g.ho * g.wo;
-  if (g.direct()) {
-    MapM(f(y), g.n * per_img, g.co).noalias() = CMapM(f(x), g.n * per_img, g.ci) * W.transpose();
-  } else {
-    const int64_t chunk = chunk_images(g);
-    auto& col = col_buffer(chunk * per_img * g.k);
-    for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
-      int64_t nimg = std::min(chunk, g.n - n0);
-      im2col(f(x), col.data(), g, n0, nimg);
-      MapM(f(y) + n0 * per_img * g.co, nimg * per_img, g.co).noalias() =
-          CMapM(col.data(), nimg * per_img, g.k) * W.transpose();
-    }
+void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
+                    const Conv2dArgs& a) {
+  ConvEpilogue e;
+  if (bias.defined()) e.shift = f(bias);
+  conv_forward_engine(f(x), f(w), f(y), geom(x, w, a), e, nullptr);
+}
+
+void conv2d_bn_fused_forward(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
+                             const Tensor& running_mean, const Tensor& running_var, float eps,
+                             const Tensor& residual, bool relu, const Tensor& y, const Conv2dArgs& a) {
+  const int64_t co = w.dim(0);
+  float* ss = thread_buffer(2, static_cast<size_t>(2 * co));
+  const float *G = f(gamma), *B = f(beta), *RM = f(running_mean), *RV = f(running_var);
+  for (int64_t j = 0; j < co; ++j) {  // the same folding as batch_norm_forward_eval
+    ss[j] = G[j] / std::sqrt(RV[j] + eps);
+    ss[co + j] = B[j] - RM[j] * ss[j];
   }
-  if (bias.defined()) {
-    MapM Y(f(y), g.n * per_img, g.co);
-    Y.rowwise() += CMapV(f(bias), g.co).transpose();
-  }
+  ConvEpilogue e{ss, ss + co, relu};
+  conv_forward_engine(f(x), f(w), f(y), geom(x, w, a), e, residual.defined() ? f(residual) : nullptr);
 }
 
 void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dArgs& a) {
   const ConvGeom g = geom(dx, w, a);
   CMapM W(f(w), g.co, g.k);
-  const int64_t per_img = g.ho * g.wo;
+  const int nt = pool_threads();
+  const int64_t per_img = g.ho * g.wo, m = g.n * per_img;
+  const float* DY = f(dy);
+  float* DX = f(dx);
   if (g.direct()) {
-    MapM(f(dx), g.n * per_img, g.ci).noalias() = CMapM(f(dy), g.n * per_img, g.co) * W;
+    const int64_t tr = tile_rows(m, g.k, nt), tiles = (m + tr - 1) / tr;
+    Pool::get().run(tiles, [&](int64_t t, int) {
+      const int64_t r0 = t * tr, r1 = std::min(m, r0 + tr);
+      MapM(DX + r0 * g.ci, r1 - r0, g.ci).noalias() = CMapM(DY + r0 * g.co, r1 - r0, g.co) * W;
+    });
     return;
   }
-  std::memset(f(dx), 0, dx.nbytes());
-  const int64_t chunk = chunk_images(g);
-  auto& col = col_buffer(chunk * per_img * g.k);
-  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
-    int64_t nimg = std::min(chunk, g.n - n0);
-    MapM(col.data(), nimg * per_img, g.k).noalias() = CMapM(f(dy) + n0 * per_img * g.co, nimg * per_img, g.co) * W;
-    col2im(col.data(), f(dx), g, n0, nimg);
-  }
+  // A task owns a run of whole images (the scatter of an image's rows writes only into that image),
+  // as many as tile_rows asks for; within the task, tiles of rows as tile_rows cuts them.
+  const int64_t tr = tile_rows(m, g.k, nt);
+  const int64_t imgs = std::max<int64_t>(1, std::min(g.n, tr / per_img)), tasks = (g.n + imgs - 1) / imgs;
+  const int64_t tr_in = tile_rows(imgs * per_img, g.k, 1);
+  Pool::get().run(tasks, [&](int64_t task, int) {
+    const int64_t i0 = task * imgs, i1 = std::min(g.n, i0 + imgs);
+    std::memset(DX + i0 * g.h * g.w * g.ci, 0,
+                static_cast<size_t>((i1 - i0) * g.h * g.w * g.ci) * sizeof(float));
+    float* col = thread_buffer(0, static_cast<size_t>(tr_in * g.k));
+    for (int64_t r0 = i0 * per_img; r0 < i1 * per_img; r0 += tr_in) {
+      const int64_t r1 = std::min(i1 * per_img, r0 + tr_in);
+      MapM(col, r1 - r0, g.k).noalias() = CMapM(DY + r0 * g.co, r1 - r0, g.co) * W;
+      col2im_rows(col, DX, g, r0, r1);
+    }
+  });
 }
 
 void conv2d_backward_filter(const Tensor& x, const Tensor& dy, const Tensor& dw, const Tensor& dbias,
                             const Conv2dArgs& a) {
   const ConvGeom g = geom(x, dw, a);
-  MapM dW(f(dw), g.co, g.k);
-  const int64_t per_img = g.ho * g.wo;
-  if (g.direct()) {
-    dW.noalias() = CMapM(f(dy), g.n * per_img, g.co).transpose() * CMapM(f(x), g.n * per_img, g.ci);
-  } else {
-    const int64_t chunk = chunk_images(g);
-    auto& col = col_buffer(chunk * per_img * g.k);
-    for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
-      int64_t nimg = std::min(chunk, g.n - n0);
-      im2col(f(x), col.data(), g, n0, nimg);
-      CMapM dY(f(dy) + n0 * per_img * g.co, nimg * per_img, g.co);
-      CMapM C(col.data(), nimg * per_img, g.k);
-      if (n0 == 0) {
-        dW.noalias() = dY.transpose() * C;
+  const int nt = pool_threads();
+  const int64_t m = g.n * g.ho * g.wo, wsize = g.co * g.k;
+  // Tiles of at least 256 rows: the depth of the dW GEMM; too short a depth wastes its packing.
+  const int64_t tr = tile_rows(m, g.k, nt, 256), tiles = (m + tr - 1) / tr;
+  const float *X = f(x), *DY = f(dy);
+  float* DW = f(dw);
+  const bool direct = g.direct();
+  // The tiles are cut into `slots` fixed runs, each summed into its own dW buffer (slot 0: dw itself),
+  // then the buffers are added in slot order: the result does not depend on the scheduling.
+  const int64_t slots = std::min<int64_t>(tiles, nt == 1 ? 1 : 2 * nt);
+  Tensor scratch = slots > 1 ? Tensor::empty({(slots - 1) * wsize}) : Tensor();  // recycled by the allocator
+  Pool::get().run(slots, [&](int64_t slot, int) {
+    MapM ACC(slot == 0 ? DW : f(scratch) + (slot - 1) * wsize, g.co, g.k);
+    const int64_t t0 = slot * tiles / slots, t1 = (slot + 1) * tiles / slots;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t r0 = t * tr, r1 = std::min(m, r0 + tr);
+      const float* b = X + r0 * g.ci;
+      if (!direct) {
+        float* col = thread_buffer(0, static_cast<size_t>(tr * g.k));
+        im2col_rows(X, col, g, r0, r1);
+        b = col;
+      }
+      CMapM dY(DY + r0 * g.co, r1 - r0, g.co);
+      CMapM B(b, r1 - r0, g.k);
+      if (t == t0) {
+        ACC.noalias() = dY.transpose() * B;
       } else {
-        dW.noalias() += dY.transpose() * C;
+        ACC.noalias() += dY.transpose() * B;
       }
     }
+  });
+  if (slots > 1) {
+    const float* S = f(scratch);
+    parallel_for(wsize, wsize, [&](int64_t i0, int64_t i1) {
+      float* __restrict dw_ = DW;
+      const float* __restrict s_ = S;
+      for (int64_t p = 1; p < slots; ++p) {
+        const float* src = s_ + (p - 1) * wsize;
+#pragma omp simd
+        for (int64_t i = i0; i < i1; ++i) dw_[i] += src[i];
+      }
+    });
   }
   if (dbias.defined()) {
-    MapV(f(dbias), g.co) = CMapM(f(dy), g.n * per_img, g.co).colwise().sum().transpose();
+    MapV(f(dbias), g.co) = CMapM(DY, m, g.co).colwise().sum().transpose();
   }
 }
 
 // ---------------------------------------------------------------- batch norm (channels last)
-void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
-                              const Tensor& running_var, float momentum, float eps, const Tensor& y,
-                              const Tensor& save_mean, const Tensor& save_invstd) {
+void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                              const Tensor& running_mean, const Tensor& running_var, float momentum,
+                              float eps, const Tensor& y, const Tensor& save_mean,
+                              const Tensor& save_invstd) {
   const int64_t m = rows(x), c = channels(x);
   std::vector<double> sum, sumsq;
   channel_sums(f(x), m, c, sum, sumsq);
@@ -231,13 +463,19 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor
     scale[j] = invstd[j] * G[j];
     shift[j] = B[j] - mean[j] * scale[j];
   }
-#pragma omp parallel for schedule(static) if (m * c > kParallelMin)
-  for (int64_t r = 0; r < m; ++r)
-    for (int64_t j = 0; j < c; ++j) Y[r * c + j] = X[r * c + j] * scale[j] + shift[j];
+  parallel_for(m, m * c, [&](int64_t r0, int64_t r1) {
+    const float* __restrict x_ = X;
+    float* __restrict y_ = Y;
+    const float *sc = scale.data(), *sh = shift.data();
+    for (int64_t r = r0; r < r1; ++r)
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j) y_[r * c + j] = x_[r * c + j] * sc[j] + sh[j];
+  });
 }
 
-void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
-                             const Tensor& running_var, float eps, const Tensor& y) {
+void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                             const Tensor& running_mean, const Tensor& running_var, float eps,
+                             const Tensor& y) {
   const int64_t m = rows(x), c = channels(x);
   const float *X = f(x), *G = f(gamma), *B = f(beta), *rm = f(running_mean), *rv = f(running_var);
   float* Y = f(y);
@@ -246,33 +484,44 @@ void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor&
     scale[j] = G[j] / std::sqrt(rv[j] + eps);
     shift[j] = B[j] - rm[j] * scale[j];
   }
-#pragma omp parallel for schedule(static) if (m * c > kParallelMin)
-  for (int64_t r = 0; r < m; ++r)
-    for (int64_t j = 0; j < c; ++j) Y[r * c + j] = X[r * c + j] * scale[j] + shift[j];
+  parallel_for(m, m * c, [&](int64_t r0, int64_t r1) {
+    const float* __restrict x_ = X;
+    float* __restrict y_ = Y;
+    const float *sc = scale.data(), *sh = shift.data();
+    for (int64_t r = r0; r < r1; ++r)
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j) y_[r * c + j] = x_[r * c + j] * sc[j] + sh[j];
+  });
 }
 
 void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& save_mean,
-                         const Tensor& save_invstd, const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta) {
+                         const Tensor& save_invstd, const Tensor& dx, const Tensor& dgamma,
+                         const Tensor& dbeta) {
   const int64_t m = rows(x), c = channels(x);
   const float *X = f(x), *DY = f(dy), *G = f(gamma), *mean = f(save_mean), *invstd = f(save_invstd);
-  // sum(dy) and sum(dy * xhat) per channel
-  std::vector<double> sdy(c, 0.0), sdyx(c, 0.0);
-#pragma omp parallel if (m * c > kParallelMin)
-  {
-    std::vector<double> a(c, 0.0), b(c, 0.0);
-#pragma omp for schedule(static) nowait
-    for (int64_t r = 0; r < m; ++r)
+  // sum(dy) and sum(dy * xhat) per channel, with xhat = (x - mean) * invstd: invstd is applied once at the
+  // end
+  const int64_t blocks = reduction_blocks(m, c), step = (m + blocks - 1) / blocks;
+  std::vector<double> part(static_cast<size_t>(2 * blocks * c), 0.0);
+  Pool::get().run(blocks, [&](int64_t blk, int) {
+    double* __restrict a = part.data() + 2 * blk * c;
+    double* __restrict b = a + c;
+    for (int64_t r = blk * step; r < std::min(m, (blk + 1) * step); ++r) {
+      const float* __restrict d = DY + r * c, * __restrict xr = X + r * c;
+#pragma omp simd
       for (int64_t j = 0; j < c; ++j) {
-        double d = DY[r * c + j];
-        a[j] += d;
-        b[j] += d * (X[r * c + j] - mean[j]) * invstd[j];
+        a[j] += d[j];
+        b[j] += static_cast<double>(d[j]) * (xr[j] - mean[j]);
       }
-#pragma omp critical
-    for (int64_t j = 0; j < c; ++j) {
-      sdy[j] += a[j];
-      sdyx[j] += b[j];
     }
-  }
+  });
+  std::vector<double> sdy(c, 0.0), sdyx(c, 0.0);
+  for (int64_t blk = 0; blk < blocks; ++blk)
+    for (int64_t j = 0; j < c; ++j) {
+      sdy[j] += part[2 * blk * c + j];
+      sdyx[j] += part[2 * blk * c + c + j];
+    }
+  for (int64_t j = 0; j < c; ++j) sdyx[j] *= invstd[j];
   if (dgamma.defined())
     for (int64_t j = 0; j < c; ++j) f(dgamma)[j] = static_cast<float>(sdyx[j]);
   if (dbeta.defined())
@@ -285,12 +534,18 @@ void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
     mdyx[j] = static_cast<float>(sdyx[j] / m);
   }
   float* DX = f(dx);
-#pragma omp parallel for schedule(static) if (m * c > kParallelMin)
-  for (int64_t r = 0; r < m; ++r)
-    for (int64_t j = 0; j < c; ++j) {
-      float xhat = (X[r * c + j] - mean[j]) * invstd[j];
-      DX[r * c + j] = k1[j] * (DY[r * c + j] - mdy[j] - xhat * mdyx[j]);
-    }
+  parallel_for(m, m * c, [&](int64_t r0, int64_t r1) {
+    const float* __restrict x_ = X;
+    float* __restrict dx_ = DX;
+    const float* __restrict dy_ = DY;
+    const float *mu = mean, *is = invstd, *k = k1.data(), *a = mdy.data(), *b = mdyx.data();
+    for (int64_t r = r0; r < r1; ++r)
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j) {
+        const float xhat = (x_[r * c + j] - mu[j]) * is[j];
+        dx_[r * c + j] = k[j] * (dy_[r * c + j] - a[j] - xhat * b[j]);
+      }
+  });
 }
 
 // ---------------------------------------------------------------- elementwise
@@ -298,48 +553,75 @@ void relu_forward(const Tensor& x, const Tensor& y) {
   const int64_t n = x.numel();
   const float* X = f(x);
   float* Y = f(y);
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) Y[i] = math::relu(X[i]);
+  parallel_for(n, n, [&](int64_t i0, int64_t i1) {
+    const float* __restrict x_ = X;
+    float* __restrict y_ = Y;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) y_[i] = math::relu(x_[i]);
+  });
 }
 
 void relu_backward(const Tensor& dy, const Tensor& y, const Tensor& dx) {
   const int64_t n = y.numel();
   const float *DY = f(dy), *Y = f(y);
   float* DX = f(dx);
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) DX[i] = Y[i] > 0.0f ? DY[i] : 0.0f;
+  parallel_for(n, n, [&](int64_t i0, int64_t i1) {
+    const float* __restrict dy_ = DY;
+    float* __restrict dx_ = DX;
+    const float* __restrict y_ = Y;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) dx_[i] = y_[i] > 0.0f ? dy_[i] : 0.0f;
+  });
 }
 
 void add_forward(const Tensor& a, const Tensor& b, const Tensor& y) {
   const int64_t n = a.numel();
   const float *A = f(a), *B = f(b);
   float* Y = f(y);
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) Y[i] = A[i] + B[i];
+  parallel_for(n, n, [&](int64_t i0, int64_t i1) {
+    const float* __restrict a_ = A;
+    float* __restrict y_ = Y;
+    const float* __restrict b_ = B;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) y_[i] = a_[i] + b_[i];
+  });
 }
 
 void add_relu_forward(const Tensor& a, const Tensor& b, const Tensor& y) {
   const int64_t n = a.numel();
   const float *A = f(a), *B = f(b);
   float* Y = f(y);
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) Y[i] = math::relu(A[i] + B[i]);
+  parallel_for(n, n, [&](int64_t i0, int64_t i1) {
+    const float* __restrict a_ = A;
+    float* __restrict y_ = Y;
+    const float* __restrict b_ = B;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) y_[i] = math::relu(a_[i] + b_[i]);
+  });
 }
 
 void axpy(float alpha, const Tensor& src, const Tensor& dst) {
   const int64_t n = src.numel();
   const float* S = f(src);
   float* D = f(dst);
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) D[i] += alpha * S[i];
+  parallel_for(n, n, [&](int64_t i0, int64_t i1) {
+    const float* __restrict s_ = S;
+    float* __restrict d_ = D;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) d_[i] += alpha * s_[i];
+  });
 }
 
 void scale(const Tensor& x, float alpha, const Tensor& y) {
   const int64_t n = x.numel();
   const float* X = f(x);
   float* Y = f(y);
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) Y[i] = alpha * X[i];
+  parallel_for(n, n, [&](int64_t i0, int64_t i1) {
+    const float* __restrict x_ = X;
+    float* __restrict y_ = Y;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) y_[i] = alpha * x_[i];
+  });
 }
 
 void fill(const Tensor& y, float value) { std::fill_n(f(y), y.numel(), value); }
@@ -350,12 +632,15 @@ void max_pool2d_forward(const Tensor& x, const Tensor& y, const Tensor& argmax, 
   const float* X = f(x);
   float* Y = f(y);
   int32_t* I = argmax.data<int32_t>();
-#pragma omp parallel for collapse(2) schedule(static) if (y.numel() > kParallelMin)
-  for (int64_t b = 0; b < n; ++b)
-    for (int64_t oh = 0; oh < ho; ++oh)
+  parallel_for(n * ho, y.numel(), [&](int64_t q0, int64_t q1) {
+    const float* __restrict x_ = X;
+    float* __restrict y_ = Y;
+    int32_t* __restrict i_ = I;
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t b = q / ho, oh = q % ho;
       for (int64_t ow = 0; ow < wo; ++ow) {
-        float* yo = Y + ((b * ho + oh) * wo + ow) * c;
-        int32_t* io = I + ((b * ho + oh) * wo + ow) * c;
+        float* yo = y_ + ((b * ho + oh) * wo + ow) * c;
+        int32_t* io = i_ + ((b * ho + oh) * wo + ow) * c;
         for (int64_t j = 0; j < c; ++j) {
           yo[j] = -std::numeric_limits<float>::infinity();
           io[j] = -1;
@@ -366,7 +651,7 @@ void max_pool2d_forward(const Tensor& x, const Tensor& y, const Tensor& argmax, 
           for (int64_t kx = 0; kx < a.kernel; ++kx) {
             int64_t ix = ow * a.stride - a.pad + kx;
             if (ix < 0 || ix >= w) continue;
-            const float* xi = X + ((b * h + iy) * w + ix) * c;
+            const float* xi = x_ + ((b * h + iy) * w + ix) * c;
             const int32_t flat = static_cast<int32_t>(iy * w + ix);
             for (int64_t j = 0; j < c; ++j) {
               const float v = xi[j];
@@ -378,6 +663,8 @@ void max_pool2d_forward(const Tensor& x, const Tensor& y, const Tensor& argmax, 
           }
         }
       }
+    }
+  });
 }
 
 void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Tensor& dx) {
@@ -386,13 +673,17 @@ void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Tensor& d
   const float* DY = f(dy);
   const int32_t* I = argmax.data<int32_t>();
   float* DX = f(dx);
-#pragma omp parallel for schedule(static) if (dy.numel() > kParallelMin)
-  for (int64_t b = 0; b < n; ++b)  // windows overlap inside an image: one thread per image
-    for (int64_t o = 0; o < howo; ++o)
-      for (int64_t j = 0; j < c; ++j) {
-        int32_t idx = I[(b * howo + o) * c + j];
-        if (idx >= 0) DX[(b * hw + idx) * c + j] += DY[(b * howo + o) * c + j];
-      }
+  parallel_for(n, dy.numel(), [&](int64_t b0, int64_t b1) {
+    const float* __restrict dy_ = DY;
+    const int32_t* __restrict i_ = I;
+    float* __restrict dx_ = DX;
+    for (int64_t b = b0; b < b1; ++b)  // windows overlap inside an image: one thread per image
+      for (int64_t o = 0; o < howo; ++o)
+        for (int64_t j = 0; j < c; ++j) {
+          int32_t idx = i_[(b * howo + o) * c + j];
+          if (idx >= 0) dx_[(b * hw + idx) * c + j] += dy_[(b * howo + o) * c + j];
+        }
+  });
 }
 
 void global_avg_pool_forward(const Tensor& x, const Tensor& y) {
@@ -404,10 +695,11 @@ void global_avg_pool_forward(const Tensor& x, const Tensor& y) {
 void global_avg_pool_backward(const Tensor& dy, const Tensor& dx) {
   const int64_t n = dx.dim(0), hw = dx.dim(1) * dx.dim(2), c = dx.dim(3);
   const float inv = 1.0f / static_cast<float>(hw);
-#pragma omp parallel for schedule(static) if (dx.numel() > kParallelMin)
-  for (int64_t b = 0; b < n; ++b)
-    for (int64_t p = 0; p < hw; ++p)
-      for (int64_t j = 0; j < c; ++j) f(dx)[(b * hw + p) * c + j] = f(dy)[b * c + j] * inv;
+  parallel_for(n, dx.numel(), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b)
+      for (int64_t p = 0; p < hw; ++p)
+        for (int64_t j = 0; j < c; ++j) f(dx)[(b * hw + p) * c + j] = f(dy)[b * c + j] * inv;
+  });
 }
 
 // ---------------------------------------------------------------- linear
@@ -434,11 +726,15 @@ void dropout_forward(const Tensor& x, const Tensor& mask, const Tensor& y, float
   float* Y = f(y);
   uint8_t* M = mask.data<uint8_t>();
   const float keep_scale = 1.0f / (1.0f - p);
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    M[i] = math::dropout_keep(seed, static_cast<uint64_t>(i), p) ? 1 : 0;
-    Y[i] = M[i] ? X[i] * keep_scale : 0.0f;
-  }
+  parallel_for(n, n, [&](int64_t i0, int64_t i1) {
+    const float* __restrict x_ = X;
+    float* __restrict y_ = Y;
+    uint8_t* __restrict m_ = M;
+    for (int64_t i = i0; i < i1; ++i) {
+      m_[i] = math::dropout_keep(seed, static_cast<uint64_t>(i), p) ? 1 : 0;
+      y_[i] = m_[i] ? x_[i] * keep_scale : 0.0f;
+    }
+  });
 }
 
 void dropout_backward(const Tensor& dy, const Tensor& mask, const Tensor& dx, float p) {
@@ -447,8 +743,13 @@ void dropout_backward(const Tensor& dy, const Tensor& mask, const Tensor& dx, fl
   const uint8_t* M = mask.data<uint8_t>();
   float* DX = f(dx);
   const float keep_scale = 1.0f / (1.0f - p);
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) DX[i] = M[i] ? DY[i] * keep_scale : 0.0f;
+  parallel_for(n, n, [&](int64_t i0, int64_t i1) {
+    const float* __restrict dy_ = DY;
+    const uint8_t* __restrict m_ = M;
+    float* __restrict dx_ = DX;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) dx_[i] = m_[i] ? dy_[i] * keep_scale : 0.0f;
+  });
 }
 
 // ---------------------------------------------------------------- losses
@@ -458,23 +759,28 @@ void softmax_xent_hard(const Tensor& logits, const Tensor& labels, const Tensor&
   const float* L = f(logits);
   const int32_t* Y = labels.data<int32_t>();
   float *LOSS = f(loss), *D = f(dlogits);
-#pragma omp parallel for schedule(static) if (n * c > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const float* row = L + i * c;
-    float* drow = D + i * c;
-    if (Y[i] < 0) {
-      LOSS[i] = 0.0f;
-      std::fill_n(drow, c, 0.0f);
-      continue;
+  parallel_for(n, n * c, [&](int64_t i0, int64_t i1) {
+    const float* __restrict l_ = L;
+    const int32_t* __restrict y_ = Y;
+    float* __restrict loss_ = LOSS;
+    float* __restrict d_ = D;
+    for (int64_t i = i0; i < i1; ++i) {
+      const float* row = l_ + i * c;
+      float* drow = d_ + i * c;
+      if (y_[i] < 0) {
+        loss_[i] = 0.0f;
+        std::fill_n(drow, c, 0.0f);
+        continue;
+      }
+      float mx = *std::max_element(row, row + c);
+      double se = 0.0;
+      for (int64_t j = 0; j < c; ++j) se += std::exp(static_cast<double>(row[j] - mx));
+      const float lse = mx + static_cast<float>(std::log(se));
+      loss_[i] = lse - row[y_[i]];
+      for (int64_t j = 0; j < c; ++j) drow[j] = grad_scale * std::exp(row[j] - lse);
+      drow[y_[i]] -= grad_scale;
     }
-    float mx = *std::max_element(row, row + c);
-    double se = 0.0;
-    for (int64_t j = 0; j < c; ++j) se += std::exp(static_cast<double>(row[j] - mx));
-    const float lse = mx + static_cast<float>(std::log(se));
-    LOSS[i] = lse - row[Y[i]];
-    for (int64_t j = 0; j < c; ++j) drow[j] = grad_scale * std::exp(row[j] - lse);
-    drow[Y[i]] -= grad_scale;
-  }
+  });
 }
 
 void softmax_xent_soft(const Tensor& logits, const Tensor& targets, const Tensor& loss, const Tensor& dlogits,
@@ -482,22 +788,27 @@ void softmax_xent_soft(const Tensor& logits, const Tensor& targets, const Tensor
   const int64_t n = logits.dim(0), c = logits.dim(1);
   const float *L = f(logits), *T = f(targets);
   float *LOSS = f(loss), *D = f(dlogits);
-#pragma omp parallel for schedule(static) if (n * c > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const float *row = L + i * c, *t = T + i * c;
-    float* drow = D + i * c;
-    double tsum = 0.0;
-    for (int64_t j = 0; j < c; ++j) tsum += t[j];
-    float mx = *std::max_element(row, row + c);
-    double se = 0.0;
-    for (int64_t j = 0; j < c; ++j) se += std::exp(static_cast<double>(row[j] - mx));
-    const float lse = mx + static_cast<float>(std::log(se));
-    double l = 0.0;
-    for (int64_t j = 0; j < c; ++j) l += static_cast<double>(t[j]) * (lse - row[j]);
-    LOSS[i] = static_cast<float>(l);
-    for (int64_t j = 0; j < c; ++j)
-      drow[j] = grad_scale * (static_cast<float>(tsum) * std::exp(row[j] - lse) - t[j]);
-  }
+  parallel_for(n, n * c, [&](int64_t i0, int64_t i1) {
+    const float* __restrict l_ = L;
+    float* __restrict loss_ = LOSS;
+    const float* __restrict t_ = T;
+    float* __restrict d_ = D;
+    for (int64_t i = i0; i < i1; ++i) {
+      const float *row = l_ + i * c, *t = t_ + i * c;
+      float* drow = d_ + i * c;
+      double tsum = 0.0;
+      for (int64_t j = 0; j < c; ++j) tsum += t[j];
+      float mx = *std::max_element(row, row + c);
+      double se = 0.0;
+      for (int64_t j = 0; j < c; ++j) se += std::exp(static_cast<double>(row[j] - mx));
+      const float lse = mx + static_cast<float>(std::log(se));
+      double l = 0.0;
+      for (int64_t j = 0; j < c; ++j) l += static_cast<double>(t[j]) * (lse - row[j]);
+      loss_[i] = static_cast<float>(l);
+      for (int64_t j = 0; j < c; ++j)
+        drow[j] = grad_scale * (static_cast<float>(tsum) * std::exp(row[j] - lse) - t[j]);
+    }
+  });
 }
 
 // ---------------------------------------------------------------- optimisers
@@ -506,23 +817,33 @@ void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_bu
   const int64_t n = param.numel();
   float *P = f(param), *G = f(grad);
   float* B = momentum_buf.defined() ? f(momentum_buf) : nullptr;
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    float dummy = 0.0f;
-    float& b = B ? B[i] : dummy;
-    P[i] = math::sgd_update(P[i], G[i], b, lr, B ? momentum : 0.0f, dampening, weight_decay, nesterov, first_step);
-  }
+  parallel_for(n, n, [&](int64_t i0, int64_t i1) {
+    float* __restrict p_ = P;
+    float* __restrict b_ = B;
+    float* __restrict g_ = G;
+    for (int64_t i = i0; i < i1; ++i) {
+      float dummy = 0.0f;
+      float& b = b_ ? b_[i] : dummy;
+      p_[i] = math::sgd_update(p_[i], g_[i], b, lr, b_ ? momentum : 0.0f, dampening, weight_decay, nesterov,
+                               first_step);
+    }
+  });
 }
 
-void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, float lr, float beta1,
-                float beta2, float eps, float weight_decay, int64_t step) {
+void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, float lr,
+                float beta1, float beta2, float eps, float weight_decay, int64_t step) {
   const int64_t n = param.numel();
   float *P = f(param), *G = f(grad), *M = f(m), *V = f(v);
   const float bc1 = 1.0f - std::pow(beta1, static_cast<float>(step));
   const float bc2 = 1.0f - std::pow(beta2, static_cast<float>(step));
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i)
-    P[i] = math::adamw_update(P[i], G[i], M[i], V[i], lr, beta1, beta2, eps, weight_decay, bc1, bc2);
+  parallel_for(n, n, [&](int64_t i0, int64_t i1) {
+    float* __restrict p_ = P;
+    float* __restrict g_ = G;
+    float* __restrict m_ = M;
+    float* __restrict v_ = V;
+    for (int64_t i = i0; i < i1; ++i)
+      p_[i] = math::adamw_update(p_[i], g_[i], m_[i], v_[i], lr, beta1, beta2, eps, weight_decay, bc1, bc2);
+  });
 }
 
 }  // namespace geoloc::cpu

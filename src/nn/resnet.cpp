@@ -3,6 +3,8 @@
 
 #include <cstring>
 
+#include "geoloc/backend.hpp"
+
 namespace geoloc::nn {
 
 // ---------------------------------------------------------------- config
@@ -130,9 +132,39 @@ std::shared_ptr<Conv2d> make_conv(int64_t in, int64_t out, int k, int stride, Rn
 }
 }  // namespace
 
-Tensor conv_bn(const Conv2d& conv, const BatchNorm2d& bn, const Tensor& x, bool bn_training) {
+namespace {
+// relu?(bn(conv(x)) + residual), where residual may be undefined. On the CPU in inference (BN in eval
+// mode and nothing that needs a gradient) it is one fused pass: the BN is folded, from the current
+// running statistics and parameters, into a per-channel scale and shift that the convolution applies
+// in its GEMM epilogue together with the residual and the ReLU; nothing is cached, so changed weights
+// are always seen. Everywhere else it is the separate differentiable ops.
+Tensor conv_bn_act(const Conv2d& conv, const BatchNorm2d& bn, const Tensor& x, bool bn_training, bool relu,
+                   const Tensor& residual = {}) {
+  const Tensor& w = conv.weight;
+  if (!bn_training && x.defined() && x.device().is_cpu() && w.device().is_cpu() && !conv.bias.defined() &&
+      x.dtype() == DType::F32 && x.ndim() == 4 && w.ndim() == 4 && x.dim(3) == w.dim(3) && x.numel() > 0 &&
+      !needs_grad({&x, &w, &bn.weight, &bn.bias, &residual})) {
+    const int64_t ho = conv_out_size(x.dim(1), w.dim(1), conv.stride, conv.pad);
+    const int64_t wo = conv_out_size(x.dim(2), w.dim(2), conv.stride, conv.pad);
+    const Shape ys{x.dim(0), ho, wo, w.dim(0)};
+    if (ho > 0 && wo > 0 && bn.weight.dim(0) == w.dim(0) &&
+        (!residual.defined() || (residual.shape() == ys && residual.device().is_cpu() &&
+                                 residual.dtype() == DType::F32))) {
+      Tensor y = Tensor::empty(ys);
+      cpu::conv2d_bn_fused_forward(x, w, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps, residual, relu,
+                                   y, Conv2dArgs{conv.stride, conv.pad});
+      return y;
+    }
+  }
   Tensor y = conv.forward(x);
-  return ops::batch_norm(y, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn_training, bn.momentum, bn.eps);
+  y = ops::batch_norm(y, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn_training, bn.momentum, bn.eps);
+  if (residual.defined()) return relu ? ops::add_relu(y, residual) : ops::add(y, residual);
+  return relu ? ops::relu(y) : y;
+}
+}  // namespace
+
+Tensor conv_bn(const Conv2d& conv, const BatchNorm2d& bn, const Tensor& x, bool bn_training) {
+  return conv_bn_act(conv, bn, x, bn_training, false);
 }
 
 Downsample::Downsample(int64_t in, int64_t out, int stride, Rng& rng) {
@@ -149,9 +181,8 @@ BasicBlock::BasicBlock(int64_t in, int64_t planes, int stride, Rng& rng) {
 }
 
 Tensor BasicBlock::forward(const Tensor& x, bool t) const {
-  Tensor y = ops::relu(conv_bn(*conv1, *bn1, x, t));
-  y = conv_bn(*conv2, *bn2, y, t);
-  return ops::add_relu(y, downsample ? downsample->forward(x, t) : x);
+  const Tensor y = conv_bn_act(*conv1, *bn1, x, t, true);
+  return conv_bn_act(*conv2, *bn2, y, t, true, downsample ? downsample->forward(x, t) : x);
 }
 
 Bottleneck::Bottleneck(int64_t in, int64_t planes, int stride, Rng& rng) {
@@ -166,10 +197,9 @@ Bottleneck::Bottleneck(int64_t in, int64_t planes, int stride, Rng& rng) {
 }
 
 Tensor Bottleneck::forward(const Tensor& x, bool t) const {
-  Tensor y = ops::relu(conv_bn(*conv1, *bn1, x, t));
-  y = ops::relu(conv_bn(*conv2, *bn2, y, t));
-  y = conv_bn(*conv3, *bn3, y, t);
-  return ops::add_relu(y, downsample ? downsample->forward(x, t) : x);
+  Tensor y = conv_bn_act(*conv1, *bn1, x, t, true);
+  y = conv_bn_act(*conv2, *bn2, y, t, true);
+  return conv_bn_act(*conv3, *bn3, y, t, true, downsample ? downsample->forward(x, t) : x);
 }
 
 void ResNetStage::add(std::shared_ptr<ResidualBlock> b) {
@@ -209,7 +239,7 @@ ResNet::ResNet(const ResNetConfig& cfg, uint64_t seed) : cfg_(cfg) {
 Tensor ResNet::forward(const Tensor& x, bool t) const {
   GEOLOC_CHECK(x.defined() && x.ndim() == 4 && x.dim(3) == cfg_.in_channels, ShapeError, "ResNet (", cfg_.name(),
                "): input must be NHWC [N, H, W, ", cfg_.in_channels, "], got ", x.defined() ? x.str() : "undefined");
-  Tensor y = ops::relu(conv_bn(*conv1, *bn1, x, t));
+  Tensor y = conv_bn_act(*conv1, *bn1, x, t, true);
   if (cfg_.stem_pool) y = ops::max_pool2d(y, 3, 2, 1);
   for (const auto& s : stages) y = s->forward(y, t);
   return ops::global_avg_pool(y);
