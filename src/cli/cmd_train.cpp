@@ -7,6 +7,8 @@
 #include "cli.hpp"
 #include "geoloc/atomic_file.hpp"
 #include "geoloc/geo/countries.hpp"
+#include "geoloc/image/cache.hpp"
+#include "geoloc/image/loader.hpp"
 #include "geoloc/nn/weights.hpp"
 #include "geoloc/pipeline/eval.hpp"
 #include "geoloc/pipeline/trainer.hpp"
@@ -24,6 +26,71 @@ std::vector<int64_t> parse_int_list(const std::string& s, const std::string& wha
     out.push_back(v);
   }
   return out;
+}
+
+// Writes the model and its training curve (curve stem: --curve, else <model>-curve).
+void write_outputs(const Args& args, const pipeline::GeoModel& model, const pipeline::TrainHistory& hist) {
+  const std::string out = args.get("out");
+  model.save(out);
+  const std::string stem = args.get("curve", "");
+  const std::string curve = stem.empty() ? std::filesystem::path(out).replace_extension("").string() + "-curve" : stem;
+  hist.write(curve);
+  std::printf("model: %s\ntraining curve: %s.png, %s.json\n", out.c_str(), curve.c_str(), curve.c_str());
+}
+
+// geoloc train --stream: the set never sits in memory; loader threads decode (or read cache shards),
+// augment and normalise batches while the network trains.
+int train_streaming(const Args& args, const pipeline::ModelSpec& spec, const pipeline::TrainConfig& tc) {
+  GEOLOC_CHECK(!args.flag("propagate-scenes"), ValueError,
+               "--propagate-scenes needs the training set in memory; it cannot be combined with --stream");
+  image::Manifest manifest = image::read_manifest(args.get("train"));
+  std::vector<geo::LatLng> coords;
+  std::vector<int> countries;
+  for (const auto& e : manifest.entries) {
+    GEOLOC_CHECK(e.scene < static_cast<int>(spec.scene_names.size()), ValueError, args.get("train"), " line ", e.line,
+                 ": scene ", e.scene, " but only ", spec.scene_names.size(), " scene names (--scenes) given");
+    coords.push_back({e.latitude, e.longitude});
+    countries.push_back(e.country);
+  }
+  pipeline::GeoModel model = pipeline::build_model(spec, coords, countries);
+  if (args.has("pretrained")) nn::load_backbone(*model.net, args.get("pretrained"));
+  const int threads = static_cast<int>(args.get_int("loader-threads"));
+  std::shared_ptr<const image::SampleSource> source = std::make_shared<image::ManifestSource>(std::move(manifest));
+  if (args.has("cache")) {
+    image::CacheBuildOptions co;
+    co.width = co.height = spec.preprocess.resize;
+    co.threads = threads;
+    const auto built = image::build_cache(*source, args.get("cache"), co);
+    std::fprintf(stderr, "cache: %zu images in %zu shards (%zu unreadable)\n", built.written, built.shards.size(),
+                 built.skipped);
+    source = std::make_shared<image::CacheSource>(built.shards);
+  }
+  image::LoaderOptions lo;
+  lo.batch_size = static_cast<size_t>(tc.batch_size);
+  lo.threads = threads;
+  lo.drop_last = true;
+  lo.seed = tc.seed;
+  lo.normalization = spec.preprocess.normalization();
+  image::Pipeline augment;
+  augment.add([size = spec.preprocess.resize](const image::Image& img, nn::Rng&) { return image::resize_shorter(img, size); });
+  augment.add([&tc, crop = spec.preprocess.crop](const image::Image& img, nn::Rng& rng) {
+    return image::random_resized_crop(img, crop, crop, rng, {tc.crop_scale_min, 1.0, 3.0 / 4.0, 4.0 / 3.0});
+  });
+  if (tc.flip) augment.add(image::random_flip());
+  if (tc.jitter > 0.0f)
+    augment.add([&tc](const image::Image& img, nn::Rng& rng) {
+      return image::color_jitter(img, {tc.jitter, tc.jitter, tc.jitter, 0.0f}, rng);
+    });
+  image::Loader loader(source, augment, lo);
+  std::unique_ptr<pipeline::Dataset> val;
+  if (args.has("val"))
+    val = std::make_unique<pipeline::Dataset>(pipeline::Dataset::from_manifest(args.get("val"), spec.preprocess.resize));
+  pipeline::Trainer trainer(model, tc);
+  if (args.has("resume")) trainer.resume(args.get("resume"));
+  const auto& hist = trainer.fit(loader, val.get());
+  if (loader.skipped()) std::fprintf(stderr, "%llu unreadable images were skipped\n", static_cast<unsigned long long>(loader.skipped()));
+  write_outputs(args, model, hist);
+  return 0;
 }
 
 int run_train(int argc, char** argv) {
@@ -60,11 +127,14 @@ int run_train(int argc, char** argv) {
              {"checkpoint-every", "steps between checkpoints", false, "0"},
              {"resume", "continue from this checkpoint"},
              {"seed", "random seed", false, "1"},
+             {"stream", "decode and augment in loader threads while training, instead of holding the set in memory", true},
+             {"cache", "with --stream: decode once into memory-mapped shards with this path prefix, then train from them"},
+             {"loader-threads", "with --stream: decoding threads", false, "2"},
              {"device", "cpu or cuda", false, "cpu"},
              {"curve", "training curve file stem (.json and .png)", false, ""}});
   if (!args.parse(argc, argv)) return 0;
   const int size = static_cast<int>(args.get_int("image-size"));
-  const std::string out = args.get("out");
+  args.get("out");  // required: a missing --out fails before any work
   // Every option is checked before the (slow) decoding of the data set.
   pipeline::ModelSpec spec;
   spec.backbone = nn::ResNetConfig::parse(args.get("arch"));
@@ -99,6 +169,8 @@ int run_train(int argc, char** argv) {
   tc.device = args.get("device");
   tc.validate();
 
+  if (args.flag("stream")) return train_streaming(args, spec, tc);
+  GEOLOC_CHECK(!args.has("cache"), ValueError, "--cache needs --stream");
   pipeline::Dataset train = pipeline::Dataset::from_manifest(args.get("train"), spec.preprocess.resize);
   std::unique_ptr<pipeline::Dataset> val;
   if (args.has("val"))
@@ -121,12 +193,7 @@ int run_train(int argc, char** argv) {
     std::fprintf(stderr, "partitioning %s: %zu classes\n", p.name.c_str(), p.partition->size());
   pipeline::Trainer trainer(model, tc);
   if (args.has("resume")) trainer.resume(args.get("resume"));
-  const auto& hist = trainer.fit(train, val.get());
-  model.save(out);
-  const std::string stem = args.get("curve", "");
-  const std::string curve = stem.empty() ? std::filesystem::path(out).replace_extension("").string() + "-curve" : stem;
-  hist.write(curve);
-  std::printf("model: %s\ntraining curve: %s.png, %s.json\n", out.c_str(), curve.c_str(), curve.c_str());
+  write_outputs(args, model, trainer.fit(train, val.get()));
   return 0;
 }
 

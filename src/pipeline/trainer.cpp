@@ -137,10 +137,7 @@ void TrainHistory::write(const std::string& stem) const {
 struct Trainer::State {
   std::unique_ptr<optim::Optimizer> opt;
   Device device;
-  // per geo head: class of every training row (-1 outside the partitioning)
-  std::map<std::string, std::vector<int>> cell_labels;
   std::map<int, int> country_class;  // ISO code -> class of the country head
-  const Dataset* labelled_for = nullptr;
 };
 
 Trainer::Trainer(GeoModel& model, TrainConfig config) : model_(model), cfg_(std::move(config)), s_(new State) {
@@ -164,13 +161,6 @@ Trainer::Trainer(GeoModel& model, TrainConfig config) : model_(model), cfg_(std:
 
 Trainer::~Trainer() = default;
 
-void Trainer::build_targets(const Dataset& train) {
-  if (s_->labelled_for == &train) return;
-  s_->cell_labels.clear();
-  for (const auto& gp : model_.partitions) s_->cell_labels[gp.name] = gp.partition->assign_all(train.coords);
-  s_->labelled_for = &train;
-}
-
 Tensor Trainer::make_batch(const Dataset& data, const std::vector<size_t>& rows, int64_t step, bool augment) const {
   const int crop = model_.preprocess.crop;
   const auto norm = model_.preprocess.normalization();
@@ -193,79 +183,62 @@ Tensor Trainer::make_batch(const Dataset& data, const std::vector<size_t>& rows,
     }
     image::normalize_into(img, norm, dst + j * static_cast<size_t>(crop) * crop * 3);
   }
-  return batch.to(s_->device);
+  return batch;
 }
 
-const TrainHistory& Trainer::fit(const Dataset& train, const Dataset* val, int64_t until) {
-  const int64_t last = until >= 0 ? std::min(until, cfg_.steps) : cfg_.steps;
-  train.validate("training set");
-  GEOLOC_CHECK(train.size() > 0, ValueError, "training set is empty");
-  build_targets(train);
-  const size_t n = train.size();
-  const size_t b = static_cast<size_t>(cfg_.batch_size);
-  const auto& heads = model_.net->geo_config().heads;
-  Progress progress("train", (last - step_) * cfg_.batch_size, "img", cfg_.progress);
-  const int64_t first_step = step_;
-  // The data order: a fresh permutation per epoch, a function of (seed, epoch) only.
-  int64_t perm_epoch = -1;
-  std::vector<size_t> perm(n);
-  auto row_at = [&](int64_t flat) {
-    const int64_t epoch = flat / static_cast<int64_t>(n);
-    if (epoch != perm_epoch) {
-      std::iota(perm.begin(), perm.end(), size_t{0});
-      nn::Rng rng(image::mix_seed(cfg_.seed ^ 0x5eed, static_cast<uint64_t>(epoch)));
-      for (size_t i = n - 1; i > 0; --i) std::swap(perm[i], perm[image::rand_below(rng, i + 1)]);
-      perm_epoch = epoch;
-    }
-    return perm[static_cast<size_t>(flat % static_cast<int64_t>(n))];
+nn::MultitaskTargets Trainer::targets(const BatchLabels& y) const {
+  const size_t b = y.coords.size();
+  nn::MultitaskTargets t;
+  auto labels = [&](auto&& label_of) {
+    std::vector<int32_t> l(b);
+    for (size_t j = 0; j < b; ++j) l[j] = label_of(j);
+    return Tensor::from_labels(l, s_->device);
   };
+  for (const auto& h : model_.net->geo_config().heads) {
+    if (h.kind == nn::HeadKind::Partition) {
+      const geo::Partition& part = *std::find_if(model_.partitions.begin(), model_.partitions.end(),
+                                                 [&](const auto& p) { return p.name == h.name; })->partition;
+      if (cfg_.soft_targets_tau_km > 0) {
+        std::vector<float> soft(b * part.size());
+        for (size_t j = 0; j < b; ++j) {
+          const auto v = geo::soft_targets(part, y.coords[j], cfg_.soft_targets_tau_km);
+          std::copy(v.begin(), v.end(), soft.begin() + j * part.size());
+        }
+        t.soft[h.name] =
+            Tensor::from_vector({static_cast<int64_t>(b), static_cast<int64_t>(part.size())}, soft, s_->device);
+      } else {
+        t.labels[h.name] = labels([&](size_t j) { return part.assign(y.coords[j]); });
+      }
+    } else if (h.kind == nn::HeadKind::Scene) {
+      t.labels[h.name] = labels([&](size_t j) { return y.scene[j]; });
+    } else if (h.kind == nn::HeadKind::Country) {
+      t.labels[h.name] = labels([&](size_t j) {
+        auto it = s_->country_class.find(y.country[j]);
+        return it == s_->country_class.end() ? -1 : it->second;
+      });
+    }
+  }
+  std::vector<float> ll(2 * b);
+  for (size_t j = 0; j < b; ++j) {
+    ll[2 * j] = static_cast<float>(y.coords[j].lat * kPi / 180.0);
+    ll[2 * j + 1] = static_cast<float>(y.coords[j].lng * kPi / 180.0);
+  }
+  t.latlng = Tensor::from_vector({static_cast<int64_t>(b), 2}, ll, s_->device);
+  return t;
+}
+
+const TrainHistory& Trainer::run(int64_t until, const Dataset* val,
+                                 const std::function<Tensor(int64_t step, BatchLabels& labels)>& next_batch) {
+  const int64_t last = until >= 0 ? std::min(until, cfg_.steps) : cfg_.steps;
+  Progress progress("train", (last - step_) * cfg_.batch_size, "img", cfg_.progress);
+  int64_t images = 0;
   double window_images = 0.0;
   auto window_start = std::chrono::steady_clock::now();
   model_.net->train();
   while (step_ < last) {
-    std::vector<size_t> rows(b);
-    for (size_t j = 0; j < b; ++j) rows[j] = row_at(step_ * static_cast<int64_t>(b) + static_cast<int64_t>(j));
-    Tensor x = make_batch(train, rows, step_, true);
-    nn::MultitaskTargets t;
-    for (const auto& h : heads) {
-      if (h.kind == nn::HeadKind::Partition) {
-        const auto& labels = s_->cell_labels.at(h.name);
-        std::vector<int32_t> l(b);
-        for (size_t j = 0; j < b; ++j) l[j] = labels[rows[j]];
-        if (cfg_.soft_targets_tau_km > 0) {
-          const auto& part = *std::find_if(model_.partitions.begin(), model_.partitions.end(),
-                                           [&](const auto& p) { return p.name == h.name; })->partition;
-          std::vector<float> soft(b * part.size());
-          for (size_t j = 0; j < b; ++j) {
-            const auto y = geo::soft_targets(part, train.coords[rows[j]], cfg_.soft_targets_tau_km);
-            std::copy(y.begin(), y.end(), soft.begin() + j * part.size());
-          }
-          t.soft[h.name] = Tensor::from_vector({static_cast<int64_t>(b), static_cast<int64_t>(part.size())}, soft,
-                                               s_->device);
-        } else {
-          t.labels[h.name] = Tensor::from_labels(l, s_->device);
-        }
-      } else if (h.kind == nn::HeadKind::Scene) {
-        std::vector<int32_t> l(b);
-        for (size_t j = 0; j < b; ++j) l[j] = train.scene[rows[j]];
-        t.labels[h.name] = Tensor::from_labels(l, s_->device);
-      } else if (h.kind == nn::HeadKind::Country) {
-        std::vector<int32_t> l(b);
-        for (size_t j = 0; j < b; ++j) {
-          auto it = s_->country_class.find(train.country[rows[j]]);
-          l[j] = it == s_->country_class.end() ? -1 : it->second;
-        }
-        t.labels[h.name] = Tensor::from_labels(l, s_->device);
-      }
-    }
-    {
-      std::vector<float> ll(2 * b);
-      for (size_t j = 0; j < b; ++j) {
-        ll[2 * j] = static_cast<float>(train.coords[rows[j]].lat * kPi / 180.0);
-        ll[2 * j + 1] = static_cast<float>(train.coords[rows[j]].lng * kPi / 180.0);
-      }
-      t.latlng = Tensor::from_vector({static_cast<int64_t>(b), 2}, ll, s_->device);
-    }
+    BatchLabels y;
+    const Tensor x = next_batch(step_, y).to(s_->device);
+    const nn::MultitaskTargets t = targets(y);
     const float lr = learning_rate(cfg_, step_);
     s_->opt->set_lr(lr);
     s_->opt->zero_grad();
@@ -277,7 +250,8 @@ const TrainHistory& Trainer::fit(const Dataset& train, const Dataset* val, int64
     s_->opt->step();
     ++step_;
 
-    window_images += static_cast<double>(b);
+    images += x.dim(0);
+    window_images += static_cast<double>(x.dim(0));
     const auto now = std::chrono::steady_clock::now();
     const double dt = std::chrono::duration<double>(now - window_start).count();
     CurvePoint cp{step_, loss.total.item(), loss.per_head, lr, dt > 0 ? window_images / dt : 0.0};
@@ -288,7 +262,7 @@ const TrainHistory& Trainer::fit(const Dataset& train, const Dataset* val, int64
     history_.curve.push_back(cp);
     char note[96];
     std::snprintf(note, sizeof note, "step %lld loss %.3f lr %.3g", static_cast<long long>(step_), cp.loss, lr);
-    progress.update((step_ - first_step) * cfg_.batch_size, note);
+    progress.update(images, note);
 
     if (val && cfg_.eval_every > 0 && (step_ % cfg_.eval_every == 0 || step_ == cfg_.steps)) {
       history_.evals.push_back({step_, evaluate(model_, *val, "hierarchy")});
@@ -303,6 +277,72 @@ const TrainHistory& Trainer::fit(const Dataset& train, const Dataset* val, int64
   progress.finish(note);
   model_.net->eval();
   return history_;
+}
+
+const TrainHistory& Trainer::fit(const Dataset& train, const Dataset* val, int64_t until) {
+  train.validate("training set");
+  GEOLOC_CHECK(train.size() > 0, ValueError, "training set is empty");
+  const size_t n = train.size();
+  const size_t b = static_cast<size_t>(cfg_.batch_size);
+  // The data order: a fresh permutation per epoch, a function of (seed, epoch) only.
+  int64_t perm_epoch = -1;
+  std::vector<size_t> perm(n);
+  auto row_at = [&](int64_t flat) {
+    const int64_t epoch = flat / static_cast<int64_t>(n);
+    if (epoch != perm_epoch) {
+      std::iota(perm.begin(), perm.end(), size_t{0});
+      nn::Rng rng(image::mix_seed(cfg_.seed ^ 0x5eed, static_cast<uint64_t>(epoch)));
+      for (size_t i = n - 1; i > 0; --i) std::swap(perm[i], perm[image::rand_below(rng, i + 1)]);
+      perm_epoch = epoch;
+    }
+    return perm[static_cast<size_t>(flat % static_cast<int64_t>(n))];
+  };
+  return run(until, val, [&](int64_t step, BatchLabels& y) {
+    std::vector<size_t> rows(b);
+    for (size_t j = 0; j < b; ++j) {
+      rows[j] = row_at(step * static_cast<int64_t>(b) + static_cast<int64_t>(j));
+      y.coords.push_back(train.coords[rows[j]]);
+      y.scene.push_back(train.scene[rows[j]]);
+      y.country.push_back(train.country[rows[j]]);
+    }
+    return make_batch(train, rows, step, true);
+  });
+}
+
+const TrainHistory& Trainer::fit(image::Loader& loader, const Dataset* val, int64_t until) {
+  const int64_t per_epoch = static_cast<int64_t>(loader.batches_per_epoch());
+  GEOLOC_CHECK(per_epoch > 0, ValueError, "the loader yields no batch (empty data set?)");
+  // Step s is batch (s mod per_epoch) of epoch (s / per_epoch): after a resume, the epoch restarts and
+  // the batches already trained on are drawn and dropped, so the data order is that of an
+  // uninterrupted run.
+  int64_t epoch = -1, position = 0;
+  return run(until, val, [&](int64_t step, BatchLabels& y) {
+    const int64_t want_epoch = step / per_epoch, want_pos = step % per_epoch;
+    if (want_epoch != epoch || want_pos < position) {
+      loader.begin_epoch(static_cast<uint64_t>(want_epoch));
+      epoch = want_epoch;
+      position = 0;
+    }
+    std::optional<image::Batch> batch;
+    while (true) {
+      batch = loader.next();
+      if (!batch) {  // the epoch ended early (unreadable samples): go on with the next one
+        loader.begin_epoch(static_cast<uint64_t>(++epoch));
+        position = 0;
+        continue;
+      }
+      if (position++ >= want_pos) break;
+    }
+    for (size_t j = 0; j < batch->size(); ++j) {
+      y.coords.push_back({batch->latitude[j], batch->longitude[j]});
+      y.scene.push_back(batch->scene[j]);
+      y.country.push_back(batch->country[j]);
+    }
+    GEOLOC_CHECK(batch->images.dim(1) == model_.preprocess.crop && batch->images.dim(2) == model_.preprocess.crop,
+                 ShapeError, "loader batches are ", batch->images.shape().str(), " but the model takes ",
+                 model_.preprocess.crop, "x", model_.preprocess.crop, " crops");
+    return batch->images;
+  });
 }
 
 void Trainer::save_checkpoint(const std::string& path) const {

@@ -87,6 +87,25 @@ TEST_CASE("geoloc train, eval, index and predict on generated photos") {
   fs::remove_all(test.dir);
 }
 
+TEST_CASE("geoloc train --stream --cache: loader threads feed the trainer from memory-mapped shards") {
+  const auto set = geoloc::test::make_photos("cli_stream", 8, 10);
+  const fs::path dir = set.dir;
+  const std::string model = (dir / "stream.safetensors").string();
+  const Run r = run_geoloc("train --train " + set.manifest + " --out " + model +
+                               " --arch resnet:basic:1-1:w8:k3s2:nopool --image-size 32 --resize 40 --cells 16,8 --tau-min 2"
+                               " --scenes even,odd --steps 6 --batch 8 --stream --cache " + (dir / "cache").string() + " --loader-threads 2",
+                           dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(fs::exists(model));
+  CHECK(fs::exists(dir / "cache-00000.glc"));
+  CHECK(r.err.find("cache: 32 images") != std::string::npos);
+  const Run bad = run_geoloc("train --train " + set.manifest + " --out " + model + " --stream --propagate-scenes --scenes a,b", dir);
+  CHECK(bad.status == 1);
+  CHECK(bad.err.find("--stream") != std::string::npos);
+  fs::remove_all(dir);
+}
+
 TEST_CASE("geoloc partition writes several partitionings atomically and names bad lines") {
   const fs::path dir = fs::temp_directory_path() / ("geoloc_cli_partition_" + std::to_string(::getpid()));
   fs::create_directories(dir);

@@ -9,6 +9,7 @@
 
 #include "geoloc/geoloc.hpp"
 #include "geoloc/image/image.hpp"
+#include "geoloc/image/loader.hpp"
 #include "geoloc/nn/weights.hpp"
 #include "geoloc/pipeline/eval.hpp"
 #include "geoloc/pipeline/trainer.hpp"
@@ -256,4 +257,55 @@ TEST_CASE("k-NN coordinates: weighted spherical mean, and mean shift towards the
   CHECK(pipeline::parse_knn_mode("mean-shift") == pipeline::KnnMode::MeanShift);
   CHECK_THROWS_AS(pipeline::parse_knn_mode("median"), ValueError);
   CHECK_THROWS_AS(index.search(q.data(), 3, 2), ShapeError);
+}
+
+TEST_CASE("training from a streaming loader learns, and resumes exactly") {
+  const PhotoSet set = make_photos("stream", 16, 6);
+  image::Manifest manifest = image::read_manifest(set.manifest);
+  std::vector<geo::LatLng> coords;
+  for (const auto& e : manifest.entries) coords.push_back({e.latitude, e.longitude});
+  const auto spec = tiny_spec();
+  const auto source = std::make_shared<image::ManifestSource>(std::move(manifest));
+  auto make_loader = [&] {
+    image::LoaderOptions lo;
+    lo.batch_size = 16;
+    lo.threads = 2;
+    lo.drop_last = true;
+    lo.seed = 4;
+    lo.normalization = spec.preprocess.normalization();
+    image::Pipeline p;
+    p.add([](const image::Image& img, nn::Rng& rng) { return image::random_resized_crop(img, 32, 32, rng, {0.7, 1.0}); });
+    return std::make_unique<image::Loader>(source, p, lo);
+  };
+  pipeline::GeoModel full = pipeline::build_model(spec, coords);
+  {
+    auto loader = make_loader();
+    pipeline::Trainer t(full, tiny_train(14));
+    const auto& hist = t.fit(*loader);
+    REQUIRE(hist.curve.size() == 14);
+    CHECK(hist.curve.back().loss < hist.curve.front().loss);
+  }
+  const std::string ck = (set.dir / "ck.safetensors").string();
+  pipeline::GeoModel part = pipeline::build_model(spec, coords);
+  {
+    auto loader = make_loader();
+    pipeline::Trainer t(part, tiny_train(14));
+    t.fit(*loader, nullptr, 6);  // 4 batches an epoch: stops inside the second epoch
+    t.save_checkpoint(ck);
+  }
+  pipeline::GeoModel resumed = pipeline::build_model(spec, coords);
+  {
+    auto loader = make_loader();
+    pipeline::Trainer t(resumed, tiny_train(14));
+    t.resume(ck);
+    t.fit(*loader);
+  }
+  const auto sa = full.net->state(), sb = resumed.net->state();
+  double max_diff = 0.0;
+  for (size_t i = 0; i < sa.size(); ++i) {
+    const auto va = sa[i].second.to_vector(), vb = sb[i].second.to_vector();
+    for (size_t k = 0; k < va.size(); ++k) max_diff = std::max(max_diff, static_cast<double>(std::fabs(va[k] - vb[k])));
+  }
+  CHECK(max_diff <= 1e-6);
+  fs::remove_all(set.dir);
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "geoloc/geo/metrics.hpp"
+#include "geoloc/image/loader.hpp"
 #include "geoloc/nn/loss.hpp"
 #include "geoloc/pipeline/dataset.hpp"
 #include "geoloc/pipeline/model.hpp"
@@ -90,6 +91,10 @@ class Trainer {
   /// spans config.steps) on `train`; evaluates on `val` every eval_every steps when given.
   /// Returns the history (also kept in history()).
   const TrainHistory& fit(const Dataset& train, const Dataset* val = nullptr, int64_t until = -1);
+  /// The same from a streaming loader (decoding and augmenting in its worker threads while the
+  /// network trains), for data sets that do not fit in memory. The loader's batches must be the
+  /// model's crop size, normalised with its preprocessing, batch_size = config.batch_size, drop_last.
+  const TrainHistory& fit(image::Loader& loader, const Dataset* val = nullptr, int64_t until = -1);
   /// One file, written atomically: the model (weights, partitions, ...), the optimiser state and the
   /// step. The data order and augmentation are functions of (seed, step), so resuming from it
   /// continues exactly as an uninterrupted run would.
@@ -102,7 +107,14 @@ class Trainer {
   const TrainConfig& config() const { return cfg_; }
   const TrainHistory& history() const { return history_; }
  private:
-  void build_targets(const Dataset& train);
+  struct BatchLabels {
+    std::vector<geo::LatLng> coords;
+    std::vector<int> scene, country;
+  };
+  nn::MultitaskTargets targets(const BatchLabels& y) const;
+  /// The training loop: next_batch(step, labels) supplies each step's input and fills its labels.
+  const TrainHistory& run(int64_t until, const Dataset* val,
+                          const std::function<Tensor(int64_t step, BatchLabels& labels)>& next_batch);
   Tensor make_batch(const Dataset& data, const std::vector<size_t>& rows, int64_t step, bool augment) const;
   GeoModel& model_;
   TrainConfig cfg_;
