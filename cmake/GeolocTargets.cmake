@@ -1,7 +1,9 @@
 set(GEOLOC_COMPONENT_TARGETS "")
 
 function(geoloc_warnings target)
-  target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wno-unused-parameter -Wno-maybe-uninitialized -Wno-missing-field-initializers>)
+  target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers>)
+  # GCC 12's -Wmaybe-uninitialized misfires inside Eigen's AVX-512 code; clang has no such option
+  target_compile_options(${target} PRIVATE $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<CXX_COMPILER_ID:GNU>>:-Wno-maybe-uninitialized>)
 endfunction()
 
 function(geoloc_optimise target)

@@ -1,4 +1,5 @@
 // geoloc train / eval / index: the pipeline from a CSV manifest of photos.
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -40,7 +41,15 @@ void write_outputs(const Args& args, const pipeline::GeoModel& model, const pipe
 
 // geoloc train --stream: the set never sits in memory; loader threads decode (or read cache shards),
 // augment and normalise batches while the network trains.
-int train_streaming(const Args& args, const pipeline::ModelSpec& spec, const pipeline::TrainConfig& tc) {
+// --epochs E as a step count for n training images.
+int64_t steps_for(const Args& args, int64_t fallback, size_t n, int batch) {
+  if (!args.has("epochs")) return fallback;
+  const double e = args.get_double("epochs");
+  GEOLOC_CHECK(e > 0, ValueError, "--epochs must be positive, got ", e);
+  return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(e * static_cast<double>(n) / batch)));
+}
+
+int train_streaming(const Args& args, const pipeline::ModelSpec& spec, pipeline::TrainConfig tc) {
   GEOLOC_CHECK(!args.flag("propagate-scenes"), ValueError,
                "--propagate-scenes needs the training set in memory; it cannot be combined with --stream");
   image::Manifest manifest = image::read_manifest(args.get("train"));
@@ -52,6 +61,7 @@ int train_streaming(const Args& args, const pipeline::ModelSpec& spec, const pip
     coords.push_back({e.latitude, e.longitude});
     countries.push_back(e.country);
   }
+  tc.steps = steps_for(args, tc.steps, coords.size(), tc.batch_size);
   pipeline::GeoModel model = pipeline::build_model(spec, coords, countries);
   if (args.has("pretrained")) nn::load_backbone(*model.net, args.get("pretrained"));
   const int threads = static_cast<int>(args.get_int("loader-threads"));
@@ -113,6 +123,7 @@ int run_train(int argc, char** argv) {
              {"country-head", "add a country classification head", true},
              {"coords-head", "add a coordinate-regression head (haversine loss)", true},
              {"steps", "optimisation steps", false, "1000"},
+             {"epochs", "train for this many passes over the training set instead of --steps"},
              {"batch", "batch size", false, "64"},
              {"optimizer", "sgd or adamw", false, "sgd"},
              {"lr", "learning rate", false, "0.05"},
@@ -175,6 +186,7 @@ int run_train(int argc, char** argv) {
   std::unique_ptr<pipeline::Dataset> val;
   if (args.has("val"))
     val = std::make_unique<pipeline::Dataset>(pipeline::Dataset::from_manifest(args.get("val"), spec.preprocess.resize));
+  tc.steps = steps_for(args, tc.steps, train.size(), tc.batch_size);
   for (size_t i = 0; i < train.size(); ++i)
     GEOLOC_CHECK(train.scene[i] < static_cast<int>(spec.scene_names.size()), ValueError, args.get("train"), " row ", i,
                  ": scene ", train.scene[i], " but only ", spec.scene_names.size(), " scene names (--scenes) given");

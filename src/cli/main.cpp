@@ -26,7 +26,7 @@ bool Args::parse(int argc, char** argv) {
       positional_.push_back(a);
       continue;
     }
-    std::string key = a.substr(2), value;
+    std::string key(a.begin() + 2, a.end()), value;
     bool has_value = false;
     if (auto eq = key.find('='); eq != std::string::npos) {
       value = key.substr(eq + 1);
@@ -37,7 +37,7 @@ bool Args::parse(int argc, char** argv) {
     GEOLOC_CHECK(spec, ValueError, "unknown option --", key, " (see geoloc ", command_, " --help)");
     if (spec->flag) {
       GEOLOC_CHECK(!has_value, ValueError, "option --", key, " takes no value");
-      values_[key] = "1";
+      values_.insert_or_assign(key, std::string(1, '1'));  // (GCC 12 -Wrestrict misfires on = "1")
     } else {
       if (!has_value) {
         GEOLOC_CHECK(i + 1 < argc, ValueError, "option --", key, " needs a value");
