@@ -56,13 +56,10 @@ int run_predict(int argc, char** argv) {
     std::filesystem::create_directories(map_dir);
     maps = std::make_unique<viz::MapRenderer>(*model.finest().partition, viz::default_background_path());
   }
-  const int64_t per = five ? 5 : 1;
-  pipeline::HeadProbabilities hp;
-  {
-    hp = predictor.probabilities(pipeline::network_input(model.preprocess, images, five, model.net->device()));
-    if (five) hp = pipeline::Predictor::aggregate(hp, per, args.flag("max-crops"));
-    if (args.flag("place")) hp = pipeline::Predictor::aggregate(hp, hp.n);
-  }
+  pipeline::HeadProbabilities hp =
+      predictor.probabilities(pipeline::network_input(model.preprocess, images, five, model.net->device()));
+  if (five) hp = pipeline::Predictor::aggregate(hp, 5, args.flag("max-crops"));
+  if (args.flag("place")) hp = pipeline::Predictor::aggregate(hp, hp.n);
   for (int64_t i = 0; i < hp.n; ++i) {
     const pipeline::Prediction p = predictor.decide(hp, i, po);
     nlohmann::json j;

@@ -81,6 +81,7 @@ HeadProbabilities Predictor::probabilities(const Tensor& batch) const {
     }
     hp.p[name] = std::move(v);
     hp.classes[name] = c;
+    if (regression) hp.regression.insert(name);
   }
   return hp;
 }
@@ -90,6 +91,7 @@ HeadProbabilities Predictor::aggregate(const HeadProbabilities& p, int64_t group
   HeadProbabilities out;
   out.n = p.n / group;
   out.classes = p.classes;
+  out.regression = p.regression;
   const int64_t d = p.embedding.dim(1);
   std::vector<float> emb(static_cast<size_t>(out.n * d), 0.0f);
   const float* e = p.embedding.data<float>();
@@ -98,13 +100,14 @@ HeadProbabilities Predictor::aggregate(const HeadProbabilities& p, int64_t group
   out.embedding = Tensor::from_vector({out.n, d}, emb);
   for (const auto& [name, v] : p.p) {
     const int64_t c = p.classes.at(name);
+    const bool max = use_max && !p.regression.count(name);
     std::vector<float> agg(static_cast<size_t>(out.n * c), 0.0f);
     for (int64_t i = 0; i < p.n; ++i)
       for (int64_t j = 0; j < c; ++j) {
         float& a = agg[(i / group) * c + j];
-        a = use_max ? std::max(a, v[i * c + j]) : a + v[i * c + j] / static_cast<float>(group);
+        a = max ? std::max(a, v[i * c + j]) : a + v[i * c + j] / static_cast<float>(group);
       }
-    if (use_max)
+    if (max)
       for (int64_t i = 0; i < out.n; ++i) {
         double s = 0.0;
         for (int64_t j = 0; j < c; ++j) s += agg[i * c + j];

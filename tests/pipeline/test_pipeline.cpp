@@ -309,3 +309,23 @@ TEST_CASE("training from a streaming loader learns, and resumes exactly") {
   CHECK(max_diff <= 1e-6);
   fs::remove_all(set.dir);
 }
+
+TEST_CASE("aggregating crops: mean or renormalised max of probabilities, mean of regression outputs") {
+  pipeline::HeadProbabilities hp;
+  hp.n = 2;
+  hp.embedding = Tensor::from_vector({2, 2}, {1, 0, 0, 1});
+  hp.p["cells"] = {0.9f, 0.1f, 0.3f, 0.7f};
+  hp.classes["cells"] = 2;
+  hp.p["coords"] = {1.0f, 0.0f, 0.0f, 0.0f, 1.0f, 0.0f};
+  hp.classes["coords"] = 3;
+  hp.regression.insert("coords");
+  const auto mean = pipeline::Predictor::aggregate(hp, 2);
+  CHECK(mean.n == 1);
+  CHECK(mean.p.at("cells")[0] == doctest::Approx(0.6));
+  CHECK(mean.embedding.to_vector() == std::vector<float>{0.5f, 0.5f});
+  const auto max = pipeline::Predictor::aggregate(hp, 2, true);
+  CHECK(max.p.at("cells")[0] == doctest::Approx(0.9 / 1.6));  // max (0.9, 0.7), renormalised
+  CHECK(max.p.at("coords")[0] == doctest::Approx(0.5));        // regression outputs are averaged, not maxed
+  CHECK(max.p.at("coords")[1] == doctest::Approx(0.5));
+  CHECK_THROWS_AS(pipeline::Predictor::aggregate(hp, 3), ValueError);
+}

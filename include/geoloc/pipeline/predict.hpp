@@ -3,6 +3,7 @@
 // strategies of the literature (cell mean, hierarchy, centroid interpolation, k-NN), scene,
 // country, optional snap to land, and aggregation over crops or several views of one place.
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,7 @@ struct HeadProbabilities {
   Tensor embedding;                              // [N, D] CPU
   std::map<std::string, std::vector<float>> p;   // head -> N x C row-major
   std::map<std::string, int64_t> classes;        // head -> C
+  std::set<std::string> regression;              // heads whose rows are raw regression outputs, not softmax
   /// The probabilities of head `name` for sample i (C values).
   std::span<const float> row(const std::string& name, int64_t i) const;
 };
@@ -76,7 +78,7 @@ class Predictor {
   /// Eval-mode forward (no graph) of a normalised NHWC batch, softmax over every head.
   HeadProbabilities probabilities(const Tensor& batch) const;
   /// Mean (or max, renormalised) of the probabilities of `group` consecutive rows: several crops of one
-  /// image, or several photos of one place. Embeddings are averaged.
+  /// image, or several photos of one place. Embeddings and regression outputs are averaged.
   static HeadProbabilities aggregate(const HeadProbabilities& p, int64_t group, bool use_max = false);
   /// The prediction for sample i with one strategy.
   Prediction decide(const HeadProbabilities& p, int64_t i, const PredictOptions& o) const;
