@@ -67,6 +67,10 @@ class Args {
   std::vector<std::string> positional_;
 };
 
+/// IoError unless the folder that will hold `path` exists and is writable: checked before the work,
+/// so that a long run does not end in an unwritable output (or, with several outputs, only some written).
+void check_output_path(const std::string& path);
+
 }  // namespace geoloc::cli
 
 #define GEOLOC_CLI_CAT2(a, b) a##b

@@ -32,6 +32,7 @@ int run_partition(int argc, char** argv) {
   const std::vector<std::string> outputs = Args::split(args.get("output"));
   GEOLOC_CHECK(outputs.size() == opt.tau_max.size(), ValueError, "--output names ", outputs.size(),
                " file(s) but --max gives ", opt.tau_max.size(), " value(s)");
+  for (const auto& out : outputs) check_output_path(out);  // all writable before any is written
 
   const std::string input = args.get("input");
   const std::vector<geo::LatLng> points = geo::read_points_csv(input);

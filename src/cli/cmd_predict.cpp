@@ -54,12 +54,15 @@ int run_predict(int argc, char** argv) {
   const std::string map_dir = args.get("map-dir", "");
   if (!map_dir.empty() && !model.partitions.empty()) {
     std::filesystem::create_directories(map_dir);
+    check_output_path((std::filesystem::path(map_dir) / "x.png").string());
     maps = std::make_unique<viz::MapRenderer>(*model.finest().partition, viz::default_background_path());
   }
   pipeline::HeadProbabilities hp =
       predictor.probabilities(pipeline::network_input(model.preprocess, images, five, model.net->device()));
   if (five) hp = pipeline::Predictor::aggregate(hp, 5, args.flag("max-crops"));
   if (args.flag("place")) hp = pipeline::Predictor::aggregate(hp, hp.n);
+  std::map<std::string, int> stem_count;
+  for (const auto& f : files) ++stem_count[std::filesystem::path(f).stem().string()];
   for (int64_t i = 0; i < hp.n; ++i) {
     const pipeline::Prediction p = predictor.decide(hp, i, po);
     nlohmann::json j;
@@ -70,7 +73,7 @@ int run_predict(int argc, char** argv) {
     }
     j["latitude"] = p.coordinate.lat;
     j["longitude"] = p.coordinate.lng;
-    j["strategy"] = args.get("strategy");
+    j["strategy"] = pipeline::strategy_name(p.strategy);
     j["top_cells"] = nlohmann::json::array();
     for (const auto& c : p.top_cells)
       j["top_cells"].push_back(
@@ -83,7 +86,9 @@ int run_predict(int argc, char** argv) {
     j["country"] = p.country;
     if (auto it = names.find(p.country); it != names.end()) j["country_name"] = it->second;
     if (maps) {
-      const std::string stem = args.flag("place") ? "place" : std::filesystem::path(files[i]).stem().string();
+      // Numbered when two inputs share a file name (a/x.jpg and b/x.jpg must not share a map).
+      std::string stem = args.flag("place") ? "place" : std::filesystem::path(files[i]).stem().string();
+      if (!args.flag("place") && stem_count[stem] > 1) stem = std::to_string(i) + "-" + stem;
       const std::string png = (std::filesystem::path(map_dir) / (stem + ".png")).string();
       viz::ProbabilityMapSpec spec;
       spec.title = stem;

@@ -32,10 +32,10 @@ std::vector<int64_t> parse_int_list(const std::string& s, const std::string& wha
 // Writes the model and its training curve (curve stem: --curve, else <model>-curve).
 void write_outputs(const Args& args, const pipeline::GeoModel& model, const pipeline::TrainHistory& hist) {
   const std::string out = args.get("out");
-  model.save(out);
   const std::string stem = args.get("curve", "");
   const std::string curve = stem.empty() ? std::filesystem::path(out).replace_extension("").string() + "-curve" : stem;
-  hist.write(curve);
+  hist.write(curve);  // first: a failure here leaves no model behind that looks like a finished run
+  model.save(out);
   std::printf("model: %s\ntraining curve: %s.png, %s.json\n", out.c_str(), curve.c_str(), curve.c_str());
 }
 
@@ -179,6 +179,9 @@ int run_train(int argc, char** argv) {
   tc.seed = spec.seed;
   tc.device = args.get("device");
   tc.validate();
+  spec.preprocess.validate();
+  check_output_path(args.get("out"));
+  if (args.has("curve")) check_output_path(args.get("curve"));
 
   if (args.flag("stream")) return train_streaming(args, spec, tc);
   GEOLOC_CHECK(!args.has("cache"), ValueError, "--cache needs --stream");
@@ -227,6 +230,7 @@ int run_eval(int argc, char** argv) {
   const pipeline::Dataset data = pipeline::Dataset::from_manifest(args.get("data"), model.preprocess.resize);
   const auto countries = geo::CountryIndex::load_default();
   pipeline::EvalOptions eo;
+  eo.strategies.clear();  // exactly the ones asked for
   for (const auto& s : Args::split(args.get("strategies"))) eo.strategies.push_back(pipeline::parse_strategy(s));
   eo.five_crop = args.flag("five-crop");
   eo.predict.knn_k = static_cast<int>(args.get_int("knn-k"));

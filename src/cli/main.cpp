@@ -1,5 +1,8 @@
 // `geoloc`: the command-line program. Each sub-command lives in its own cmd_*.cpp and registers itself.
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -84,6 +87,18 @@ double Args::get_double(const std::string& key) const {
   double r = std::strtod(v.c_str(), &end);
   GEOLOC_CHECK(end && *end == 0 && !v.empty(), ValueError, "option --", key, " expects a number, got '", v, "'");
   return r;
+}
+
+void check_output_path(const std::string& path) {
+  namespace fs = std::filesystem;
+  GEOLOC_CHECK(!path.empty(), IoError, "empty output path");
+  const fs::path dir = fs::path(path).has_parent_path() ? fs::path(path).parent_path() : fs::path(".");
+  std::error_code ec;
+  GEOLOC_CHECK(fs::is_directory(dir, ec), IoError, "cannot write '", path, "': folder '", dir.string(),
+               "' does not exist");
+  GEOLOC_CHECK(::access(dir.c_str(), W_OK) == 0, IoError, "cannot write '", path, "': folder '", dir.string(),
+               "' is not writable");
+  GEOLOC_CHECK(!fs::is_directory(path, ec), IoError, "cannot write '", path, "': it is a folder");
 }
 
 std::vector<std::string> Args::split(const std::string& s, char sep) {

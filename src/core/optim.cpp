@@ -20,17 +20,28 @@ void Optimizer::zero_grad() {
 }
 
 void Optimizer::load_state(const nn::NamedTensors& state) {
+  // Check every entry, and that none is missing, before changing anything.
+  const nn::NamedTensors expected = this->state();
+  GEOLOC_CHECK(state.size() == expected.size(), ValueError, "optimiser state has ", state.size(), " entries, expected ",
+               expected.size());
+  int64_t steps = -1;
+  std::vector<std::pair<Tensor*, Tensor>> copies;
   for (const auto& [name, t] : state) {
     if (name == "step") {
-      steps_ = static_cast<int64_t>(std::llround(t.item()));
+      GEOLOC_CHECK(t.numel() == 1 && t.dtype() == DType::I32, ValueError, "optimiser state 'step' must be one i32, got ",
+                   t.str());
+      steps = t.to_labels()[0];
       continue;
     }
     Tensor* dst = state_tensor(name);
     GEOLOC_CHECK(dst, ValueError, "optimiser state: unknown entry '", name, "'");
     GEOLOC_CHECK(dst->shape() == t.shape(), ShapeError, "optimiser state '", name, "' has shape ", t.shape().str(),
                  ", expected ", dst->shape().str());
-    dst->copy_(t);
+    copies.emplace_back(dst, t);
   }
+  GEOLOC_CHECK(steps >= 0, ValueError, "optimiser state has no valid 'step'");
+  for (auto& [dst, src] : copies) dst->copy_(src.to(dst->device()));
+  steps_ = steps;
 }
 
 Sgd::Sgd(const nn::NamedTensors& params, const SgdOptions& o)
@@ -57,7 +68,7 @@ nn::NamedTensors Sgd::state() const {
   nn::NamedTensors out;
   for (size_t i = 0; i < params_.size(); ++i)
     if (momentum_[i].defined()) out.emplace_back("momentum." + params_[i].name, momentum_[i]);
-  out.emplace_back("step", Tensor::full({1}, static_cast<float>(steps_)));
+  out.emplace_back("step", Tensor::from_labels({static_cast<int32_t>(steps_)}));
   return out;
 }
 
@@ -92,7 +103,7 @@ nn::NamedTensors AdamW::state() const {
     out.emplace_back("exp_avg." + params_[i].name, m_[i]);
     out.emplace_back("exp_avg_sq." + params_[i].name, v_[i]);
   }
-  out.emplace_back("step", Tensor::full({1}, static_cast<float>(steps_)));
+  out.emplace_back("step", Tensor::from_labels({static_cast<int32_t>(steps_)}));
   return out;
 }
 
@@ -105,6 +116,7 @@ Tensor* AdamW::state_tensor(const std::string& name) {
 }
 
 float clip_grad_norm(const std::vector<Tensor>& params, float max_norm) {
+  GEOLOC_CHECK(max_norm > 0.0f, ValueError, "gradient clipping: max_norm must be positive, got ", max_norm);
   double sq = 0.0;
   for (const auto& p : params) {
     const Tensor g = p.grad();

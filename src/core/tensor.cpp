@@ -101,12 +101,12 @@ class CpuCachingAllocator final : public Allocator {
     size_t sz = round(bytes);
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.requests;
-    stats_.bytes_in_use += sz;
     auto it = free_.find(sz);
     if (it != free_.end()) {
       void* p = it->second;
       free_.erase(it);
       stats_.bytes_cached -= sz;
+      stats_.bytes_in_use += sz;
       return p;
     }
     void* p = std::aligned_alloc(kAlign, sz);
@@ -117,6 +117,7 @@ class CpuCachingAllocator final : public Allocator {
     }
     GEOLOC_CHECK(p, Error, "out of host memory allocating ", sz, " bytes");
     ++stats_.system_allocs;
+    stats_.bytes_in_use += sz;
     return p;
   }
   void deallocate(void* p, size_t bytes) override {

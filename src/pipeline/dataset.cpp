@@ -1,6 +1,9 @@
 #include "geoloc/pipeline/dataset.hpp"
 
+#include <atomic>
 #include <cstdio>
+
+#include "geoloc/detail/parallel.hpp"
 
 #include "geoloc/image/loader.hpp"
 #include "geoloc/image/manifest.hpp"
@@ -41,24 +44,22 @@ Dataset Dataset::from_manifest(const std::string& path, int size, size_t* skippe
   std::vector<image::Image> imgs(n);
   std::vector<char> ok(n, 0);
   Progress progress("decode " + path, static_cast<int64_t>(n), "img", show_progress);
-  int64_t done = 0;
-#pragma omp parallel for schedule(dynamic, 8)
-  for (size_t i = 0; i < n; ++i) {
+  std::atomic<int64_t> done = 0;
+  detail::parallel_for(n, [&](size_t i) {
     try {
       const auto s = source.get(i);
       imgs[i] = image::center_crop(image::resize_shorter(s.image, size), size, size);
       ok[i] = 1;
-    } catch (const IoError& e) {
-#pragma omp critical
+    } catch (const IoError& e) {  // an unreadable image is skipped; anything else stops the load
+#pragma omp critical(geoloc_dataset_log)
       std::fprintf(stderr, "skipping %s: %s\n", source.describe(i).c_str(), e.what());
     }
-#pragma omp atomic
-    ++done;
-    if (show_progress && i % 64 == 0) {
-#pragma omp critical
-      progress.update(done);
+    const int64_t d = ++done;
+    if (show_progress && d % 64 == 0) {
+#pragma omp critical(geoloc_dataset_log)
+      progress.update(d);
     }
-  }
+  });
   Dataset d;
   size_t bad = 0;
   for (size_t i = 0; i < n; ++i) {

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "geoloc/atomic_file.hpp"
+#include "geoloc/detail/parallel.hpp"
 #include "geoloc/earth/imagery.hpp"
 #include "geoloc/earth/projection.hpp"
 #include "geoloc/earth/scene.hpp"
@@ -114,14 +115,14 @@ Dataset extra_views(const earth::EarthSplit& s, const earth::EarthImagery& image
       d.scene.push_back(s.scene[i]);
       d.country.push_back(s.country[i]);
     }
-#pragma omp parallel for schedule(dynamic, 16)
-  for (size_t i = 0; i < n; ++i)
+  detail::parallel_for(n, [&](size_t i) {
     for (int v = 0; v < views; ++v) {
       image::Image img(s.size, s.size);
       const earth::ViewGeometry g{s.location[i], s.heading_deg[i] + 360.0 * v / views, s.fov_km[i]};
       earth::render_view(imagery.rendering(s.rendering[i]), g, s.size, s.size, img.pixels.data());
       d.images[i * views + v] = std::move(img);
     }
+  });
   return d;
 }
 
@@ -129,11 +130,10 @@ Dataset extra_views(const earth::EarthSplit& s, const earth::EarthImagery& image
 Tensor histograms(const Dataset& d) {
   const int64_t bins = 64;
   Tensor h = Tensor::empty({static_cast<int64_t>(d.size()), bins});
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < d.size(); ++i) {
+  detail::parallel_for(d.size(), [&](size_t i) {
     const auto v = earth::colour_histogram(d.images[i].pixels.data(), d.images[i].width, d.images[i].height, 4);
     std::copy(v.begin(), v.end(), h.data<float>() + i * bins);
-  }
+  });
   return h;
 }
 
@@ -183,7 +183,7 @@ DemoResult run_demo(const DemoConfig& c) {
   tc.batch_size = r.batch;
   tc.lr = r.lr;
   tc.steps = r.steps;
-  tc.warmup_steps = std::max<int64_t>(1, r.steps / 20);
+  tc.warmup_steps = r.steps > 1 ? std::max<int64_t>(1, r.steps / 20) : 0;
   tc.weight_decay = 5e-4f;
   tc.crop_scale_min = 0.7;
   tc.jitter = 0.1f;
@@ -206,7 +206,7 @@ DemoResult run_demo(const DemoConfig& c) {
       labelled, train.size() - labelled);
   TrainConfig helper = tc;
   helper.steps = r.helper_steps;
-  helper.warmup_steps = std::max<int64_t>(1, r.helper_steps / 10);
+  helper.warmup_steps = r.helper_steps > 1 ? std::max<int64_t>(1, r.helper_steps / 10) : 0;
   propagate_scene_labels(train, nn::ResNetConfig::small(), earth::kNumScenes, pp, helper);
   size_t right = 0, total = 0;
   for (size_t i = 0; i < train.size(); ++i)
@@ -372,9 +372,9 @@ DemoResult run_demo(const DemoConfig& c) {
     for (auto& p : random) p = {std::asin(uz(rng)) / kDeg, ul(rng)};
     const Tensor test_hist = histograms(data);
     PredictOptions po;
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < data.size(); ++i)
+    detail::parallel_for(data.size(), [&](size_t i) {
       colour[i] = knn_coordinate(colour_index, test_hist.data<float>() + i * test_hist.dim(1), test_hist.dim(1), po);
+    });
     for (const auto& [method, pred] : {std::pair{"random", &random}, {"top_cell", &top_cell}, {"color_knn", &colour}}) {
       geo::Metrics m;
       js[method] = method_json(*pred, data, countries, std::nullopt, &m);

@@ -2,18 +2,19 @@
 
 #include <algorithm>
 
+#include "geoloc/detail/parallel.hpp"
 #include "geoloc/image/transforms.hpp"
 
 namespace geoloc::pipeline {
 
 Tensor network_input(const Preprocess& pp, std::span<const image::Image> images, bool five_crop, Device device) {
   GEOLOC_CHECK(!images.empty(), ValueError, "no images to prepare");
+  pp.validate();
   const image::Normalization norm = pp.normalization();
   const size_t per = five_crop ? 5 : 1;
   Tensor batch = Tensor::empty({static_cast<int64_t>(images.size() * per), pp.crop, pp.crop, 3});
   const size_t stride = static_cast<size_t>(pp.crop) * pp.crop * 3;
-#pragma omp parallel for schedule(static)
-  for (size_t j = 0; j < images.size(); ++j) {
+  detail::parallel_for(images.size(), [&](size_t j) {
     const image::Image scaled = image::resize_shorter(images[j], pp.resize);
     if (five_crop) {
       const auto crops = image::five_crop(scaled, pp.crop, pp.crop);
@@ -21,7 +22,7 @@ Tensor network_input(const Preprocess& pp, std::span<const image::Image> images,
     } else {
       image::normalize_into(image::center_crop(scaled, pp.crop, pp.crop), norm, batch.data<float>() + j * stride);
     }
-  }
+  });
   return batch.to(device);
 }
 

@@ -59,6 +59,14 @@ GeoPartition partition_from_json(const nlohmann::json& j) {
 }
 }  // namespace
 
+void Preprocess::validate() const {
+  GEOLOC_CHECK(resize > 0 && crop > 0 && crop <= resize, ValueError, "preprocessing: crop ", crop,
+               " must be positive and at most the resize ", resize);
+  for (int c = 0; c < 3; ++c)
+    GEOLOC_CHECK(std::isfinite(mean[c]) && std::isfinite(std[c]) && std[c] > 0.0f, ValueError, "preprocessing: channel ",
+                 c, " has mean ", mean[c], " and std ", std[c], " (std must be positive)");
+}
+
 // ---------------------------------------------------------------- k-NN index
 KnnIndex KnnIndex::build(const Tensor& embeddings, std::vector<geo::LatLng> coords) {
   check_ndim(embeddings, 2, "k-NN embeddings");
@@ -203,7 +211,9 @@ GeoModel GeoModel::from_metadata(const std::map<std::string, std::string>& meta,
     cfg.backbone = nn::ResNetConfig::parse(arch->second);
     cfg.heads = nn::GeoNetConfig::parse_heads(heads->second);
     cfg.dropout = j.value("dropout", 0.0f);
+    m.preprocess.validate();
     m.net = std::make_shared<nn::GeoNet>(cfg);
+    m.finalise();
   } catch (const nlohmann::json::exception& e) {
     throw IoError(label + ": malformed '" + kMetaKey + "' metadata: " + e.what());
   } catch (const IoError&) {
@@ -211,7 +221,6 @@ GeoModel GeoModel::from_metadata(const std::map<std::string, std::string>& meta,
   } catch (const Error& e) {
     throw IoError(label + ": " + e.what());
   }
-  m.finalise();
   return m;
 }
 
@@ -228,6 +237,7 @@ GeoModel GeoModel::load(const std::string& path) {
 GeoModel build_model(const ModelSpec& spec, std::span<const geo::LatLng> train_coords,
                      std::span<const int> train_countries) {
   GEOLOC_CHECK(!train_coords.empty(), ValueError, "cannot build a model from an empty training set");
+  spec.preprocess.validate();
   GeoModel m;
   m.preprocess = spec.preprocess;
   nn::GeoNetConfig cfg;

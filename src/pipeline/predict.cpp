@@ -100,6 +100,21 @@ HeadProbabilities Predictor::aggregate(const HeadProbabilities& p, int64_t group
   out.embedding = Tensor::from_vector({out.n, d}, emb);
   for (const auto& [name, v] : p.p) {
     const int64_t c = p.classes.at(name);
+    if (p.regression.count(name) && c == 2) {
+      // (lat/90, lng/180) rows are averaged as directions on the sphere: 179 and -179 degrees of
+      // longitude average to 180, not 0.
+      std::vector<float> agg(static_cast<size_t>(out.n * 2));
+      for (int64_t g = 0; g < out.n; ++g) {
+        std::vector<geo::LatLng> pts;
+        for (int64_t k = 0; k < group; ++k)
+          pts.push_back(regression_coordinate({v.data() + (g * group + k) * 2, 2}));
+        const geo::LatLng m = geo::spherical_mean(pts);
+        agg[2 * g] = static_cast<float>(m.lat / 90.0);
+        agg[2 * g + 1] = static_cast<float>(m.lng / 180.0);
+      }
+      out.p[name] = std::move(agg);
+      continue;
+    }
     const bool max = use_max && !p.regression.count(name);
     std::vector<float> agg(static_cast<size_t>(out.n * c), 0.0f);
     for (int64_t i = 0; i < p.n; ++i)
@@ -119,6 +134,7 @@ HeadProbabilities Predictor::aggregate(const HeadProbabilities& p, int64_t group
 }
 
 geo::LatLng Predictor::coordinate(const HeadProbabilities& p, int64_t i, Strategy s, const PredictOptions& o) const {
+  GEOLOC_CHECK(i >= 0 && i < p.n, ValueError, "sample ", i, " out of range (", p.n, " samples)");
   GEOLOC_CHECK(supports(s), ValueError, "strategy '", strategy_name(s), "' is not available for this model",
                s == Strategy::Knn          ? " (no k-NN index: build one with `geoloc index`)"
                : s == Strategy::Regression ? " (it has no coordinate-regression head)"
@@ -155,6 +171,10 @@ geo::LatLng regression_coordinate(std::span<const float> v) {
 }
 
 geo::LatLng knn_coordinate(const KnnIndex& index, const float* query, int64_t dim, const PredictOptions& o) {
+  GEOLOC_CHECK(o.knn_k >= 1 && o.knn_temperature > 0.0f, ValueError, "k-NN: k (", o.knn_k,
+               ") and temperature (", o.knn_temperature, ") must be positive");
+  GEOLOC_CHECK(o.knn_mode != KnnMode::MeanShift || o.mean_shift_bandwidth_km > 0.0, ValueError,
+               "k-NN mean shift: bandwidth ", o.mean_shift_bandwidth_km, " km must be positive");
   std::vector<float> q(query, query + dim);
   double norm = 0.0;
   for (float v : q) norm += static_cast<double>(v) * v;
@@ -192,6 +212,7 @@ Prediction Predictor::decide(const HeadProbabilities& p, int64_t i, const Predic
   if (s == Strategy::Hierarchy && !supports(s)) s = Strategy::CellMean;
   if (s == Strategy::CellMean && !supports(s)) s = Strategy::Regression;
   r.coordinate = coordinate(p, i, s, o);
+  r.strategy = s;
   if (!model_.partitions.empty()) {
     const GeoPartition& fine = model_.finest();
     const auto probs = p.row(fine.name, i);

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "geoloc/atomic_file.hpp"
+#include "geoloc/detail/parallel.hpp"
 #include "geoloc/geo/predict.hpp"
 #include "geoloc/image/transforms.hpp"
 #include "geoloc/optim.hpp"
@@ -168,8 +169,7 @@ Tensor Trainer::make_batch(const Dataset& data, const std::vector<size_t>& rows,
   float* dst = batch.data<float>();
   const image::RandomResizedCropOptions rrc{cfg_.crop_scale_min, 1.0, 3.0 / 4.0, 4.0 / 3.0};
   const image::ColorJitter jitter{cfg_.jitter, cfg_.jitter, cfg_.jitter, 0.0f};
-#pragma omp parallel for schedule(dynamic, 4)
-  for (size_t j = 0; j < rows.size(); ++j) {
+  detail::parallel_for(rows.size(), [&](size_t j) {
     const image::Image& src = data.images[rows[j]];
     image::Image img;
     if (augment) {
@@ -182,7 +182,7 @@ Tensor Trainer::make_batch(const Dataset& data, const std::vector<size_t>& rows,
       img = image::center_crop(image::resize_shorter(src, model_.preprocess.resize), crop, crop);
     }
     image::normalize_into(img, norm, dst + j * static_cast<size_t>(crop) * crop * 3);
-  }
+  });
   return batch;
 }
 
@@ -312,26 +312,28 @@ const TrainHistory& Trainer::fit(const Dataset& train, const Dataset* val, int64
 const TrainHistory& Trainer::fit(image::Loader& loader, const Dataset* val, int64_t until) {
   const int64_t per_epoch = static_cast<int64_t>(loader.batches_per_epoch());
   GEOLOC_CHECK(per_epoch > 0, ValueError, "the loader yields no batch (empty data set?)");
-  // Step s is batch (s mod per_epoch) of epoch (s / per_epoch): after a resume, the epoch restarts and
-  // the batches already trained on are drawn and dropped, so the data order is that of an
-  // uninterrupted run.
-  int64_t epoch = -1, position = 0;
+  // Step s wants batch (s mod per_epoch) of epoch (s / per_epoch). The loader only moves forward: it
+  // starts the wanted epoch and drops the batches before the wanted one (so a resumed run sees the
+  // order of an uninterrupted one). A batch whose samples were all unreadable is never delivered: the
+  // next delivered batch, possibly of the next epoch, takes its place.
+  int64_t epoch = -1;
   return run(until, val, [&](int64_t step, BatchLabels& y) {
     const int64_t want_epoch = step / per_epoch, want_pos = step % per_epoch;
-    if (want_epoch != epoch || want_pos < position) {
+    if (epoch < want_epoch) {
       loader.begin_epoch(static_cast<uint64_t>(want_epoch));
       epoch = want_epoch;
-      position = 0;
     }
     std::optional<image::Batch> batch;
+    int empty_epochs = 0;
     while (true) {
       batch = loader.next();
-      if (!batch) {  // the epoch ended early (unreadable samples): go on with the next one
+      if (!batch) {
+        GEOLOC_CHECK(++empty_epochs < 2, Error, "the loader delivered no readable batch in a whole epoch (",
+                     loader.skipped(), " unreadable samples so far)");
         loader.begin_epoch(static_cast<uint64_t>(++epoch));
-        position = 0;
         continue;
       }
-      if (position++ >= want_pos) break;
+      if (epoch > want_epoch || static_cast<int64_t>(batch->batch_index) >= want_pos) break;
     }
     for (size_t j = 0; j < batch->size(); ++j) {
       y.coords.push_back({batch->latitude[j], batch->longitude[j]});
@@ -359,29 +361,43 @@ void Trainer::resume(const std::string& path) {
   const auto& meta = f.metadata();
   auto ck = meta.find("checkpoint");
   GEOLOC_CHECK(ck != meta.end(), IoError, path, ": not a training checkpoint (no 'checkpoint' metadata)");
+  // Same network, same classes (partitions, scenes, countries, preprocessing): otherwise the weights
+  // would be read against other labels.
   const auto mine = model_.metadata();
-  for (const char* key : {"arch", "heads"}) {
+  for (const char* key : {"arch", "heads", "geoloc.model"}) {
     auto it = meta.find(key);
-    GEOLOC_CHECK(it != meta.end() && it->second == mine.at(key), IoError, path, ": checkpoint ", key, " '",
-                 it == meta.end() ? "?" : it->second, "' does not match the model's '", mine.at(key), "'");
+    GEOLOC_CHECK(it != meta.end() && it->second == mine.at(key), IoError, path, ": checkpoint '", key,
+                 "' does not match the model being trained (another architecture, heads or partitioning)");
   }
-  const auto j = nlohmann::json::parse(ck->second);
-  GEOLOC_CHECK(j.at("optimizer").get<std::string>() == cfg_.optimizer, IoError, path, ": checkpoint optimiser '",
-               j.at("optimizer").get<std::string>(), "' differs from the configured '", cfg_.optimizer, "'");
+  int64_t step = 0;
+  try {
+    const auto j = nlohmann::json::parse(ck->second);
+    GEOLOC_CHECK(j.at("optimizer").get<std::string>() == cfg_.optimizer, IoError, "optimiser '",
+                 j.at("optimizer").get<std::string>(), "' differs from the configured '", cfg_.optimizer, "'");
+    GEOLOC_CHECK(j.at("seed").get<uint64_t>() == cfg_.seed, IoError, "seed ", j.at("seed").get<uint64_t>(),
+                 " differs from the configured ", cfg_.seed, " (the data order would not continue)");
+    step = j.at("step").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    throw IoError(path + ": malformed 'checkpoint' metadata: " + e.what());
+  } catch (const IoError& e) {
+    throw IoError(path + ": checkpoint " + e.what());
+  }
+  // Everything is read and checked before anything is changed.
+  std::vector<std::pair<Tensor, Tensor>> weights;  // (destination, source)
   for (auto& [name, t] : model_.net->state()) {
     const Tensor src = f.tensor("model." + name);
     GEOLOC_CHECK(src.shape() == t.shape(), IoError, path, ": tensor 'model.", name, "' has shape ", src.shape().str(),
                  ", the model expects ", t.shape().str());
-    Tensor dst = t;
-    dst.copy_(src.to(t.device()));
+    weights.emplace_back(t, src);
   }
   nn::NamedTensors opt_state;
   for (const auto& e : f.entries())
     if (e.name.rfind("optim.", 0) == 0) opt_state.emplace_back(e.name.substr(6), f.tensor(e.name).to(s_->device));
-  s_->opt->load_state(opt_state);
-  step_ = j.at("step").get<int64_t>();
-  GEOLOC_CHECK(step_ == s_->opt->steps(), IoError, path, ": checkpoint step ", step_, " disagrees with the optimiser's ",
+  s_->opt->load_state(opt_state);  // validates the whole state before copying
+  GEOLOC_CHECK(step == s_->opt->steps(), IoError, path, ": checkpoint step ", step, " disagrees with the optimiser's ",
                s_->opt->steps());
+  for (auto& [dst, src] : weights) dst.copy_(src.to(dst.device()));
+  step_ = step;
 }
 
 // ---------------------------------------------------------------- evaluation

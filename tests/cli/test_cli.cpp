@@ -148,6 +148,8 @@ TEST_CASE("bad input: status 1, one line on stderr, no partial output") {
       {"forward --weights " + (dir / "corrupt.safetensors").string() + " --input x --output " + out, "corrupt", out},
       {"eval --model " + (dir / "corrupt.safetensors").string() + " --data " + set.manifest, "corrupt", ""},
       {"train --nope 1", "--nope", ""},
+      {"train --train " + set.manifest + " --out " + out + " --image-size 48 --resize 32", "crop 48", out},
+      {"train --train " + set.manifest + " --out " + (dir / "no/such/dir/m.safetensors").string(), "does not exist", ""},
   };
   for (const auto& c : cases) {
     INFO("geoloc ", c.args);

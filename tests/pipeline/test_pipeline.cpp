@@ -152,6 +152,12 @@ TEST_CASE("resuming from a checkpoint gives the same result as an uninterrupted 
   }
   CHECK(max_diff <= 1e-6);
 
+  // a different seed would not continue the same data order: refused
+  auto other_seed = tiny_train(12);
+  other_seed.seed = 99;
+  pipeline::GeoModel again = pipeline::build_model(spec, train.coords);
+  pipeline::Trainer ts(again, other_seed);
+  CHECK_THROWS_AS(ts.resume(ck), IoError);
   // a checkpoint of another architecture is refused
   auto other = spec;
   other.backbone = nn::ResNetConfig::parse("resnet:basic:1-1:w4:k3s2:nopool");
@@ -257,6 +263,8 @@ TEST_CASE("k-NN coordinates: weighted spherical mean, and mean shift towards the
   CHECK(pipeline::parse_knn_mode("mean-shift") == pipeline::KnnMode::MeanShift);
   CHECK_THROWS_AS(pipeline::parse_knn_mode("median"), ValueError);
   CHECK_THROWS_AS(index.search(q.data(), 3, 2), ShapeError);
+  o.knn_temperature = 0.0f;
+  CHECK_THROWS_AS(pipeline::knn_coordinate(index, q.data(), 4, o), ValueError);
 }
 
 TEST_CASE("training from a streaming loader learns, and resumes exactly") {
@@ -307,6 +315,24 @@ TEST_CASE("training from a streaming loader learns, and resumes exactly") {
     for (size_t k = 0; k < va.size(); ++k) max_diff = std::max(max_diff, static_cast<double>(std::fabs(va[k] - vb[k])));
   }
   CHECK(max_diff <= 1e-6);
+
+  // unreadable images: with batches of one, a whole batch is unreadable; training goes on past it
+  fs::remove(set.dir / "img" / "p0_0.png");
+  image::LoaderOptions lo;
+  lo.batch_size = 1;
+  lo.threads = 2;
+  lo.drop_last = true;
+  lo.log_skipped = false;
+  lo.normalization = spec.preprocess.normalization();
+  image::Pipeline crop;
+  crop.add([](const image::Image& img, nn::Rng&) { return image::center_crop(img, 32, 32); });
+  image::Loader sparse(source, crop, lo);
+  pipeline::GeoModel m1 = pipeline::build_model(spec, coords);
+  auto tc = tiny_train(100);  // 64 samples, one unreadable: more than one epoch
+  tc.batch_size = 1;
+  pipeline::Trainer t1(m1, tc);
+  CHECK(t1.fit(sparse).curve.size() == 100);
+  CHECK(sparse.skipped() >= 1);
   fs::remove_all(set.dir);
 }
 
@@ -328,4 +354,13 @@ TEST_CASE("aggregating crops: mean or renormalised max of probabilities, mean of
   CHECK(max.p.at("coords")[0] == doctest::Approx(0.5));        // regression outputs are averaged, not maxed
   CHECK(max.p.at("coords")[1] == doctest::Approx(0.5));
   CHECK_THROWS_AS(pipeline::Predictor::aggregate(hp, 3), ValueError);
+  // (lat/90, lng/180) outputs average as directions: 179 and -179 degrees meet at 180, not 0
+  pipeline::HeadProbabilities ll;
+  ll.n = 2;
+  ll.embedding = Tensor::zeros({2, 1});
+  ll.p["latlng"] = {0.0f, 179.0f / 180.0f, 0.0f, -179.0f / 180.0f};
+  ll.classes["latlng"] = 2;
+  ll.regression.insert("latlng");
+  const auto a = pipeline::Predictor::aggregate(ll, 2);
+  CHECK(std::fabs(std::fabs(a.p.at("latlng")[1]) - 1.0f) < 1e-4f);
 }

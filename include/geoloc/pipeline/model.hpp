@@ -26,6 +26,8 @@ struct Preprocess {
   int crop = 224;
   float mean[3] = {0.485f, 0.456f, 0.406f};
   float std[3] = {0.229f, 0.224f, 0.225f};
+  /// ValueError unless 0 < crop <= resize and every std is positive and mean finite.
+  void validate() const;
   image::Normalization normalization() const {
     return {{mean[0], mean[1], mean[2]}, {std[0], std[1], std[2]}};
   }

@@ -55,6 +55,7 @@ struct CellProbability {
 
 struct Prediction {
   geo::LatLng coordinate;
+  Strategy strategy = Strategy::CellMean;  // the strategy used (after any fallback)
   std::vector<CellProbability> top_cells;  // finest partitioning, most probable first
   int scene = -1;
   float scene_probability = 0.0f;
