@@ -107,6 +107,21 @@ int num_threads();
 void conv2d_bn_fused_forward(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
                              const Tensor& running_mean, const Tensor& running_var, float eps,
                              const Tensor& residual, bool relu, const Tensor& y, const Conv2dArgs& a);
+
+// CPU-only training fusion (no CUDA counterpart; ops::batch_norm_act, used by nn/resnet.cpp on the CPU).
+
+/// batch_norm_forward_train, then + residual (may be undefined), then ReLU if asked, all in the apply
+/// pass: y = relu?((x - mean) * invstd * gamma + beta + residual). Same statistics and running updates.
+void batch_norm_act_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                  const Tensor& running_mean, const Tensor& running_var, float momentum,
+                                  float eps, const Tensor& residual, bool relu, const Tensor& y,
+                                  const Tensor& save_mean, const Tensor& save_invstd);
+/// Gradients of relu(batch_norm_train(x)) (no residual) given dy of the ReLU's output: ReLU's backward is
+/// folded into batch_norm_backward, its mask recomputed from x, beta and the saved statistics exactly as
+/// the forward computed it (dgamma/dbeta/dx may be undefined).
+void batch_norm_relu_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                              const Tensor& save_mean, const Tensor& save_invstd, const Tensor& dx,
+                              const Tensor& dgamma, const Tensor& dbeta);
 }  // namespace cpu
 
 namespace cuda {

@@ -19,6 +19,13 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias = {}, int str
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                   const Tensor& running_var, bool training, float momentum = 0.1f, float eps = 1e-5f);
 
+/// relu?(batch_norm(x, training=true) + residual) as one op (residual may be undefined): the same values,
+/// running-statistics updates and gradients as batch_norm -> add -> relu, with fewer passes over memory
+/// (the BN apply, residual add and ReLU are one pass; without a residual the ReLU backward is folded into
+/// the BN backward). CPU tensors only (ShapeError elsewhere); nn/resnet.cpp uses it on the CPU.
+Tensor batch_norm_act(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                      const Tensor& running_var, float momentum, float eps, const Tensor& residual, bool relu);
+
 Tensor relu(const Tensor& x);
 /// a + b, same shapes.
 Tensor add(const Tensor& a, const Tensor& b);

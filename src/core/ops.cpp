@@ -113,6 +113,55 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, cons
   return y;
 }
 
+Tensor batch_norm_act(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                      const Tensor& running_var, float momentum, float eps, const Tensor& residual, bool relu) {
+  check_float_input(x, "batch_norm_act", "input");
+  GEOLOC_CHECK(x.device().is_cpu(), ShapeError, "batch_norm_act: CPU only, the input is on ", x.device().str());
+  GEOLOC_CHECK(x.ndim() == 4 || x.ndim() == 2, ShapeError,
+               "batch_norm_act: input must be [N,H,W,C] or [N,C], got ", x.shape().str());
+  const int64_t c = x.dim(-1);
+  for (auto [t, what] : {std::pair{&gamma, "weight"}, {&beta, "bias"}, {&running_mean, "running_mean"},
+                         {&running_var, "running_var"}}) {
+    check_float_input(*t, "batch_norm_act", what);
+    check_device(x, *t, "batch_norm_act", what);
+    GEOLOC_CHECK(t->ndim() == 1 && t->dim(0) == c, ShapeError, "batch_norm_act: ", what, " is ",
+                 t->shape().str(), " but the input ", x.shape().str(), " has ", c, " channels");
+  }
+  if (residual.defined()) {
+    check_float_input(residual, "batch_norm_act", "residual");
+    check_same_shape(x, residual, "batch_norm_act: input", "residual");
+    check_device(x, residual, "batch_norm_act", "residual");
+  }
+  const int64_t m = x.numel() / c;
+  GEOLOC_CHECK(m > 1, ValueError, "batch_norm_act: training needs more than one value per channel, input is ",
+               x.shape().str());
+  Tensor y = like(x), mean = like(x, {c}), invstd = like(x, {c});
+  cpu::batch_norm_act_forward_train(x, gamma, beta, running_mean, running_var, momentum, eps, residual, relu, y,
+                                    mean, invstd);
+  if (relu && !residual.defined()) {
+    record(y, "batch_norm_relu", {x, gamma, beta},
+           [x, gamma, beta, mean, invstd](const Tensor& dy) -> std::vector<Tensor> {
+             Tensor dx = grad_for(x), dg = grad_for(gamma), db = grad_for(beta);
+             cpu::batch_norm_relu_backward(dy, x, gamma, beta.detach(), mean, invstd, dx, dg, db);
+             return {dx, dg, db};
+           });
+    return y;
+  }
+  Tensor yd = relu ? y.detach() : Tensor();  // saving y itself would make the graph own its own output
+  record(y, relu ? "batch_norm_add_relu" : "batch_norm_add", {x, gamma, beta, residual},
+         [x, gamma, beta, mean, invstd, yd](const Tensor& dy) -> std::vector<Tensor> {
+           Tensor d = dy;
+           if (yd.defined()) {
+             d = like(dy);
+             cpu::relu_backward(dy, yd, d);
+           }
+           Tensor dx = grad_for(x), dg = grad_for(gamma), db = grad_for(beta);
+           cpu::batch_norm_backward(d, x, gamma, mean, invstd, dx, dg, db);
+           return {dx, dg, db, d};  // the residual's gradient (ignored where it needs none)
+         });
+  return y;
+}
+
 Tensor relu(const Tensor& x) {
   check_float_input(x, "relu", "input");
   Tensor y = like(x);

@@ -137,7 +137,8 @@ namespace {
 // mode and nothing that needs a gradient) it is one fused pass: the BN is folded, from the current
 // running statistics and parameters, into a per-channel scale and shift that the convolution applies
 // in its GEMM epilogue together with the residual and the ReLU; nothing is cached, so changed weights
-// are always seen. Everywhere else it is the separate differentiable ops.
+// are always seen. In training on the CPU, the BN, residual and ReLU after the convolution are one op
+// (ops::batch_norm_act). Everywhere else it is the separate differentiable ops.
 Tensor conv_bn_act(const Conv2d& conv, const BatchNorm2d& bn, const Tensor& x, bool bn_training, bool relu,
                    const Tensor& residual = {}) {
   const Tensor& w = conv.weight;
@@ -157,6 +158,12 @@ Tensor conv_bn_act(const Conv2d& conv, const BatchNorm2d& bn, const Tensor& x, b
     }
   }
   Tensor y = conv.forward(x);
+  // Training on the CPU: BN apply, residual add and ReLU in one pass, and ReLU's backward folded into
+  // BN's (ops::batch_norm_act; same values and gradients as the separate ops below).
+  if (bn_training && (relu || residual.defined()) && y.device().is_cpu() && y.dtype() == DType::F32 &&
+      (!residual.defined() || (residual.device().is_cpu() && residual.shape() == y.shape())))
+    return ops::batch_norm_act(y, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.momentum, bn.eps,
+                               residual, relu);
   y = ops::batch_norm(y, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn_training, bn.momentum, bn.eps);
   if (residual.defined()) return relu ? ops::add_relu(y, residual) : ops::add(y, residual);
   return relu ? ops::relu(y) : y;

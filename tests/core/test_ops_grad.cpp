@@ -55,6 +55,23 @@ std::vector<OpCase> op_cases() {
   bn("batch_norm train [N,C]", {7, 5}, true);
   bn("batch_norm eval NHWC", {2, 3, 3, 4}, false);
 
+  // the fused training path of ResNet blocks: relu?(bn(x) + residual?)
+  auto bn_act = [&](std::string name, bool residual, bool relu) {
+    c.push_back({name,
+                 [=](std::mt19937& g) {
+                   const Shape xs{2, 3, 3, 4};
+                   return V{rg(test::random_tensor(xs, g)), rg(test::random_tensor({4}, g, 0.5f, 1.5f)),
+                            rg(test::random_tensor({4}, g)), test::random_tensor({4}, g, -0.2f, 0.2f),
+                            test::random_tensor({4}, g, 0.5f, 2.0f),
+                            residual ? rg(test::random_tensor(xs, g)) : Tensor()};
+                 },
+                 [=](const V& v) { return ops::batch_norm_act(v[0], v[1], v[2], v[3], v[4], 0.1f, 1e-5f, v[5], relu); },
+                 {1e-3f, 3e-2, 3e-3, 48}});
+  };
+  bn_act("batch_norm_act + residual + relu", true, true);
+  bn_act("batch_norm_act + relu", false, true);
+  bn_act("batch_norm_act + residual", true, false);
+
   c.push_back({"relu", [](std::mt19937& g) { return V{rg(test::spread_tensor({2, 3, 4, 5}, g))}; },
                [](const V& v) { return ops::relu(v[0]); }, {1e-3f, 1e-2, 1e-3, 48}});
   c.push_back({"add", [&](std::mt19937& g) { return V{R({2, 3, 4})(g), R({2, 3, 4})(g)}; },
@@ -110,6 +127,19 @@ TEST_CASE("every op's backward matches central finite differences") {
       gradcheck(oc.name, oc.make(g), oc.f, oc.opt);
     }
   }
+}
+
+TEST_CASE("batch_norm_act gives the values of batch_norm -> add -> relu") {
+  std::mt19937 g(3);
+  const Tensor x = test::random_tensor({3, 4, 5, 6}, g), r = test::random_tensor({3, 4, 5, 6}, g);
+  const Tensor gamma = test::random_tensor({6}, g, 0.5f, 1.5f), beta = test::random_tensor({6}, g);
+  Tensor rm1 = Tensor::zeros({6}), rv1 = Tensor::full({6}, 1.0f), rm2 = Tensor::zeros({6}), rv2 = Tensor::full({6}, 1.0f);
+  const auto fused = ops::batch_norm_act(x, gamma, beta, rm1, rv1, 0.1f, 1e-5f, r, true).to_vector();
+  const auto plain = ops::relu(ops::add(ops::batch_norm(x, gamma, beta, rm2, rv2, true, 0.1f, 1e-5f), r)).to_vector();
+  REQUIRE(fused.size() == plain.size());
+  for (size_t i = 0; i < fused.size(); ++i) CHECK(fused[i] == doctest::Approx(plain[i]).epsilon(1e-6));
+  CHECK(rm1.to_vector() == rm2.to_vector());
+  CHECK(rv1.to_vector() == rv2.to_vector());
 }
 
 TEST_CASE("gradients accumulate across uses and backward calls, and zero_grad resets them") {
