@@ -94,6 +94,9 @@ class Trainer {
   /// The same from a streaming loader (decoding and augmenting in its worker threads while the
   /// network trains), for data sets that do not fit in memory. The loader's batches must be the
   /// model's crop size, normalised with its preprocessing, batch_size = config.batch_size, drop_last.
+  /// Step s trains on batch (s mod batches_per_epoch) of epoch (s / batches_per_epoch), so a resumed run
+  /// continues exactly, except where unreadable samples ended an earlier epoch early: the run then moved on
+  /// to the next epoch, which a resume does not know.
   const TrainHistory& fit(image::Loader& loader, const Dataset* val = nullptr, int64_t until = -1);
   /// One file, written atomically: the model (weights, partitions, ...), the optimiser state and the
   /// step. The data order and augmentation are functions of (seed, step), so resuming from it
