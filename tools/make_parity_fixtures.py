@@ -22,7 +22,6 @@ import argparse
 import copy
 import json
 import os
-import struct
 
 import numpy as np
 import torch
@@ -31,66 +30,7 @@ import torch.nn.functional as F
 import torchvision
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-
-def write_safetensors(path, tensors, metadata=None):
-    """Minimal safetensors writer (header padded with spaces to 8 bytes), no extra dependency."""
-    dt = {torch.float32: "F32", torch.int32: "I32", torch.int64: "I64", torch.float16: "F16", torch.bfloat16: "BF16"}
-    header, blobs, off = {}, [], 0
-    if metadata:
-        header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
-    for name, t in tensors.items():
-        t = t.detach().contiguous().cpu()
-        b = t.view(torch.uint8).numpy().tobytes() if t.dtype == torch.bfloat16 else t.numpy().tobytes()
-        header[name] = {"dtype": dt[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
-
-
-class GeoNetTorch(nn.Module):
-    """torchvision's ResNet (v1.5) with a configurable base width, no fc, and named linear heads."""
-
-    def __init__(self, block, layers, width, heads):
-        super().__init__()
-        self.inplanes = width
-        self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        for i, n in enumerate(layers):
-            setattr(self, f"layer{i + 1}", self._make_layer(block, width << i, n, 1 if i == 0 else 2))
-        self.heads = nn.ModuleDict({name: nn.Linear(self.inplanes, c) for name, _, c in heads})
-        for m in self.modules():  # torchvision's init
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        self.nlayers = len(layers)
-
-    def _make_layer(self, block, planes, blocks, stride):  # as torchvision.models.resnet.ResNet._make_layer
-        downsample = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(
-                nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(planes * block.expansion))
-        out = [block(self.inplanes, planes, stride, downsample)]
-        self.inplanes = planes * block.expansion
-        for _ in range(1, blocks):
-            out.append(block(self.inplanes, planes))
-        return nn.Sequential(*out)
-
-    def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        for i in range(self.nlayers):
-            x = getattr(self, f"layer{i + 1}")(x)
-        emb = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        return emb, {name: head(emb) for name, head in self.heads.items()}
+from safetensors_writer import write_safetensors  # tools/, next to this script
 
 
 def randomise_bn(model, g):
