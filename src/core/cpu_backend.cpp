@@ -354,28 +354,29 @@ void gemm_packed(const PackedWeights& p, const float* a, int64_t n, float* y) {
   }
 }
 
+// Rows r0..r1 of the im2col matrix of x: x itself for a direct (1x1 stride-1) convolution, else
+// gathered into this thread's buffer (tiles of at most tr rows).
+const float* tile_input(const float* x, const ConvGeom& g, int64_t r0, int64_t r1, int64_t tr) {
+  if (g.direct()) return x + r0 * g.ci;
+  float* col = thread_buffer(0, static_cast<size_t>(tr * g.k));
+  im2col_rows(x, col, g, r0, r1);
+  return col;
+}
+
 void conv_forward_engine(const float* x, const float* w, float* y, const ConvGeom& g, const ConvEpilogue& e,
                          const float* residual) {
   const int nt = pool_threads();
   const int64_t m = g.n * g.ho * g.wo;
   const int64_t tr = tile_rows(m, g.k, nt);
   const int64_t tiles = (m + tr - 1) / tr;
-  const bool direct = g.direct();
   const PackedWeights pw = pack_weights(w, g.co, g.k, tr);
   Pool::get().run(tiles, [&](int64_t t, int) {
     const int64_t r0 = t * tr, r1 = std::min(m, r0 + tr);
-    const float* a = x + r0 * g.ci;
-    if (!direct) {
-      float* col = thread_buffer(0, static_cast<size_t>(tr * g.k));
-      im2col_rows(x, col, g, r0, r1);
-      a = col;
-    }
-    gemm_packed(pw, a, r1 - r0, y + r0 * g.co);
+    gemm_packed(pw, tile_input(x, g, r0, r1, tr), r1 - r0, y + r0 * g.co);
     epilogue(y + r0 * g.co, r1 - r0, g.co, e, residual ? residual + r0 * g.co : nullptr);
   });
 }
 
-// Per-channel statistics over the rows of an [M, C] matrix, accumulated in double.
 // Row blocks of a reduction over [M, C]: a fixed split (not by thread), so results do not depend on
 // the scheduling. Accumulation is in double, as before the thread pool (float partial sums measurably
 // worsened the ResNet-50 gradient parity).
@@ -482,7 +483,6 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dy, const Tensor& dw,
   const int64_t tr = tile_rows(m, g.k, nt, 256), tiles = (m + tr - 1) / tr;
   const float *X = f(x), *DY = f(dy);
   float* DW = f(dw);
-  const bool direct = g.direct();
   // The tiles are cut into `slots` fixed runs, each summed into its own dW buffer (slot 0: dw itself),
   // then the buffers are added in slot order: the result does not depend on the scheduling.
   const int64_t slots = std::min<int64_t>(tiles, nt == 1 ? 1 : 2 * nt);
@@ -492,14 +492,8 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dy, const Tensor& dw,
     const int64_t t0 = slot * tiles / slots, t1 = (slot + 1) * tiles / slots;
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t r0 = t * tr, r1 = std::min(m, r0 + tr);
-      const float* b = X + r0 * g.ci;
-      if (!direct) {
-        float* col = thread_buffer(0, static_cast<size_t>(tr * g.k));
-        im2col_rows(X, col, g, r0, r1);
-        b = col;
-      }
       CMapM dY(DY + r0 * g.co, r1 - r0, g.co);
-      CMapM B(b, r1 - r0, g.k);
+      CMapM B(tile_input(X, g, r0, r1, tr), r1 - r0, g.k);
       if (t == t0) {
         ACC.noalias() = dY.transpose() * B;
       } else {
