@@ -137,16 +137,6 @@ Tensor histograms(const Dataset& d) {
   return h;
 }
 
-// Baseline metrics: the predicted coordinates of a method, countries looked up from them.
-nlohmann::json method_json(const std::vector<geo::LatLng>& pred, const Dataset& truth, const geo::CountryIndex& countries,
-                           std::optional<double> scene_acc, geo::Metrics* out = nullptr) {
-  const std::vector<int> pc = countries.country_codes(pred);
-  const geo::Metrics m = geo::compute_metrics(pred, truth.coords, geo::kDefaultThresholdsKm, pc, truth.country);
-  if (out) *out = m;
-  nlohmann::json j = m.to_json();
-  j["scene_acc"] = scene_acc ? nlohmann::json(*scene_acc) : nlohmann::json(nullptr);
-  return j;
-}
 }  // namespace
 
 DemoResult run_demo(const DemoConfig& c) {
@@ -172,8 +162,9 @@ DemoResult run_demo(const DemoConfig& c) {
   data_progress.finish(std::to_string(views.train.n()) + " training views, " +
                        std::to_string(views.test_unseen_rendering.n() + views.test_seen_rendering.n()) + " test views");
   Dataset train = to_dataset(views.train);
-  const std::vector<std::pair<std::string, Dataset>> tests = {{"test_unseen_rendering", to_dataset(views.test_unseen_rendering)},
-                                                              {"test_seen_rendering", to_dataset(views.test_seen_rendering)}};
+  // The grid preset narrows these to its region below.
+  std::vector<std::pair<std::string, Dataset>> eval_sets = {{"test_unseen_rendering", to_dataset(views.test_unseen_rendering)},
+                                                               {"test_seen_rendering", to_dataset(views.test_seen_rendering)}};
   earth::save_contact_sheet(views.test_unseen_rendering, (fs::path(c.out_dir) / "test-views.png").string(), 32, 8, 2);
 
   std::vector<std::string> scenes;
@@ -244,7 +235,6 @@ DemoResult run_demo(const DemoConfig& c) {
     spec.scene_names = scenes;
     strategies = {Strategy::CellMean, Strategy::Hierarchy, Strategy::Centroid, Strategy::Knn};
   }
-  std::vector<std::pair<std::string, Dataset>> eval_sets = tests;
   GeoModel model;
   if (c.preset == "grid") {
     train = region_subset(train);
@@ -332,16 +322,25 @@ DemoResult run_demo(const DemoConfig& c) {
     const EvalReport er = evaluate_strategies(model, data, &countries, eo);
     std::vector<std::pair<std::string, geo::Metrics>> table;
     auto& js = out.metrics["splits"][split];
+    // One method's entry in metrics.json (scene_acc null where the method has no scene) and in the table.
+    auto record = [&](const std::string& method, const geo::Metrics& m, std::optional<double> scene_acc) {
+      nlohmann::json j = m.to_json();
+      j["scene_acc"] = scene_acc ? nlohmann::json(*scene_acc) : nlohmann::json(nullptr);
+      js[method] = j;
+      table.emplace_back(method, m);
+    };
+    // Metrics of predicted coordinates, their countries looked up in the polygons.
+    auto from_coords = [&](const std::vector<geo::LatLng>& pred) {
+      return geo::compute_metrics(pred, data.coords, geo::kDefaultThresholdsKm, countries.country_codes(pred),
+                                  data.country);
+    };
     for (const auto& [name, m] : er.methods) {
       const std::string method = name == "cell"       ? "model"
                                  : name == "hierarchy" ? "model_hierarchy"
                                  : name == "centroid"  ? "model_centroid"
                                  : name == "knn"       ? "model_knn"
                                                        : "model_" + name;
-      nlohmann::json j = m.to_json();
-      j["scene_acc"] = er.scene_acc ? nlohmann::json(*er.scene_acc) : nlohmann::json(nullptr);
-      js[method] = j;
-      table.emplace_back(method, m);
+      record(method, m, er.scene_acc);
     }
     if (c.preset == "regression") {
       const Predictor rp(regression);
@@ -354,11 +353,8 @@ DemoResult run_demo(const DemoConfig& c) {
           mse.push_back(regression_coordinate(hp.row("latlng", i)));
         }
       }
-      for (const auto& [method, pred] : {std::pair{"model_regression_haversine", &hav}, {"model_regression_mse", &mse}}) {
-        geo::Metrics m;
-        js[method] = method_json(*pred, data, countries, std::nullopt, &m);
-        table.emplace_back(method, m);
-      }
+      record("model_regression_haversine", from_coords(hav), std::nullopt);
+      record("model_regression_mse", from_coords(mse), std::nullopt);
     }
     // baselines on the same split
     std::mt19937_64 rng(c.seed * 7919 + si);
@@ -375,18 +371,13 @@ DemoResult run_demo(const DemoConfig& c) {
     detail::parallel_for(data.size(), [&](size_t i) {
       colour[i] = knn_coordinate(colour_index, test_hist.data<float>() + i * test_hist.dim(1), test_hist.dim(1), po);
     });
-    for (const auto& [method, pred] : {std::pair{"random", &random}, {"top_cell", &top_cell}, {"color_knn", &colour}}) {
-      geo::Metrics m;
-      js[method] = method_json(*pred, data, countries, std::nullopt, &m);
-      table.emplace_back(method, m);
-    }
+    record("random", from_coords(random), std::nullopt);
+    record("top_cell", from_coords(top_cell), std::nullopt);
+    record("color_knn", from_coords(colour), std::nullopt);
     if (c.preset == "country") {
       // Several photos of each test place, their probabilities averaged (EUGuess).
       constexpr int kViews = 4;
       const Dataset multi = extra_views(*split_src[si], imagery, kViews);
-      EvalOptions mo = eo;
-      mo.strategies = {Strategy::CellMean};
-      HeadProbabilities all;
       const Predictor pred(model, &countries);
       std::vector<geo::LatLng> coords;
       std::vector<int> country;
@@ -394,15 +385,14 @@ DemoResult run_demo(const DemoConfig& c) {
         const size_t m = std::min<size_t>(64, data.size() - start);
         const auto hp = Predictor::aggregate(pred.probabilities(eval_batch(model, multi, start * kViews, m * kViews)), kViews);
         for (int64_t i = 0; i < hp.n; ++i) {
-          const Prediction p = pred.decide(hp, i, mo.predict);
+          const Prediction p = pred.decide(hp, i, eo.predict);  // one partitioning: the cell mean
           coords.push_back(p.coordinate);
           country.push_back(p.country);
         }
       }
-      const geo::Metrics m = geo::compute_metrics(coords, data.coords, geo::kDefaultThresholdsKm, country, data.country);
-      js["model_multiview"] = m.to_json();
-      js["model_multiview"]["scene_acc"] = nullptr;
-      table.emplace_back("model_multiview", m);
+      // the country from the country head, as for the single views
+      record("model_multiview",
+             geo::compute_metrics(coords, data.coords, geo::kDefaultThresholdsKm, country, data.country), std::nullopt);
     }
     std::snprintf(buf, sizeof buf, "\n%s (%zu views%s)\n", split.c_str(), data.size(),
                   si == 0 ? "; renderings never seen in training, unseen regions" : "; training renderings, unseen regions");
