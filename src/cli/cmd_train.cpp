@@ -39,6 +39,12 @@ void write_outputs(const Args& args, const pipeline::GeoModel& model, const pipe
   std::printf("model: %s\ntraining curve: %s.png, %s.json\n", out.c_str(), curve.c_str(), curve.c_str());
 }
 
+// The --val manifest decoded at the model's size, or null.
+std::unique_ptr<pipeline::Dataset> validation_set(const Args& args, const pipeline::ModelSpec& spec) {
+  if (!args.has("val")) return nullptr;
+  return std::make_unique<pipeline::Dataset>(pipeline::Dataset::from_manifest(args.get("val"), spec.preprocess.resize));
+}
+
 // geoloc train --stream: the set never sits in memory; loader threads decode (or read cache shards),
 // augment and normalise batches while the network trains.
 // --epochs E as a step count for n training images.
@@ -92,9 +98,7 @@ int train_streaming(const Args& args, const pipeline::ModelSpec& spec, pipeline:
       return image::color_jitter(img, {tc.jitter, tc.jitter, tc.jitter, 0.0f}, rng);
     });
   image::Loader loader(source, augment, lo);
-  std::unique_ptr<pipeline::Dataset> val;
-  if (args.has("val"))
-    val = std::make_unique<pipeline::Dataset>(pipeline::Dataset::from_manifest(args.get("val"), spec.preprocess.resize));
+  const std::unique_ptr<pipeline::Dataset> val = validation_set(args, spec);
   pipeline::Trainer trainer(model, tc);
   if (args.has("resume")) trainer.resume(args.get("resume"));
   const auto& hist = trainer.fit(loader, val.get());
@@ -186,9 +190,7 @@ int run_train(int argc, char** argv) {
   if (args.flag("stream")) return train_streaming(args, spec, tc);
   GEOLOC_CHECK(!args.has("cache"), ValueError, "--cache needs --stream");
   pipeline::Dataset train = pipeline::Dataset::from_manifest(args.get("train"), spec.preprocess.resize);
-  std::unique_ptr<pipeline::Dataset> val;
-  if (args.has("val"))
-    val = std::make_unique<pipeline::Dataset>(pipeline::Dataset::from_manifest(args.get("val"), spec.preprocess.resize));
+  const std::unique_ptr<pipeline::Dataset> val = validation_set(args, spec);
   tc.steps = steps_for(args, tc.steps, train.size(), tc.batch_size);
   for (size_t i = 0; i < train.size(); ++i)
     GEOLOC_CHECK(train.scene[i] < static_cast<int>(spec.scene_names.size()), ValueError, args.get("train"), " row ", i,

@@ -1,13 +1,10 @@
 #include "geoloc/pipeline/trainer.hpp"
 
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <numeric>
-#include <sstream>
 
 #include "geoloc/atomic_file.hpp"
 #include "geoloc/detail/parallel.hpp"
