@@ -47,8 +47,6 @@ int run_predict(int argc, char** argv) {
   // Decode everything first: a bad image is an error before any output is written.
   std::vector<image::Image> images;
   for (const auto& f : files) images.push_back(image::decode_file(f));
-  std::map<int, std::string> names;
-  for (const auto& c : countries.countries()) names.emplace(c.iso_n3, c.name);
 
   std::unique_ptr<viz::MapRenderer> maps;
   const std::string map_dir = args.get("map-dir", "");
@@ -84,7 +82,7 @@ int run_predict(int argc, char** argv) {
       j["scene_probability"] = p.scene_probability;
     }
     j["country"] = p.country;
-    if (auto it = names.find(p.country); it != names.end()) j["country_name"] = it->second;
+    if (const std::string name = countries.name_of(p.country); !name.empty()) j["country_name"] = name;
     if (maps) {
       // Numbered when two inputs share a file name (a/x.jpg and b/x.jpg must not share a map).
       std::string stem = args.flag("place") ? "place" : std::filesystem::path(files[i]).stem().string();

@@ -199,4 +199,11 @@ NearestLand CountryIndex::nearest_land(LatLng p) const {
 
 const std::vector<Country>& CountryIndex::countries() const { return impl_->countries; }
 
+std::string CountryIndex::name_of(int iso_n3) const {
+  if (iso_n3 < 0) return "";
+  for (const auto& c : impl_->countries)
+    if (c.iso_n3 == iso_n3) return c.name;
+  return "";
+}
+
 }  // namespace geoloc::geo

@@ -1,7 +1,6 @@
 // The public API (geoloc.hpp) on top of the pipeline.
 #include "geoloc/geoloc.hpp"
 
-#include <map>
 
 #include "geoloc/geo/countries.hpp"
 #include "geoloc/image/image.hpp"
@@ -18,7 +17,6 @@ struct Locator::Impl {
   Options options;
   pipeline::GeoModel model;
   std::unique_ptr<geo::CountryIndex> countries;
-  std::map<int, std::string> country_names;
   std::unique_ptr<pipeline::Predictor> predictor;
   pipeline::PredictOptions po;
 
@@ -46,7 +44,7 @@ struct Locator::Impl {
     if (p.scene >= 0 && p.scene < static_cast<int>(model.scene_names.size())) r.scene = model.scene_names[p.scene];
     r.scene_probability = p.scene_probability;
     r.country = p.country;
-    if (auto it = country_names.find(p.country); it != country_names.end()) r.country_name = it->second;
+    r.country_name = countries->name_of(p.country);
     return r;
   }
 };
@@ -63,7 +61,6 @@ Locator Locator::load(const std::string& model_path, const Options& options, con
   if (!knn_index_path.empty()) impl->model.knn = pipeline::KnnIndex::load(knn_index_path);
   impl->model.net->to(Device::parse(options.device));
   impl->countries = std::make_unique<geo::CountryIndex>(geo::CountryIndex::load_default());
-  for (const auto& c : impl->countries->countries()) impl->country_names.emplace(c.iso_n3, c.name);
   impl->predictor = std::make_unique<pipeline::Predictor>(impl->model, impl->countries.get());
   impl->po.strategy = pipeline::parse_strategy(options.strategy);
   impl->po.top_cells = options.top_cells;

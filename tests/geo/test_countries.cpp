@@ -93,3 +93,11 @@ TEST_CASE("loading is fast and errors are IoErrors") {
   CHECK_THROWS_AS(CountryIndex::load("/nonexistent.geojson", "/nonexistent.geojson"), geoloc::IoError);
   CHECK_THROWS_AS(index50().lookup({91, 0}), geoloc::ValueError);
 }
+
+TEST_CASE("country names by ISO code; none for the sea or a territory without a code") {
+  const auto idx = geoloc::geo::CountryIndex::load_default("110m");
+  CHECK(idx.name_of(392) == "Japan");
+  CHECK(idx.name_of(250) == "France");
+  CHECK(idx.name_of(-1).empty());
+  CHECK(idx.name_of(999).empty());
+}

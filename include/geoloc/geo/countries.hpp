@@ -46,6 +46,9 @@ class CountryIndex {
   bool is_land(LatLng p) const;
   /// The closest land point and its great-circle distance.
   NearestLand nearest_land(LatLng p) const;
+  /// The name of the country with ISO numeric code `iso_n3`; "" for an unknown code and for -1 (at sea,
+  /// or one of the few territories without a code, whose names would be ambiguous).
+  std::string name_of(int iso_n3) const;
   /// All countries, in file order.
   const std::vector<Country>& countries() const;
 
