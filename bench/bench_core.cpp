@@ -72,6 +72,14 @@ BENCHMARK(BM_conv2d)
     ->ArgsProduct({{8}, {14}, {256}, {256}, {3}, {1}, {0, 1, 2}})
     ->ArgsProduct({{8}, {7}, {512}, {512}, {3}, {1}, {0, 1, 2}})
     ->ArgsProduct({{8}, {56}, {64}, {128}, {1}, {2}, {0, 1, 2}})
+    // ResNet-50's 1x1 convolutions (bottleneck reduce / expand) at 224
+    ->ArgsProduct({{8}, {56}, {256}, {64}, {1}, {1}, {0, 1, 2}})
+    ->ArgsProduct({{8}, {56}, {64}, {256}, {1}, {1}, {0, 1, 2}})
+    ->ArgsProduct({{8}, {14}, {1024}, {256}, {1}, {1}, {0, 1, 2}})
+    ->ArgsProduct({{8}, {7}, {512}, {2048}, {1}, {1}, {0, 1, 2}})
+    // the small demo network's layers (64x64 input, batch 64)
+    ->ArgsProduct({{64}, {32}, {16}, {16}, {3}, {1}, {0, 1, 2}})
+    ->ArgsProduct({{64}, {8}, {64}, {64}, {3}, {1}, {0, 1, 2}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 }  // namespace

@@ -12,16 +12,19 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <functional>
 #include <limits>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "geoloc/backend.hpp"
 #include "geoloc/detail/math.hpp"
+#include "cpu_direct_conv.hpp"
 
 namespace geoloc::cpu {
 
@@ -142,6 +145,16 @@ void parallel_for(int64_t n, int64_t work, F&& body) {
 }
 
 float* f(const Tensor& t) { return t.data<float>(); }
+
+// GEOLOC_CPU_DIRECT_CONV=0 turns geoloc's AVX-512 convolution kernels off (the Eigen path is used), for
+// comparisons.
+bool direct_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("GEOLOC_CPU_DIRECT_CONV");
+    return GEOLOC_DIRECT_CONV && !(v && std::string(v) == "0");
+  }();
+  return on;
+}
 
 struct ConvGeom {
   int64_t n, h, w, ci, co, kh, kw, ho, wo, k;  // k = kh*kw*ci
@@ -363,8 +376,12 @@ const float* tile_input(const float* x, const ConvGeom& g, int64_t r0, int64_t r
   return col;
 }
 
+bool direct_forward(const float* x, const float* w, float* y, const ConvGeom& g, const ConvEpilogue& e,
+                    const float* residual);
+
 void conv_forward_engine(const float* x, const float* w, float* y, const ConvGeom& g, const ConvEpilogue& e,
                          const float* residual) {
+  if (direct_enabled() && direct_forward(x, w, y, g, e, residual)) return;
   const int nt = pool_threads();
   const int64_t m = g.n * g.ho * g.wo;
   const int64_t tr = tile_rows(m, g.k, nt);
@@ -376,6 +393,164 @@ void conv_forward_engine(const float* x, const float* w, float* y, const ConvGeo
     epilogue(y + r0 * g.co, r1 - r0, g.co, e, residual ? residual + r0 * g.co : nullptr);
   });
 }
+
+#if GEOLOC_DIRECT_CONV
+// ---- implicit-GEMM convolution with geoloc's AVX-512 kernels (cpu_direct_conv.hpp)
+// No im2col: every output row reads its receptive field straight from the (zero-padded) input. The
+// weights are packed once per call into k-major panels of up to 64 output channels. A task owns a run
+// of output rows (all channels); inside it, for each run of k (a slice of one ky's KW*Ci floats, sized
+// so that a panel's slice stays in L1), every panel is multiplied into the rows' accumulators, MR rows
+// at a time. The output block stays in L2 between runs of k; the epilogue is applied on the last run.
+constexpr int64_t kPanel = 64;  // output channels per packed panel (4 AVX-512 vectors)
+
+// The source of an implicit GEMM: activations [n, hp, wp, ci] (already padded), read by a kh x kw
+// window with stride s, giving ho x wo outputs per image.
+struct DirectGeom {
+  const float* src;
+  int64_t n, hp, wp, ci, kh, kw, s, ho, wo, co;
+  int64_t run() const { return kw * ci; }  // contiguous floats of one window row
+  int64_t k() const { return kh * kw * ci; }
+};
+
+// x [n, h, w, c] with `pad` zeros on every side (x itself when pad == 0). The copy is recycled by the
+// caching allocator.
+const float* padded_input(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t pad,
+                          Tensor& storage) {
+  if (pad == 0) return x;
+  const int64_t hp = h + 2 * pad, wp = w + 2 * pad;
+  storage = Tensor::empty({n * hp * wp * c});
+  float* p = f(storage);
+  parallel_for(n * hp, n * hp * wp * c, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t img = r / hp, y = r % hp - pad;
+      float* dst = p + r * wp * c;
+      if (y < 0 || y >= h) {
+        std::memset(dst, 0, static_cast<size_t>(wp * c) * sizeof(float));
+        continue;
+      }
+      std::memset(dst, 0, static_cast<size_t>(pad * c) * sizeof(float));
+      std::memcpy(dst + pad * c, x + (img * h + y) * w * c, static_cast<size_t>(w * c) * sizeof(float));
+      std::memset(dst + (pad + w) * c, 0, static_cast<size_t>(pad * c) * sizeof(float));
+    }
+  });
+  return p;
+}
+
+// Packs B[k, j] = row(k)[j * jstride] (j < co, k < kdim) into panels of kPanel channels: the panel of
+// channels [j0, j0 + nr) is [kdim][nr] at data + j0 * kdim (nr = min(kPanel, co - j0), a multiple of
+// 16). The buffer is the calling thread's slot 3 (64-byte aligned).
+template <class Row>
+const float* pack_panels(int64_t co, int64_t kdim, int64_t jstride, Row row) {
+  float* data = aligned_buffer(3, static_cast<size_t>(co * kdim));
+  const int64_t panels = (co + kPanel - 1) / kPanel, kblk = 64, kblocks = (kdim + kblk - 1) / kblk;
+  Pool::get().run(panels * kblocks, [&](int64_t t, int) {
+    const int64_t j0 = t / kblocks * kPanel, nr = std::min(kPanel, co - j0);
+    const int64_t k0 = t % kblocks * kblk, k1 = std::min(kdim, k0 + kblk);
+    float* panel = data + j0 * kdim;
+    if (jstride == 1) {
+      for (int64_t k = k0; k < k1; ++k) std::memcpy(panel + k * nr, row(k) + j0, static_cast<size_t>(nr) * 4);
+      return;
+    }
+    for (int64_t k = k0; k < k1; ++k) {
+      const float* src = row(k) + j0 * jstride;
+      float* __restrict dst = panel + k * nr;
+      for (int64_t j = 0; j < nr; ++j) dst[j] = src[j * jstride];
+    }
+  });
+  return data;
+}
+
+// y[r, j] = epilogue(sum_k A[r, k] B[k, j]) for all rows r of the geometry; b from pack_panels.
+void direct_conv(const DirectGeom& d, const float* b, float* y, const ConvEpilogue& e, const float* residual) {
+  const int nt = pool_threads();
+  const int64_t m = d.n * d.ho * d.wo, co = d.co, run = d.run(), kdim = d.k(), per_img = d.ho * d.wo;
+  const int nv_max = static_cast<int>(std::min<int64_t>(4, co / 16));
+  const int64_t mr = direct::rows_for(nv_max), panels = (co + kPanel - 1) / kPanel;
+  // Tasks: blocks of tr rows x gp panels. Every weight a task reads is used by its tr rows (B traffic per
+  // multiply-add: 1/tr), and its output block (tr x 64*gp floats) stays in L2 across the runs of k, so
+  // it is kept near 256 KB. Rows first (up to 192), then channels; then, rows permitting, at least 4
+  // tasks per thread (a preempted thread then holds the others up by one small task).
+  int64_t gp = std::clamp<int64_t>((int64_t(256) << 10) / (192 * kPanel * 4), 1, panels);
+  int64_t tr = std::clamp<int64_t>((int64_t(256) << 10) / (gp * kPanel * 4), 4 * mr, 512);
+  auto tasks_for = [&](int64_t rows, int64_t g) { return (m + rows - 1) / rows * ((panels + g - 1) / g); };
+  while (tasks_for(tr, gp) < 4 * nt && tr > 16 * mr) tr = std::max(16 * mr, tr / 2);
+  while (tasks_for(tr, gp) < 4 * nt && gp > 1) gp = (gp + 1) / 2;
+  while (tasks_for(tr, gp) < 4 * nt && tr > 4 * mr) tr = std::max(4 * mr, tr / 2);
+  tr = std::min(tr, m);
+  tr = (tr + mr - 1) / mr * mr;
+  const int64_t row_tiles = (m + tr - 1) / tr, groups = (panels + gp - 1) / gp;
+  const int64_t kc = nv_max >= 4 ? 128 : 256;  // a panel's slice of k: kc x 64 floats = 32 KB at most
+  Pool::get().run(row_tiles * groups, [&](int64_t t, int) {
+    const int64_t r0 = t / groups * tr, r1 = std::min(m, r0 + tr);
+    const int64_t c0 = t % groups * gp * kPanel, c1 = std::min(co, c0 + gp * kPanel);
+    thread_local std::vector<const float*> rowp;
+    rowp.resize(static_cast<size_t>(r1 - r0));
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t img = r / per_img, rem = r % per_img, oh = rem / d.wo, ow = rem % d.wo;
+      rowp[r - r0] = d.src + ((img * d.hp + oh * d.s) * d.wp + ow * d.s) * d.ci;
+    }
+    for (int64_t ky = 0; ky < d.kh; ++ky)
+      for (int64_t k0 = 0; k0 < run; k0 += kc) {
+        const int64_t len = std::min(kc, run - k0), off = ky * d.wp * d.ci + k0, kb = ky * run + k0;
+        const bool first = ky == 0 && k0 == 0, last = ky == d.kh - 1 && k0 + len == run;
+        for (int64_t j0 = c0; j0 < c1; j0 += kPanel) {
+          const int64_t nr = std::min(kPanel, co - j0);
+          const int nv = static_cast<int>(nr / 16), rows = direct::rows_for(nv);
+          const float* bp = b + j0 * kdim + kb * nr;
+          for (int64_t i0 = r0; i0 < r1; i0 += rows) {
+            const int n_rows = static_cast<int>(std::min<int64_t>(rows, r1 - i0));
+            const float* a[direct::kMaxRows];
+            for (int i = 0; i < n_rows; ++i) a[i] = rowp[i0 - r0 + i] + off;
+            direct::Epilogue ep;
+            if (last) {
+              ep.scale = e.scale ? e.scale + j0 : nullptr;
+              ep.shift = e.shift ? e.shift + j0 : nullptr;
+              ep.residual = residual ? residual + i0 * co + j0 : nullptr;
+              ep.ld_residual = co;
+              ep.relu = e.relu;
+            }
+            direct::tile_fn(n_rows, nv)(a, bp, nr, len, y + i0 * co + j0, co, first, last, ep);
+          }
+        }
+      }
+  });
+}
+
+// The forward convolution through direct_conv, when it applies (channels in multiples of 16).
+bool direct_forward(const float* x, const float* w, float* y, const ConvGeom& g, const ConvEpilogue& e,
+                    const float* residual) {
+  if (g.co % 16 != 0) return false;
+  Tensor storage;
+  const float* src = padded_input(x, g.n, g.h, g.w, g.ci, g.pad, storage);
+  const int64_t k = g.k;
+  const float* b = pack_panels(g.co, k, k, [&](int64_t kk) { return w + kk; });
+  direct_conv({src, g.n, g.h + 2 * g.pad, g.w + 2 * g.pad, g.ci, g.kh, g.kw, g.stride, g.ho, g.wo, g.co}, b, y,
+              e, residual);
+  return true;
+}
+
+// Backward-data of a stride-1 convolution through direct_conv: dx is the convolution of dy, padded by
+// kh-1-pad, with the weights flipped in space and transposed in channels:
+// dx[n, y, x, c] = sum_{ky, kx, o} dy_pad[n, y + ky, x + kx, o] * w[o, kh-1-ky, kw-1-kx, c].
+bool direct_backward_data(const float* dy, const float* w, float* dx, const ConvGeom& g) {
+  if (g.stride != 1 || g.kh != g.kw || g.pad > g.kh - 1 || g.ci % 16 != 0) return false;
+  const int64_t p = g.kh - 1 - g.pad;
+  Tensor storage;
+  const float* src = padded_input(dy, g.n, g.ho, g.wo, g.co, p, storage);
+  const int64_t kh = g.kh, kw = g.kw, co = g.co, ci = g.ci;
+  const float* b = pack_panels(ci, kh * kw * co, 1, [&](int64_t k) {
+    const int64_t ky = k / (kw * co), kx = k / co % kw, o = k % co;
+    return w + ((o * kh + (kh - 1 - ky)) * kw + (kw - 1 - kx)) * ci;
+  });
+  direct_conv({src, g.n, g.ho + 2 * p, g.wo + 2 * p, co, kh, kw, 1, g.h, g.w, ci}, b, dx, ConvEpilogue{}, nullptr);
+  return true;
+}
+#else
+bool direct_forward(const float*, const float*, float*, const ConvGeom&, const ConvEpilogue&, const float*) {
+  return false;
+}
+bool direct_backward_data(const float*, const float*, float*, const ConvGeom&) { return false; }
+#endif
 
 // Row blocks of a reduction over [M, C]: a fixed split (not by thread), so results do not depend on
 // the scheduling. Accumulation is in double, as before the thread pool (float partial sums measurably
@@ -443,6 +618,7 @@ void conv2d_bn_fused_forward(const Tensor& x, const Tensor& w, const Tensor& gam
 
 void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dArgs& a) {
   const ConvGeom g = geom(dx, w, a);
+  if (direct_enabled() && direct_backward_data(f(dy), f(w), f(dx), g)) return;
   CMapM W(f(w), g.co, g.k);
   const int nt = pool_threads();
   const int64_t per_img = g.ho * g.wo, m = g.n * per_img;

@@ -1,0 +1,105 @@
+// AVX-512 implicit-GEMM convolution kernels of the CPU backend (internal; included by cpu_backend.cpp
+// only). Compiled where the compiler targets AVX-512F (`-march=native` on an AVX-512 machine); elsewhere
+// GEOLOC_DIRECT_CONV is 0 and the backend keeps its Eigen path.
+//
+// A convolution over NHWC data is the GEMM Y[M, Co] = A[M, K] B[K, Co] with rows r = (img, oh, ow) and
+// K = (ky, kx, ci). Row r of A is never copied: for one ky it is the contiguous run of KW*Ci floats that
+// starts at input pixel (oh*s + ky, ow*s) of a zero-padded copy of the input (or the input itself when
+// there is no padding), so the kernel broadcasts A's elements straight from the activations, through one
+// pointer per row. B (the weights) is packed once per call into panels of NR = 16..64 output channels,
+// k-major ([K][NR], aligned), which the kernel reads as whole AVX-512 vectors. One call of `tile`
+// accumulates an MR x NR block of Y over a run of k in registers (MR*NR/16 accumulators) and, on the
+// last run, applies the epilogue (per-channel scale and shift, residual, ReLU) before the single store.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define GEOLOC_DIRECT_CONV 1
+#else
+#define GEOLOC_DIRECT_CONV 0
+#endif
+
+namespace geoloc::cpu::direct {
+
+// What is applied to a block of Y on its last run of k: y = relu?(acc * scale + shift + residual).
+struct Epilogue {
+  const float* scale = nullptr;     // per output channel (already offset to the block's first channel)
+  const float* shift = nullptr;     // per output channel
+  const float* residual = nullptr;  // the block's first element in a [M, Co] tensor
+  int64_t ld_residual = 0;
+  bool relu = false;
+};
+
+#if GEOLOC_DIRECT_CONV
+// Y[i, 0..16*NV) (+)= sum_k a[i][k] * b[k*ldb + 0..16*NV) for i < MR, k < len.
+//   a: MR row pointers (already at the run's first k); b: packed panel at the run's first k (ldb = the
+//   panel's width, a multiple of 16; 64-byte aligned); c: the block's first element, rows ldc apart.
+//   first: start from zero instead of loading c; last: apply `e` before storing.
+template <int MR, int NV>
+inline void tile(const float* const* a, const float* __restrict b, int64_t ldb, int64_t len, float* c,
+                 int64_t ldc, bool first, bool last, const Epilogue& e) {
+  const float* ap[MR];
+  for (int i = 0; i < MR; ++i) ap[i] = a[i];
+  __m512 acc[MR][NV];
+  if (first) {
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  } else {
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_loadu_ps(c + i * ldc + 16 * v);
+  }
+  for (int64_t k = 0; k < len; ++k, b += ldb) {
+    __m512 bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_ps(b + 16 * v);
+    for (int i = 0; i < MR; ++i) {
+      const __m512 av = _mm512_set1_ps(ap[i][k]);
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+    }
+  }
+  if (last && (e.scale || e.shift || e.residual || e.relu)) {
+    for (int v = 0; v < NV; ++v) {
+      const __m512 sc = e.scale ? _mm512_loadu_ps(e.scale + 16 * v) : _mm512_set1_ps(1.0f);
+      const __m512 sh = e.shift ? _mm512_loadu_ps(e.shift + 16 * v) : _mm512_setzero_ps();
+      for (int i = 0; i < MR; ++i) {
+        __m512 y = e.scale ? _mm512_fmadd_ps(acc[i][v], sc, sh) : _mm512_add_ps(acc[i][v], sh);
+        if (e.residual) y = _mm512_add_ps(y, _mm512_loadu_ps(e.residual + i * e.ld_residual + 16 * v));
+        if (e.relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
+        acc[i][v] = y;
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + i * ldc + 16 * v, acc[i][v]);
+}
+
+using TileFn = void (*)(const float* const*, const float*, int64_t, int64_t, float*, int64_t, bool, bool,
+                        const Epilogue&);
+
+// Rows per full tile for a panel of nv vectors: nv*MR accumulators (of 32 registers), and few enough row
+// pointers to stay in general-purpose registers.
+constexpr int kMaxRows = 8;
+constexpr int rows_for(int nv) { return nv >= 4 ? 6 : 8; }
+
+namespace detail {
+template <int NV, int... R>
+constexpr TileFn pick(int mr, std::integer_sequence<int, R...>) {
+  TileFn fns[] = {&tile<R + 1, NV>...};
+  return fns[mr - 1];
+}
+}  // namespace detail
+
+// The kernel for mr rows (1..rows_for(nv)) and nv vectors (1..4).
+inline TileFn tile_fn(int mr, int nv) {
+  switch (nv) {
+    case 1: return detail::pick<1>(mr, std::make_integer_sequence<int, rows_for(1)>{});
+    case 2: return detail::pick<2>(mr, std::make_integer_sequence<int, rows_for(2)>{});
+    case 3: return detail::pick<3>(mr, std::make_integer_sequence<int, rows_for(3)>{});
+    default: return detail::pick<4>(mr, std::make_integer_sequence<int, rows_for(4)>{});
+  }
+}
+#endif
+
+}  // namespace geoloc::cpu::direct
