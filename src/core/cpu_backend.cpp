@@ -545,7 +545,68 @@ bool direct_backward_data(const float* dy, const float* w, float* dx, const Conv
   direct_conv({src, g.n, g.ho + 2 * p, g.wo + 2 * p, co, kh, kw, 1, g.h, g.w, ci}, b, dx, ConvEpilogue{}, nullptr);
   return true;
 }
+
+// Backward-filter through the filter kernels: dw[o, k] = sum_r dy[r, o] * A[r, k], A read through the
+// same row pointers as the forward. The rows are cut into `slots` fixed runs (each summed into its own
+// buffer, slot 0 being dw itself; the buffers are then added in slot order, so the result does not
+// depend on the scheduling), and the output channels into groups, so that a layer with few rows still
+// gives every thread work. Inside a task, chunks of kRowChunk rows: for each block of 64 k (a slice of
+// one window row) and 6 channels, the 24 accumulators run over the chunk's rows.
+bool direct_backward_filter(const float* x, const float* dy, float* dw, const ConvGeom& g) {
+  if (g.ci % 16 != 0) return false;
+  constexpr int64_t kRowChunk = 128;
+  const int nt = pool_threads();
+  Tensor storage;
+  const float* src = padded_input(x, g.n, g.h, g.w, g.ci, g.pad, storage);
+  const int64_t hp = g.h + 2 * g.pad, wp = g.w + 2 * g.pad, m = g.n * g.ho * g.wo, per_img = g.ho * g.wo;
+  const int64_t kdim = g.k, run = g.kw * g.ci, co = g.co, wsize = co * kdim;
+  const int64_t slots = std::clamp<int64_t>(m / 512, 1, nt == 1 ? 1 : 2 * nt);
+  const int64_t max_groups = (co + direct::kFilterRows - 1) / direct::kFilterRows;
+  const int64_t groups = std::min(max_groups, (4 * nt + slots - 1) / slots);
+  const int64_t per_group = (max_groups + groups - 1) / groups * direct::kFilterRows;
+  Tensor scratch = slots > 1 ? Tensor::empty({(slots - 1) * wsize}) : Tensor();
+  Pool::get().run(slots * groups, [&](int64_t t, int) {
+    const int64_t slot = t / groups, c0 = t % groups * per_group, c1 = std::min(co, c0 + per_group);
+    if (c0 >= c1) return;
+    float* acc = slot == 0 ? dw : f(scratch) + (slot - 1) * wsize;
+    const int64_t r0 = m * slot / slots, r1 = m * (slot + 1) / slots;
+    thread_local std::vector<const float*> rowp, ap;
+    rowp.resize(static_cast<size_t>(r1 - r0));
+    ap.resize(static_cast<size_t>(kRowChunk));
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t img = r / per_img, rem = r % per_img, oh = rem / g.wo, ow = rem % g.wo;
+      rowp[r - r0] = src + ((img * hp + oh * g.stride) * wp + ow * g.stride) * g.ci;
+    }
+    for (int64_t q0 = r0; q0 < r1; q0 += kRowChunk) {
+      const int64_t rows = std::min(kRowChunk, r1 - q0);
+      for (int64_t ky = 0; ky < g.kh; ++ky)
+        for (int64_t k0 = 0; k0 < run; k0 += 64) {
+          const int nv = static_cast<int>(std::min<int64_t>(64, run - k0) / 16);
+          const int64_t off = ky * wp * g.ci + k0, kidx = ky * run + k0;
+          for (int64_t r = 0; r < rows; ++r) ap[r] = rowp[q0 - r0 + r] + off;
+          for (int64_t c = c0; c < c1; c += direct::kFilterRows) {
+            const int mc = static_cast<int>(std::min<int64_t>(direct::kFilterRows, c1 - c));
+            direct::filter_fn(mc, nv)(ap.data(), dy + q0 * co + c, co, rows, acc + c * kdim + kidx, kdim, q0 == r0);
+          }
+        }
+    }
+  });
+  if (slots > 1) {
+    const float* S = f(scratch);
+    parallel_for(wsize, wsize, [&](int64_t i0, int64_t i1) {
+      float* __restrict dw_ = dw;
+      const float* __restrict s_ = S;
+      for (int64_t p = 1; p < slots; ++p) {
+        const float* part = s_ + (p - 1) * wsize;
+#pragma omp simd
+        for (int64_t i = i0; i < i1; ++i) dw_[i] += part[i];
+      }
+    });
+  }
+  return true;
+}
 #else
+bool direct_backward_filter(const float*, const float*, float*, const ConvGeom&) { return false; }
 bool direct_forward(const float*, const float*, float*, const ConvGeom&, const ConvEpilogue&, const float*) {
   return false;
 }
@@ -653,6 +714,10 @@ void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx, c
 void conv2d_backward_filter(const Tensor& x, const Tensor& dy, const Tensor& dw, const Tensor& dbias,
                             const Conv2dArgs& a) {
   const ConvGeom g = geom(x, dw, a);
+  if (direct_enabled() && direct_backward_filter(f(x), f(dy), f(dw), g)) {
+    if (dbias.defined()) MapV(f(dbias), g.co) = CMapM(f(dy), g.n * g.ho * g.wo, g.co).colwise().sum().transpose();
+    return;
+  }
   const int nt = pool_threads();
   const int64_t m = g.n * g.ho * g.wo, wsize = g.co * g.k;
   // Tiles of at least 256 rows: the depth of the dW GEMM; too short a depth wastes its packing.

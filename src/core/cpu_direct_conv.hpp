@@ -100,6 +100,55 @@ inline TileFn tile_fn(int mr, int nv) {
     default: return detail::pick<4>(mr, std::make_integer_sequence<int, rows_for(4)>{});
   }
 }
+
+// The filter gradient: W[i, 0..16*NV) (+)= sum_r dy[r][i] * a[r][0..16*NV) for i < MC over `rows` rows.
+//   a: one pointer per row (already at the block's first k); dy: the rows' first output-gradient
+//   element (rows ldy apart, already at the block's first channel); w: the block's first element in the
+//   [co, K] gradient (rows ldw apart). first: start from zero instead of loading w.
+template <int MC, int NV>
+inline void filter_tile(const float* const* a, const float* __restrict dy, int64_t ldy, int64_t rows, float* w,
+                        int64_t ldw, bool first) {
+  __m512 acc[MC][NV];
+  if (first) {
+    for (int i = 0; i < MC; ++i)
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  } else {
+    for (int i = 0; i < MC; ++i)
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_loadu_ps(w + i * ldw + 16 * v);
+  }
+  for (int64_t r = 0; r < rows; ++r, dy += ldy) {
+    const float* ar = a[r];
+    __m512 av[NV];
+    for (int v = 0; v < NV; ++v) av[v] = _mm512_loadu_ps(ar + 16 * v);
+    for (int i = 0; i < MC; ++i) {
+      const __m512 g = _mm512_set1_ps(dy[i]);
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(g, av[v], acc[i][v]);
+    }
+  }
+  for (int i = 0; i < MC; ++i)
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(w + i * ldw + 16 * v, acc[i][v]);
+}
+
+using FilterFn = void (*)(const float* const*, const float*, int64_t, int64_t, float*, int64_t, bool);
+constexpr int kFilterRows = 6;  // output channels per filter tile (x 4 vectors of k: 24 accumulators)
+
+namespace detail {
+template <int NV, int... R>
+constexpr FilterFn pick_filter(int mc, std::integer_sequence<int, R...>) {
+  FilterFn fns[] = {&filter_tile<R + 1, NV>...};
+  return fns[mc - 1];
+}
+}  // namespace detail
+
+// The filter kernel for mc output channels (1..kFilterRows) and nv vectors of k (1..4).
+inline FilterFn filter_fn(int mc, int nv) {
+  switch (nv) {
+    case 1: return detail::pick_filter<1>(mc, std::make_integer_sequence<int, kFilterRows>{});
+    case 2: return detail::pick_filter<2>(mc, std::make_integer_sequence<int, kFilterRows>{});
+    case 3: return detail::pick_filter<3>(mc, std::make_integer_sequence<int, kFilterRows>{});
+    default: return detail::pick_filter<4>(mc, std::make_integer_sequence<int, kFilterRows>{});
+  }
+}
 #endif
 
 }  // namespace geoloc::cpu::direct
