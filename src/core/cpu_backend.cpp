@@ -436,7 +436,8 @@ const float* padded_input(const float* x, int64_t n, int64_t h, int64_t w, int64
   return p;
 }
 
-// Packs B[k, j] = row(k)[j * jstride] (j < co, k < kdim) into panels of kPanel channels: the panel of
+// Packs B[k, j] = row(k)[j * jstride] (j < co, k < kdim; where jstride != 1, row(k) must be row(0) + k)
+// into panels of kPanel channels: the panel of
 // channels [j0, j0 + nr) is [kdim][nr] at data + j0 * kdim (nr = min(kPanel, co - j0), a multiple of
 // 16). The buffer is the calling thread's slot 3 (64-byte aligned).
 template <class Row>
@@ -451,11 +452,14 @@ const float* pack_panels(int64_t co, int64_t kdim, int64_t jstride, Row row) {
       for (int64_t k = k0; k < k1; ++k) std::memcpy(panel + k * nr, row(k) + j0, static_cast<size_t>(nr) * 4);
       return;
     }
-    for (int64_t k = k0; k < k1; ++k) {
-      const float* src = row(k) + j0 * jstride;
-      float* __restrict dst = panel + k * nr;
-      for (int64_t j = 0; j < nr; ++j) dst[j] = src[j * jstride];
-    }
+    // strided: row(k) == row(0) + k, i.e. B is the transpose of a [co, kdim] matrix with row stride
+    // jstride; 16 x 16 blocks are transposed in registers
+    const float* w = row(0);
+    int64_t k = k0;
+    for (; k + 16 <= k1; k += 16)
+      for (int64_t j = 0; j < nr; j += 16) direct::transpose16(w + (j0 + j) * jstride + k, jstride, panel + k * nr + j, nr);
+    for (; k < k1; ++k)
+      for (int64_t j = 0; j < nr; ++j) panel[k * nr + j] = w[(j0 + j) * jstride + k];
   });
   return data;
 }

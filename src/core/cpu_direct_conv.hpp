@@ -75,6 +75,39 @@ inline void tile(const float* const* a, const float* __restrict b, int64_t ldb, 
     for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + i * ldc + 16 * v, acc[i][v]);
 }
 
+// dst[c * ldd + r] = src[r * lds + c] for a 16 x 16 block (the weight packing's transpose).
+inline void transpose16(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * lds);
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4)
+    for (int j = 0; j < 2; ++j) {
+      r[i + j] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + j]), _mm512_castps_pd(t[i + j + 2])));
+      r[i + j + 2] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + j]), _mm512_castps_pd(t[i + j + 2])));
+    }
+  // r[4q + p] holds, per 128-bit lane L, the rows 4q..4q+3 of column 4L + col[p], col = {0, 2, 1, 3}
+  for (int q = 0; q < 4; q += 2)
+    for (int p = 0; p < 4; ++p) {
+      t[4 * q + p] = _mm512_shuffle_f32x4(r[4 * q + p], r[4 * q + 4 + p], 0x88);      // lanes 0, 2 | 0, 2
+      t[4 * q + 4 + p] = _mm512_shuffle_f32x4(r[4 * q + p], r[4 * q + 4 + p], 0xdd);  // lanes 1, 3 | 1, 3
+    }
+  // t[4q + p] (q = 0, 2): lanes L0,L2 of rows 4q.., then L0,L2 of rows 4q+4..; t[4q+4+p]: lanes L1,L3
+  constexpr int col[4] = {0, 2, 1, 3};
+  for (int p = 0; p < 4; ++p) {
+    const __m512 a = _mm512_shuffle_f32x4(t[p], t[8 + p], 0x88);       // column col[p]: rows 0-15
+    const __m512 b = _mm512_shuffle_f32x4(t[4 + p], t[12 + p], 0x88);  // column 4 + col[p]
+    const __m512 c = _mm512_shuffle_f32x4(t[p], t[8 + p], 0xdd);       // column 8 + col[p]
+    const __m512 d = _mm512_shuffle_f32x4(t[4 + p], t[12 + p], 0xdd);  // column 12 + col[p]
+    _mm512_storeu_ps(dst + col[p] * ldd, a);
+    _mm512_storeu_ps(dst + (4 + col[p]) * ldd, b);
+    _mm512_storeu_ps(dst + (8 + col[p]) * ldd, c);
+    _mm512_storeu_ps(dst + (12 + col[p]) * ldd, d);
+  }
+}
+
 using TileFn = void (*)(const float* const*, const float*, int64_t, int64_t, float*, int64_t, bool, bool,
                         const Epilogue&);
 
