@@ -39,6 +39,9 @@ std::vector<OpCase> op_cases() {
   conv("conv2d 1x1 s2 (downsample)", {2, 5, 5, 3}, {4, 1, 1, 3}, false, 2, 0);
   conv("conv2d 7x7 s2 p3 (stem)", {1, 9, 9, 3}, {2, 7, 7, 3}, false, 2, 3);
   conv("conv2d 2x3 kernel via 3x3 s1 p0", {1, 4, 6, 2}, {2, 3, 3, 2}, true, 1, 0);
+  // channels in multiples of 16: the AVX-512 kernels (forward, backward-data, backward-filter)
+  conv("conv2d 3x3 s1 p1 16->16 (AVX-512 kernels)", {1, 4, 5, 16}, {16, 3, 3, 16}, true, 1, 1);
+  conv("conv2d 3x3 s2 p1 16->32 (AVX-512 kernels)", {1, 5, 4, 16}, {32, 3, 3, 16}, false, 2, 1);
 
   auto bn = [&](std::string name, Shape xs, bool training) {
     const int64_t ch = xs[xs.ndim() - 1];
