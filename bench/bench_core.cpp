@@ -1,9 +1,13 @@
-// CPU core benchmarks: Eigen GEMM (the machine's practical ceiling for convolutions) and conv2d
-// forward / backward at ResNet-18 layer shapes, reported in GFLOP/s. Threads: GEOLOC_THREADS (default
+// CPU core benchmarks: the machine's floating-point peak (one core, fused multiply-adds in registers),
+// Eigen GEMM, and conv2d forward / backward at ResNet-18/50 and demo-network layer shapes, reported in
+// GFLOP/s. Threads: GEOLOC_THREADS (default
 // 2, the machine this was tuned on).
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <cstdlib>
 #include <random>
 
@@ -20,6 +24,47 @@ Tensor random(const Shape& s, uint32_t seed) {
   for (float& x : v) x = u(g);
   return Tensor::from_vector(s, v);
 }
+
+// The arithmetic peak of one core: 24 independent chains of float32 fused multiply-adds in registers
+// (enough to cover the FMA latency on every current x86 core), on the widest vectors compiled for.
+// Nothing a kernel does can beat this; the convolutions' GFLOP/s are reported against it x threads.
+#if defined(__AVX512F__)
+using FmaVec = __m512;
+inline FmaVec fma_set(float v) { return _mm512_set1_ps(v); }
+inline FmaVec fma(FmaVec a, FmaVec b, FmaVec c) { return _mm512_fmadd_ps(a, b, c); }
+inline float fma_first(FmaVec v) { return _mm512_cvtss_f32(v); }
+#elif defined(__AVX2__) && defined(__FMA__)
+using FmaVec = __m256;
+inline FmaVec fma_set(float v) { return _mm256_set1_ps(v); }
+inline FmaVec fma(FmaVec a, FmaVec b, FmaVec c) { return _mm256_fmadd_ps(a, b, c); }
+inline float fma_first(FmaVec v) { return _mm256_cvtss_f32(v); }
+#endif
+
+void BM_fma_peak(benchmark::State& st) {
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+  constexpr int kChains = 24, kLanes = sizeof(FmaVec) / sizeof(float);
+  constexpr int64_t kIters = 1 << 20;
+  FmaVec acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = fma_set(0.001f * i);
+  FmaVec a = fma_set(1.0000001f);
+  const FmaVec b = fma_set(0.9999999f);
+  for (auto _ : st) {
+    for (int64_t it = 0; it < kIters; ++it) {
+#pragma GCC unroll 24
+      for (int i = 0; i < kChains; ++i) acc[i] = fma(a, acc[i], b);
+      __asm__ volatile("" : "+x"(a));  // keeps the loop from being folded
+    }
+  }
+  float sink = 0;
+  for (int i = 0; i < kChains; ++i) sink += fma_first(acc[i]);
+  benchmark::DoNotOptimize(sink);
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * kChains * kLanes * kIters, benchmark::Counter::kIsIterationInvariantRate,
+                                              benchmark::Counter::kIs1000);
+#else
+  st.SkipWithError("no AVX2/AVX-512 FMA compiled for");
+#endif
+}
+BENCHMARK(BM_fma_peak)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Square GEMM: the machine's practical ceiling for the convolutions. BM_gemm: Eigen's own OpenMP
 // threading over all threads; BM_gemm_1t: one thread, the way each of geoloc's pool threads runs its

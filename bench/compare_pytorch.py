@@ -141,6 +141,9 @@ def main():
     ap.add_argument("--seconds", type=float, default=3.0, help="minimum time of one round")
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--peak", type=float, default=0.0,
+                    help="one core's measured FMA peak in GFLOP/s (BM_fma_peak): adds a '%% of peak' column "
+                         "against peak x threads")
     ap.add_argument("--omp-wait-policy", default="passive", choices=["passive", "active", "default"],
                     help="OMP_WAIT_POLICY for PyTorch (see the top of this file)")
     args = ap.parse_args()
@@ -175,10 +178,13 @@ def main():
     print()
     print("best round of each (the least disturbed by other load); ratio = geoloc / PyTorch")
     print(f"{'case':<16} {'geoloc img/s':>13} {'PyTorch img/s':>14} {'torch format':>14} {'ratio':>7} "
-          f"{'(medians)':>10} {'geoloc GFLOP/s':>15}")
+          f"{'(medians)':>10} {'geoloc GFLOP/s':>15}" + (f" {'% of peak':>10}" if args.peak > 0 else ""))
     for r in results:
         print(f"{r['case']:<16} {r['geoloc_best']:>13.2f} {r['torch_best']:>14.2f} {r['torch_format']:>14} "
-              f"{r['ratio_best']:>7.2f} {r['ratio_median']:>10.2f} {r['geoloc_gflops']:>15.1f}")
+              f"{r['ratio_best']:>7.2f} {r['ratio_median']:>10.2f} {r['geoloc_gflops']:>15.1f}"
+              + (f" {100 * r['geoloc_gflops'] / (args.peak * args.threads):>9.0f}%" if args.peak > 0 else ""))
+        if args.peak > 0:
+            r["percent_of_peak"] = 100 * r["geoloc_gflops"] / (args.peak * args.threads)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=1)

@@ -33,5 +33,8 @@ echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs,
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ), geoloc $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
 GEMM_1T=$("$BUILD_DIR/bin/geoloc_bench_core" --benchmark_filter='BM_gemm_1t/1024' --benchmark_min_time=1 2>/dev/null |
   sed -n 's/.*GFLOP\/s=\([0-9.]*\)G.*/\1/p' | head -1 || true)
-[[ -n "$GEMM_1T" ]] && echo "Eigen GEMM 1024^3, one thread: ${GEMM_1T} GFLOP/s (x$THREADS threads = the conv ceiling)"
-exec "$VENV/bin/python" "$ROOT/bench/compare_pytorch.py" --bench "$BENCH" --threads "$THREADS" "$@"
+PEAK_1T=$("$BUILD_DIR/bin/geoloc_bench_core" --benchmark_filter='BM_fma_peak' --benchmark_min_time=1 2>/dev/null |
+  sed -n 's/.*GFLOP\/s=\([0-9.]*\)G.*/\1/p' | head -1 || true)
+[[ -n "$PEAK_1T" ]] && echo "FMA peak, one core: ${PEAK_1T} GFLOP/s (x$THREADS threads = the machine's ceiling)"
+[[ -n "$GEMM_1T" ]] && echo "Eigen GEMM 1024^3, one thread: ${GEMM_1T} GFLOP/s"
+exec "$VENV/bin/python" "$ROOT/bench/compare_pytorch.py" --bench "$BENCH" --threads "$THREADS" ${PEAK_1T:+--peak "$PEAK_1T"} "$@"
