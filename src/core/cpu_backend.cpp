@@ -658,6 +658,9 @@ void set_num_threads(int n) {
   Pool::get().set_threads(n > 0 ? n : (hw ? static_cast<int>(hw) : 1));
 }
 int num_threads() { return pool_threads(); }
+void run_tasks(int64_t n, const std::function<void(int64_t)>& fn) {
+  Pool::get().run(n, [&](int64_t t, int) { fn(t); });
+}
 
 // ---------------------------------------------------------------- convolution
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,

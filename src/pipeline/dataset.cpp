@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <mutex>
 
 #include "geoloc/detail/parallel.hpp"
 
@@ -45,18 +46,19 @@ Dataset Dataset::from_manifest(const std::string& path, int size, size_t* skippe
   std::vector<char> ok(n, 0);
   Progress progress("decode " + path, static_cast<int64_t>(n), "img", show_progress);
   std::atomic<int64_t> done = 0;
+  std::mutex log_mu;
   detail::parallel_for(n, [&](size_t i) {
     try {
       const auto s = source.get(i);
       imgs[i] = image::center_crop(image::resize_shorter(s.image, size), size, size);
       ok[i] = 1;
     } catch (const IoError& e) {  // an unreadable image is skipped; anything else stops the load
-#pragma omp critical(geoloc_dataset_log)
+      std::lock_guard<std::mutex> lock(log_mu);
       std::fprintf(stderr, "skipping %s: %s\n", source.describe(i).c_str(), e.what());
     }
     const int64_t d = ++done;
     if (show_progress && d % 64 == 0) {
-#pragma omp critical(geoloc_dataset_log)
+      std::lock_guard<std::mutex> lock(log_mu);
       progress.update(d);
     }
   });
