@@ -394,6 +394,21 @@ void conv_forward_engine(const float* x, const float* w, float* y, const ConvGeo
   });
 }
 
+// dw += the partial filter gradients of slots 1..slots-1 (slot 0 is dw itself), in slot order.
+void add_slots(float* dw, const Tensor& scratch, int64_t slots, int64_t wsize) {
+  if (slots <= 1) return;
+  const float* S = f(scratch);
+  parallel_for(wsize, wsize, [&](int64_t i0, int64_t i1) {
+    float* __restrict dw_ = dw;
+    const float* __restrict s_ = S;
+    for (int64_t p = 1; p < slots; ++p) {
+      const float* part = s_ + (p - 1) * wsize;
+#pragma omp simd
+      for (int64_t i = i0; i < i1; ++i) dw_[i] += part[i];
+    }
+  });
+}
+
 #if GEOLOC_DIRECT_CONV
 // ---- implicit-GEMM convolution with geoloc's AVX-512 kernels (cpu_direct_conv.hpp)
 // No im2col: every output row reads its receptive field straight from the (zero-padded) input. The
@@ -595,18 +610,7 @@ bool direct_backward_filter(const float* x, const float* dy, float* dw, const Co
         }
     }
   });
-  if (slots > 1) {
-    const float* S = f(scratch);
-    parallel_for(wsize, wsize, [&](int64_t i0, int64_t i1) {
-      float* __restrict dw_ = dw;
-      const float* __restrict s_ = S;
-      for (int64_t p = 1; p < slots; ++p) {
-        const float* part = s_ + (p - 1) * wsize;
-#pragma omp simd
-        for (int64_t i = i0; i < i1; ++i) dw_[i] += part[i];
-      }
-    });
-  }
+  add_slots(dw, scratch, slots, wsize);
   return true;
 }
 #else
@@ -749,18 +753,7 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dy, const Tensor& dw,
       }
     }
   });
-  if (slots > 1) {
-    const float* S = f(scratch);
-    parallel_for(wsize, wsize, [&](int64_t i0, int64_t i1) {
-      float* __restrict dw_ = DW;
-      const float* __restrict s_ = S;
-      for (int64_t p = 1; p < slots; ++p) {
-        const float* src = s_ + (p - 1) * wsize;
-#pragma omp simd
-        for (int64_t i = i0; i < i1; ++i) dw_[i] += src[i];
-      }
-    });
-  }
+  add_slots(DW, scratch, slots, wsize);
   if (dbias.defined()) {
     MapV(f(dbias), g.co) = CMapM(DY, m, g.co).colwise().sum().transpose();
   }
