@@ -412,8 +412,8 @@ void add_slots(float* dw, const Tensor& scratch, int64_t slots, int64_t wsize) {
 #if GEOLOC_DIRECT_CONV
 // ---- implicit-GEMM convolution with geoloc's AVX-512 kernels (cpu_direct_conv.hpp)
 // No im2col: every output row reads its receptive field straight from the (zero-padded) input. The
-// weights are packed once per call into k-major panels of up to 64 output channels. A task owns a run
-// of output rows (all channels); inside it, for each run of k (a slice of one ky's KW*Ci floats, sized
+// weights are packed once per call into k-major panels of up to 64 output channels. A task owns a block
+// of output rows x channel panels; inside it, for each run of k (a slice of one ky's KW*Ci floats, sized
 // so that a panel's slice stays in L1), every panel is multiplied into the rows' accumulators, MR rows
 // at a time. The output block stays in L2 between runs of k; the epilogue is applied on the last run.
 constexpr int64_t kPanel = 64;  // output channels per packed panel (4 AVX-512 vectors)
@@ -425,6 +425,11 @@ struct DirectGeom {
   int64_t n, hp, wp, ci, kh, kw, s, ho, wo, co;
   int64_t run() const { return kw * ci; }  // contiguous floats of one window row
   int64_t k() const { return kh * kw * ci; }
+  // where output row r (image, oh, ow) reads its window's first row
+  const float* row(int64_t r) const {
+    const int64_t img = r / (ho * wo), rem = r % (ho * wo);
+    return src + ((img * hp + rem / wo * s) * wp + rem % wo * s) * ci;
+  }
 };
 
 // x [n, h, w, c] with `pad` zeros on every side (x itself when pad == 0). The copy is recycled by the
@@ -482,7 +487,7 @@ const float* pack_panels(int64_t co, int64_t kdim, int64_t jstride, Row row) {
 // y[r, j] = epilogue(sum_k A[r, k] B[k, j]) for all rows r of the geometry; b from pack_panels.
 void direct_conv(const DirectGeom& d, const float* b, float* y, const ConvEpilogue& e, const float* residual) {
   const int nt = pool_threads();
-  const int64_t m = d.n * d.ho * d.wo, co = d.co, run = d.run(), kdim = d.k(), per_img = d.ho * d.wo;
+  const int64_t m = d.n * d.ho * d.wo, co = d.co, run = d.run(), kdim = d.k();
   const int nv_max = static_cast<int>(std::min<int64_t>(4, co / 16));
   const int64_t mr = direct::rows_for(nv_max), panels = (co + kPanel - 1) / kPanel;
   // Tasks: blocks of tr rows x gp panels. Every weight a task reads is used by its tr rows (B traffic per
@@ -504,10 +509,7 @@ void direct_conv(const DirectGeom& d, const float* b, float* y, const ConvEpilog
     const int64_t c0 = t % groups * gp * kPanel, c1 = std::min(co, c0 + gp * kPanel);
     thread_local std::vector<const float*> rowp;
     rowp.resize(static_cast<size_t>(r1 - r0));
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t img = r / per_img, rem = r % per_img, oh = rem / d.wo, ow = rem % d.wo;
-      rowp[r - r0] = d.src + ((img * d.hp + oh * d.s) * d.wp + ow * d.s) * d.ci;
-    }
+    for (int64_t r = r0; r < r1; ++r) rowp[r - r0] = d.row(r);
     for (int64_t ky = 0; ky < d.kh; ++ky)
       for (int64_t k0 = 0; k0 < run; k0 += kc) {
         const int64_t len = std::min(kc, run - k0), off = ky * d.wp * d.ci + k0, kb = ky * run + k0;
@@ -576,9 +578,9 @@ bool direct_backward_filter(const float* x, const float* dy, float* dw, const Co
   constexpr int64_t kRowChunk = 128;
   const int nt = pool_threads();
   Tensor storage;
-  const float* src = padded_input(x, g.n, g.h, g.w, g.ci, g.pad, storage);
-  const int64_t hp = g.h + 2 * g.pad, wp = g.w + 2 * g.pad, m = g.n * g.ho * g.wo, per_img = g.ho * g.wo;
-  const int64_t kdim = g.k, run = g.kw * g.ci, co = g.co, wsize = co * kdim;
+  const DirectGeom d{padded_input(x, g.n, g.h, g.w, g.ci, g.pad, storage),
+                     g.n, g.h + 2 * g.pad, g.w + 2 * g.pad, g.ci, g.kh, g.kw, g.stride, g.ho, g.wo, g.co};
+  const int64_t m = g.n * g.ho * g.wo, kdim = d.k(), run = d.run(), co = g.co, wsize = co * kdim;
   const int64_t slots = std::clamp<int64_t>(m / 512, 1, nt == 1 ? 1 : 2 * nt);
   const int64_t max_groups = (co + direct::kFilterRows - 1) / direct::kFilterRows;
   const int64_t groups = std::min(max_groups, (4 * nt + slots - 1) / slots);
@@ -592,16 +594,13 @@ bool direct_backward_filter(const float* x, const float* dy, float* dw, const Co
     thread_local std::vector<const float*> rowp, ap;
     rowp.resize(static_cast<size_t>(r1 - r0));
     ap.resize(static_cast<size_t>(kRowChunk));
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t img = r / per_img, rem = r % per_img, oh = rem / g.wo, ow = rem % g.wo;
-      rowp[r - r0] = src + ((img * hp + oh * g.stride) * wp + ow * g.stride) * g.ci;
-    }
+    for (int64_t r = r0; r < r1; ++r) rowp[r - r0] = d.row(r);
     for (int64_t q0 = r0; q0 < r1; q0 += kRowChunk) {
       const int64_t rows = std::min(kRowChunk, r1 - q0);
       for (int64_t ky = 0; ky < g.kh; ++ky)
         for (int64_t k0 = 0; k0 < run; k0 += 64) {
           const int nv = static_cast<int>(std::min<int64_t>(64, run - k0) / 16);
-          const int64_t off = ky * wp * g.ci + k0, kidx = ky * run + k0;
+          const int64_t off = ky * d.wp * g.ci + k0, kidx = ky * run + k0;
           for (int64_t r = 0; r < rows; ++r) ap[r] = rowp[q0 - r0 + r] + off;
           for (int64_t c = c0; c < c1; c += direct::kFilterRows) {
             const int mc = static_cast<int>(std::min<int64_t>(direct::kFilterRows, c1 - c));
@@ -722,19 +721,13 @@ void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx, c
   });
 }
 
-void conv2d_backward_filter(const Tensor& x, const Tensor& dy, const Tensor& dw, const Tensor& dbias,
-                            const Conv2dArgs& a) {
-  const ConvGeom g = geom(x, dw, a);
-  if (direct_enabled() && direct_backward_filter(f(x), f(dy), f(dw), g)) {
-    if (dbias.defined()) MapV(f(dbias), g.co) = CMapM(f(dy), g.n * g.ho * g.wo, g.co).colwise().sum().transpose();
-    return;
-  }
+namespace {
+// The filter gradient on Eigen's GEMM over im2col tiles (where the AVX-512 kernels do not apply).
+void conv_backward_filter_eigen(const float* X, const float* DY, float* DW, const ConvGeom& g) {
   const int nt = pool_threads();
   const int64_t m = g.n * g.ho * g.wo, wsize = g.co * g.k;
   // Tiles of at least 256 rows: the depth of the dW GEMM; too short a depth wastes its packing.
   const int64_t tr = tile_rows(m, g.k, nt, 256), tiles = (m + tr - 1) / tr;
-  const float *X = f(x), *DY = f(dy);
-  float* DW = f(dw);
   // The tiles are cut into `slots` fixed runs, each summed into its own dW buffer (slot 0: dw itself),
   // then the buffers are added in slot order: the result does not depend on the scheduling.
   const int64_t slots = std::min<int64_t>(tiles, nt == 1 ? 1 : 2 * nt);
@@ -754,9 +747,15 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dy, const Tensor& dw,
     }
   });
   add_slots(DW, scratch, slots, wsize);
-  if (dbias.defined()) {
-    MapV(f(dbias), g.co) = CMapM(DY, m, g.co).colwise().sum().transpose();
-  }
+}
+}  // namespace
+
+void conv2d_backward_filter(const Tensor& x, const Tensor& dy, const Tensor& dw, const Tensor& dbias,
+                            const Conv2dArgs& a) {
+  const ConvGeom g = geom(x, dw, a);
+  if (!(direct_enabled() && direct_backward_filter(f(x), f(dy), f(dw), g)))
+    conv_backward_filter_eigen(f(x), f(dy), f(dw), g);
+  if (dbias.defined()) MapV(f(dbias), g.co) = CMapM(f(dy), g.n * g.ho * g.wo, g.co).colwise().sum().transpose();
 }
 
 // ---------------------------------------------------------------- batch norm (channels last)
