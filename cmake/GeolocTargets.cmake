@@ -18,7 +18,7 @@ endfunction()
 # geoloc_component(NAME DEPS ...): a static library geoloc_NAME from src/NAME/*.cpp
 function(geoloc_component name)
   cmake_parse_arguments(A "" "" "DEPS" ${ARGN})
-  file(GLOB _src CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/${name}/*.cpp)
+  file(GLOB _src CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/${name}/*.cpp ${PROJECT_SOURCE_DIR}/src/${name}/*/*.cpp)
   if(NOT _src)
     set(_src ${PROJECT_SOURCE_DIR}/cmake/empty.cpp)
   endif()

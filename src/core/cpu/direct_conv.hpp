@@ -1,4 +1,4 @@
-// AVX-512 implicit-GEMM convolution kernels of the CPU backend (internal; included by cpu_backend.cpp
+// AVX-512 implicit-GEMM convolution kernels of the CPU backend (internal; included by conv.cpp
 // only). Compiled where the compiler targets AVX-512F (`-march=native` on an AVX-512 machine); elsewhere
 // GEOLOC_DIRECT_CONV is 0 and the backend keeps its Eigen path.
 //

@@ -1,0 +1,120 @@
+// Elementwise ops of the CPU backend: ReLU, add, axpy, scale, fill, dropout.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "common.hpp"
+namespace geoloc::cpu {
+using namespace detail;
+
+void relu_forward(const Tensor& x, const Tensor& y) {
+  const int64_t n = x.numel();
+  const float* X = f(x);
+  float* Y = f(y);
+  parallel_for(n, n, [&](int64_t i0, int64_t i1) {
+    const float* __restrict x_ = X;
+    float* __restrict y_ = Y;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) y_[i] = math::relu(x_[i]);
+  });
+}
+
+void relu_backward(const Tensor& dy, const Tensor& y, const Tensor& dx) {
+  const int64_t n = y.numel();
+  const float *DY = f(dy), *Y = f(y);
+  float* DX = f(dx);
+  parallel_for(n, n, [&](int64_t i0, int64_t i1) {
+    const float* __restrict dy_ = DY;
+    float* __restrict dx_ = DX;
+    const float* __restrict y_ = Y;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) dx_[i] = y_[i] > 0.0f ? dy_[i] : 0.0f;
+  });
+}
+
+void add_forward(const Tensor& a, const Tensor& b, const Tensor& y) {
+  const int64_t n = a.numel();
+  const float *A = f(a), *B = f(b);
+  float* Y = f(y);
+  parallel_for(n, n, [&](int64_t i0, int64_t i1) {
+    const float* __restrict a_ = A;
+    float* __restrict y_ = Y;
+    const float* __restrict b_ = B;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) y_[i] = a_[i] + b_[i];
+  });
+}
+
+void add_relu_forward(const Tensor& a, const Tensor& b, const Tensor& y) {
+  const int64_t n = a.numel();
+  const float *A = f(a), *B = f(b);
+  float* Y = f(y);
+  parallel_for(n, n, [&](int64_t i0, int64_t i1) {
+    const float* __restrict a_ = A;
+    float* __restrict y_ = Y;
+    const float* __restrict b_ = B;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) y_[i] = math::relu(a_[i] + b_[i]);
+  });
+}
+
+void axpy(float alpha, const Tensor& src, const Tensor& dst) {
+  const int64_t n = src.numel();
+  const float* S = f(src);
+  float* D = f(dst);
+  parallel_for(n, n, [&](int64_t i0, int64_t i1) {
+    const float* __restrict s_ = S;
+    float* __restrict d_ = D;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) d_[i] += alpha * s_[i];
+  });
+}
+
+void scale(const Tensor& x, float alpha, const Tensor& y) {
+  const int64_t n = x.numel();
+  const float* X = f(x);
+  float* Y = f(y);
+  parallel_for(n, n, [&](int64_t i0, int64_t i1) {
+    const float* __restrict x_ = X;
+    float* __restrict y_ = Y;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) y_[i] = alpha * x_[i];
+  });
+}
+
+void fill(const Tensor& y, float value) { std::fill_n(f(y), y.numel(), value); }
+
+// ---------------------------------------------------------------- dropout
+void dropout_forward(const Tensor& x, const Tensor& mask, const Tensor& y, float p, uint64_t seed) {
+  const int64_t n = x.numel();
+  const float* X = f(x);
+  float* Y = f(y);
+  uint8_t* M = mask.data<uint8_t>();
+  const float keep_scale = 1.0f / (1.0f - p);
+  parallel_for(n, n, [&](int64_t i0, int64_t i1) {
+    const float* __restrict x_ = X;
+    float* __restrict y_ = Y;
+    uint8_t* __restrict m_ = M;
+    for (int64_t i = i0; i < i1; ++i) {
+      m_[i] = math::dropout_keep(seed, static_cast<uint64_t>(i), p) ? 1 : 0;
+      y_[i] = m_[i] ? x_[i] * keep_scale : 0.0f;
+    }
+  });
+}
+
+void dropout_backward(const Tensor& dy, const Tensor& mask, const Tensor& dx, float p) {
+  const int64_t n = dy.numel();
+  const float* DY = f(dy);
+  const uint8_t* M = mask.data<uint8_t>();
+  float* DX = f(dx);
+  const float keep_scale = 1.0f / (1.0f - p);
+  parallel_for(n, n, [&](int64_t i0, int64_t i1) {
+    const float* __restrict dy_ = DY;
+    const uint8_t* __restrict m_ = M;
+    float* __restrict dx_ = DX;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) dx_[i] = m_[i] ? dy_[i] * keep_scale : 0.0f;
+  });
+}
+
+}  // namespace geoloc::cpu
