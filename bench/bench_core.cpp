@@ -12,6 +12,7 @@
 #include <random>
 
 #include "geoloc/backend.hpp"
+#include "geoloc/thread_pool.hpp"
 #include "geoloc/ops.hpp"
 
 using namespace geoloc;
@@ -83,7 +84,7 @@ void gemm(benchmark::State& st, int eigen_threads) {
   st.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * n * n, benchmark::Counter::kIsIterationInvariantRate,
                                               benchmark::Counter::kIs1000);
 }
-void BM_gemm(benchmark::State& st) { gemm(st, cpu::num_threads()); }
+void BM_gemm(benchmark::State& st) { gemm(st, num_threads()); }
 void BM_gemm_1t(benchmark::State& st) { gemm(st, 1); }
 BENCHMARK(BM_gemm)->Arg(256)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_gemm_1t)->Arg(256)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -131,7 +132,7 @@ BENCHMARK(BM_conv2d)
 
 int main(int argc, char** argv) {
   const char* t = std::getenv("GEOLOC_THREADS");
-  cpu::set_num_threads(t ? std::atoi(t) : 2);
+  set_num_threads(t ? std::atoi(t) : 2);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

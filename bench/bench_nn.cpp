@@ -13,6 +13,7 @@
 #include <cstdlib>
 
 #include "geoloc/backend.hpp"
+#include "geoloc/thread_pool.hpp"
 
 #include "geoloc/nn/loss.hpp"
 #include "geoloc/optim.hpp"
@@ -101,7 +102,7 @@ int bench_threads() {
 }
 
 void cmp_inference(benchmark::State& st, const ResNetConfig& cfg) {
-  cpu::set_num_threads(bench_threads());
+  set_num_threads(bench_threads());
   ResNet net(cfg, 0);
   net.eval();
   const int64_t n = st.range(0);
@@ -115,7 +116,7 @@ void cmp_inference(benchmark::State& st, const ResNetConfig& cfg) {
 }
 
 void cmp_train_step(benchmark::State& st, const ResNetConfig& cfg) {
-  cpu::set_num_threads(bench_threads());
+  set_num_threads(bench_threads());
   ResNet net(cfg, 0);
   Rng rng(2);
   Linear fc(net.embedding_dim(), 1000, true, rng);

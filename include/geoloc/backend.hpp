@@ -94,15 +94,6 @@ inline int64_t conv_out_size(int64_t in, int64_t k, int stride, int pad) { retur
 
 namespace cpu {
 GEOLOC_BACKEND_DECLARATIONS
-/// Threads used by the CPU backend (its own thread pool; Eigen runs single-threaded inside the pool's
-/// tasks); 0 = all cores. The default is all cores.
-void set_num_threads(int n);
-int num_threads();
-/// Runs fn(task) for every task in [0, n) on that pool (the calling thread included), and rethrows the
-/// first exception once the tasks are done. The data pipeline uses it too, so that the library keeps
-/// one set of threads: OpenMP's idle workers spin after every parallel region and took up to a fifth
-/// of both cores from the pool during training.
-void run_tasks(int64_t n, const std::function<void(int64_t)>& fn);
 
 // CPU-only inference fusion (no CUDA counterpart; nn/resnet.cpp calls it under `device.is_cpu()` and
 // falls back to the separate ops elsewhere). Same values as conv2d -> batch_norm(eval) -> add -> relu,

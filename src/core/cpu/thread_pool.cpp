@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "geoloc/thread_pool.hpp"
 namespace geoloc::cpu {
 using namespace detail;
 
@@ -113,17 +114,20 @@ thread_local bool Pool::in_task_ = false;
 }  // namespace
 
 namespace detail {
-int pool_threads() { return Pool::get().threads(); }
-void pool_run(int64_t ntasks, const std::function<void(int64_t, int)>& fn) { Pool::get().run(ntasks, fn); }
+int pool_threads() { return cpu::Pool::get().threads(); }
+void pool_run(int64_t ntasks, const std::function<void(int64_t, int)>& fn) { cpu::Pool::get().run(ntasks, fn); }
 }  // namespace detail
 
+}  // namespace geoloc::cpu
+
+namespace geoloc {
 void set_num_threads(int n) {
   const unsigned hw = std::thread::hardware_concurrency();
-  Pool::get().set_threads(n > 0 ? n : (hw ? static_cast<int>(hw) : 1));
+  cpu::Pool::get().set_threads(n > 0 ? n : (hw ? static_cast<int>(hw) : 1));
 }
-int num_threads() { return pool_threads(); }
+int num_threads() { return cpu::detail::pool_threads(); }
 void run_tasks(int64_t n, const std::function<void(int64_t)>& fn) {
-  Pool::get().run(n, [&](int64_t t, int) { fn(t); });
+  cpu::Pool::get().run(n, [&](int64_t t, int) { fn(t); });
 }
 
-}  // namespace geoloc::cpu
+}  // namespace geoloc
