@@ -1,38 +1,20 @@
-// cuda:: elementwise ops, dropout and pooling of backend.hpp (float32; relu, add, add_relu, axpy, scale
-// and fill also bf16, computing in float), and the f32 <-> bf16 conversion of cuda/precision.hpp. Same
-// per-element math as the CPU backend (geoloc/detail/math.hpp); the CPU implementation in
-// src/core/cpu_backend.cpp is the spec.
+// cuda:: elementwise ops and dropout of backend.hpp (float32; relu, add, add_relu, axpy, scale and fill
+// also bf16, computing in float), mul_scalar / reduce_sum, and the f32 <-> bf16 convert. Same per-element
+// math as the CPU backend (geoloc/detail/math.hpp); src/core/cpu/elementwise.cpp is the spec.
 #include <cuda_bf16.h>
 
 #include <cstdint>
 
 #include "cuda_common.cuh"
 #include "device.cuh"
-#include "geoloc/cuda/precision.hpp"
+#include "map.cuh"
 #include "geoloc/detail/math.hpp"
 
 namespace geoloc::cuda {
 namespace {
-using detail::blocks_for;
+using dev::launch_map;
 using detail::expect;
 using dev::kThreads;
-
-// One grid-stride kernel for every elementwise op; `Op` is a small functor (each instantiation is a
-// few lines of SASS, and there are only a handful).
-template <class Op>
-__global__ void map_kernel(int64_t n, Op op) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
-    op(i);
-}
-
-template <class Op>
-void launch_map(Context& c, int64_t n, Op op, const char* name) {
-  if (n <= 0) return;
-  cudaStream_t s = detail::stream_of(c);
-  map_kernel<<<blocks_for(n, kThreads, int64_t(c.sm_count()) * 32), kThreads, 0, s>>>(n, op);
-  GEOLOC_CUDA_LAUNCH_CHECK(s, name);
-}
 
 // Storage <-> float: the bf16 ops load to float, compute in float and round once (nearest even) on store.
 __device__ __forceinline__ float ld(const float* p, int64_t i) { return p[i]; }
@@ -88,6 +70,12 @@ struct ConvertOp {
   D* y;
   __device__ void operator()(int64_t i) const { st(y, i, ld(x, i)); }
 };
+struct MulScalarOp {
+  const float* x;
+  const float* s;  // one element on the device: read by every thread, no host round trip
+  float* y;
+  __device__ void operator()(int64_t i) const { y[i] = x[i] * s[0]; }
+};
 using bf16 = __nv_bfloat16;
 template <class T>
 T* tp(const Tensor& t) {
@@ -112,71 +100,22 @@ struct DropoutBwdOp {
   float keep_scale;
   __device__ void operator()(int64_t i) const { dx[i] = mask[i] ? dy[i] * keep_scale : 0.0f; }
 };
-// Global average pooling: one thread per (image, channel); consecutive threads read consecutive channels.
-struct GapOp {
-  const float* x;
-  float* y;
-  int64_t hw, c;
-  __device__ void operator()(int64_t i) const {
-    const int64_t b = i / c, j = i % c;
-    const float* p = x + b * hw * c + j;
-    float s = 0.0f;
-    for (int64_t k = 0; k < hw; ++k) s += p[k * c];
-    y[i] = s / static_cast<float>(hw);
+// y[0] = alpha * sum(x) in double, one block: the losses' per-sample vectors (a few thousand elements).
+// Deterministic: each thread sums a fixed strided subset, then a fixed tree.
+constexpr int kReduceThreads = 1024;
+__global__ void reduce_sum_kernel(const float* __restrict__ x, int64_t n, float alpha, float* __restrict__ y) {
+  __shared__ double part[32];
+  double acc = 0.0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) acc += x[i];
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = acc;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    double v = threadIdx.x < (blockDim.x >> 5) ? part[threadIdx.x] : 0.0;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (threadIdx.x == 0) y[0] = static_cast<float>(static_cast<double>(alpha) * v);
   }
-};
-struct GapBwdOp {
-  const float* dy;
-  float* dx;
-  int64_t hw, c;
-  float inv;
-  __device__ void operator()(int64_t i) const {
-    const int64_t j = i % c, b = i / (hw * c);
-    dx[i] = dy[b * c + j] * inv;
-  }
-};
-// Max pooling, one thread per output element; the loop order and the NaN rule are the CPU backend's,
-// so y and argmax agree exactly.
-struct MaxPoolOp {
-  const float* x;
-  float* y;
-  int32_t* argmax;
-  int64_t h, w, c, ho, wo;
-  int kernel, stride, pad;
-  __device__ void operator()(int64_t i) const {
-    const int64_t j = i % c, ow = (i / c) % wo, oh = (i / (c * wo)) % ho, b = i / (c * wo * ho);
-    float best = -INFINITY;
-    int32_t idx = -1;
-    for (int ky = 0; ky < kernel; ++ky) {
-      const int64_t iy = oh * stride - pad + ky;
-      if (iy < 0 || iy >= h) continue;
-      for (int kx = 0; kx < kernel; ++kx) {
-        const int64_t ix = ow * stride - pad + kx;
-        if (ix < 0 || ix >= w) continue;
-        const float v = x[((b * h + iy) * w + ix) * c + j];
-        if (idx < 0 || v > best || isnan(v)) {
-          best = v;
-          idx = static_cast<int32_t>(iy * w + ix);
-        }
-      }
-    }
-    y[i] = best;
-    argmax[i] = idx;
-  }
-};
-// Windows may overlap, so several outputs can route into one input: atomics (dx was zeroed first).
-struct MaxPoolBwdOp {
-  const float* dy;
-  const int32_t* argmax;
-  float* dx;
-  int64_t hw, c, howo;
-  __device__ void operator()(int64_t i) const {
-    const int32_t idx = argmax[i];
-    if (idx < 0) return;
-    const int64_t j = i % c, b = i / (howo * c);
-    atomicAdd(dx + (b * hw + idx) * c + j, dy[i]);
-  }
-};
+}
 
 float* fp(const Tensor& t) { return static_cast<float*>(t.raw()); }
 void same_numel(const Tensor& a, const Tensor& b, const char* fn) {
@@ -282,6 +221,28 @@ void convert(const Tensor& src, const Tensor& dst) {
         cudaMemcpyAsync(dst.raw(), src.raw(), src.nbytes(), cudaMemcpyDeviceToDevice, detail::stream_of(c)));
 }
 
+void mul_scalar(const Tensor& x, const Tensor& s, const Tensor& y) {
+  const char* fn = "mul_scalar";
+  expect(x, DType::F32, fn, "x");
+  expect(s, DType::F32, fn, "s");
+  expect(y, DType::F32, fn, "y");
+  same_numel(x, y, fn);
+  GEOLOC_CHECK(s.numel() == 1, ShapeError, "cuda::mul_scalar: s must have one element, got ", s.str());
+  Context& c = detail::context_of(x, fn);
+  launch_map(c, x.numel(), MulScalarOp{fp(x), fp(s), fp(y)}, fn);
+}
+
+void reduce_sum(const Tensor& x, float alpha, const Tensor& y) {
+  const char* fn = "reduce_sum";
+  expect(x, DType::F32, fn, "x");
+  expect(y, DType::F32, fn, "y");
+  GEOLOC_CHECK(y.numel() == 1, ShapeError, "cuda::reduce_sum: y must have one element, got ", y.str());
+  Context& c = detail::context_of(y, fn);
+  cudaStream_t s = detail::stream_of(c);
+  reduce_sum_kernel<<<1, kReduceThreads, 0, s>>>(fp(x), x.numel(), alpha, fp(y));
+  GEOLOC_CUDA_LAUNCH_CHECK(s, "reduce_sum_kernel");
+}
+
 void dropout_forward(const Tensor& x, const Tensor& mask, const Tensor& y, float p, uint64_t seed) {
   expect(x, DType::F32, "dropout_forward", "x");
   expect(mask, DType::U8, "dropout_forward", "mask");
@@ -302,57 +263,6 @@ void dropout_backward(const Tensor& dy, const Tensor& mask, const Tensor& dx, fl
   Context& c = detail::context_of(dy, "dropout_backward");
   launch_map(c, dy.numel(), DropoutBwdOp{fp(dy), mask.data<uint8_t>(), fp(dx), 1.0f / (1.0f - p)},
              "dropout_backward");
-}
-
-void max_pool2d_forward(const Tensor& x, const Tensor& y, const Tensor& argmax, const Pool2dArgs& a) {
-  expect(x, DType::F32, "max_pool2d_forward", "x");
-  expect(y, DType::F32, "max_pool2d_forward", "y");
-  expect(argmax, DType::I32, "max_pool2d_forward", "argmax");
-  check_ndim(x, 4, "cuda::max_pool2d_forward: x");
-  check_ndim(y, 4, "cuda::max_pool2d_forward: y");
-  same_numel(y, argmax, "max_pool2d_forward");
-  Context& c = detail::context_of(x, "max_pool2d_forward");
-  launch_map(c, y.numel(),
-             MaxPoolOp{fp(x), fp(y), argmax.data<int32_t>(), x.dim(1), x.dim(2), x.dim(3), y.dim(1), y.dim(2),
-                       a.kernel, a.stride, a.pad},
-             "max_pool2d_forward");
-}
-
-void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Tensor& dx) {
-  expect(dy, DType::F32, "max_pool2d_backward", "dy");
-  expect(argmax, DType::I32, "max_pool2d_backward", "argmax");
-  expect(dx, DType::F32, "max_pool2d_backward", "dx");
-  check_ndim(dy, 4, "cuda::max_pool2d_backward: dy");
-  check_ndim(dx, 4, "cuda::max_pool2d_backward: dx");
-  same_numel(dy, argmax, "max_pool2d_backward");
-  Context& c = detail::context_of(dx, "max_pool2d_backward");
-  if (dx.nbytes()) GEOLOC_CUDA_CHECK(cudaMemsetAsync(dx.raw(), 0, dx.nbytes(), detail::stream_of(c)));
-  launch_map(c, dy.numel(),
-             MaxPoolBwdOp{fp(dy), argmax.data<int32_t>(), fp(dx), dx.dim(1) * dx.dim(2), dx.dim(3),
-                          dy.dim(1) * dy.dim(2)},
-             "max_pool2d_backward");
-}
-
-void global_avg_pool_forward(const Tensor& x, const Tensor& y) {
-  expect(x, DType::F32, "global_avg_pool_forward", "x");
-  expect(y, DType::F32, "global_avg_pool_forward", "y");
-  check_ndim(x, 4, "cuda::global_avg_pool_forward: x");
-  GEOLOC_CHECK(y.numel() == x.dim(0) * x.dim(3), ShapeError, "cuda::global_avg_pool_forward: y ", y.str(),
-               " does not match x ", x.str());
-  Context& c = detail::context_of(x, "global_avg_pool_forward");
-  launch_map(c, y.numel(), GapOp{fp(x), fp(y), x.dim(1) * x.dim(2), x.dim(3)}, "global_avg_pool_forward");
-}
-
-void global_avg_pool_backward(const Tensor& dy, const Tensor& dx) {
-  expect(dy, DType::F32, "global_avg_pool_backward", "dy");
-  expect(dx, DType::F32, "global_avg_pool_backward", "dx");
-  check_ndim(dx, 4, "cuda::global_avg_pool_backward: dx");
-  GEOLOC_CHECK(dy.numel() == dx.dim(0) * dx.dim(3), ShapeError, "cuda::global_avg_pool_backward: dy ",
-               dy.str(), " does not match dx ", dx.str());
-  Context& c = detail::context_of(dx, "global_avg_pool_backward");
-  const int64_t hw = dx.dim(1) * dx.dim(2);
-  launch_map(c, dx.numel(), GapBwdOp{fp(dy), fp(dx), hw, dx.dim(3), 1.0f / static_cast<float>(hw)},
-             "global_avg_pool_backward");
 }
 
 }  // namespace geoloc::cuda

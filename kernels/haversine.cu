@@ -1,10 +1,10 @@
-// Haversine loss forward + backward in one pass (include/geoloc/cuda/haversine.hpp): one thread per
-// sample, memory-bound (28 or 32 bytes per sample).
+// The backend's haversine_loss: forward + backward in one pass, one thread per sample, memory-bound (28
+// or 32 bytes per sample). The per-sample math is geoloc/detail/haversine.hpp, the CPU backend's too.
 #include <cstdint>
 
 #include "cuda_common.cuh"
 #include "device.cuh"
-#include "geoloc/cuda/haversine.hpp"
+#include "geoloc/detail/haversine.hpp"
 
 namespace geoloc::cuda {
 namespace {
@@ -16,7 +16,7 @@ __global__ void haversine_latlng_kernel(const float2* __restrict__ pred, const f
        i += int64_t(gridDim.x) * blockDim.x) {
     const float2 p = pred[i], t = target[i];
     float ga, gb;
-    loss[i] = hav::latlng_loss(p.x, p.y, t.x, t.y, ga, gb);
+    loss[i] = math::sphere_angle_latlng(p.x, p.y, t.x, t.y, &ga, &gb);
     if (dpred) dpred[i] = make_float2(gs * ga, gs * gb);
   }
 }
@@ -27,12 +27,13 @@ __global__ void haversine_unitvec_kernel(const float* __restrict__ pred, const f
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const float2 t = target[i];
-    float gx, gy, gz;
-    loss[i] = hav::unitvec_loss(pred[3 * i], pred[3 * i + 1], pred[3 * i + 2], t.x, t.y, gx, gy, gz);
+    const float v[3] = {pred[3 * i], pred[3 * i + 1], pred[3 * i + 2]};
+    float g[3];
+    loss[i] = math::sphere_angle_vec3(v, t.x, t.y, g);
     if (dpred) {
-      dpred[3 * i] = gs * gx;
-      dpred[3 * i + 1] = gs * gy;
-      dpred[3 * i + 2] = gs * gz;
+      dpred[3 * i] = gs * g[0];
+      dpred[3 * i + 1] = gs * g[1];
+      dpred[3 * i + 2] = gs * g[2];
     }
   }
 }
@@ -40,18 +41,17 @@ __global__ void haversine_unitvec_kernel(const float* __restrict__ pred, const f
 bool aligned8(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 7u) == 0; }
 }  // namespace
 
-void haversine_loss(const Tensor& pred, const Tensor& target, CoordFormat format, float grad_scale,
-                    const Tensor& loss, const Tensor& dpred) {
+void haversine_loss(const Tensor& pred, const Tensor& target, const Tensor& loss, const Tensor& dpred,
+                    float grad_scale) {
   const char* fn = "haversine_loss";
   detail::expect(pred, DType::F32, fn, "pred");
   detail::expect(target, DType::F32, fn, "target");
   detail::expect(loss, DType::F32, fn, "loss");
-  const int64_t width = format == CoordFormat::LatLngDeg ? 2 : 3;
-  GEOLOC_CHECK(pred.ndim() == 2 && pred.dim(1) == width, ShapeError, "cuda::", fn, ": pred must be [N,",
-               width, "], got ", pred.str());
+  GEOLOC_CHECK(pred.ndim() == 2 && (pred.dim(1) == 2 || pred.dim(1) == 3), ShapeError, "cuda::", fn,
+               ": pred must be [N,2] (lat, lng radians) or [N,3] (a direction), got ", pred.str());
   const int64_t n = pred.dim(0);
   GEOLOC_CHECK(target.ndim() == 2 && target.dim(0) == n && target.dim(1) == 2, ShapeError, "cuda::", fn,
-               ": target must be [", n, ",2] (lat, lng degrees), got ", target.str());
+               ": target must be [", n, ",2] (lat, lng radians), got ", target.str());
   GEOLOC_CHECK(loss.numel() == n, ShapeError, "cuda::", fn, ": loss ", loss.str(), " must have ", n,
                " elements");
   if (dpred.defined()) {
@@ -66,7 +66,7 @@ void haversine_loss(const Tensor& pred, const Tensor& target, CoordFormat format
   cudaStream_t s = detail::stream_of(ctx);
   const unsigned g = detail::blocks_for(n, dev::kThreads, int64_t(ctx.sm_count()) * 32);
   float* dp = dpred.defined() ? static_cast<float*>(dpred.raw()) : nullptr;
-  if (format == CoordFormat::LatLngDeg) {
+  if (pred.dim(1) == 2) {
     haversine_latlng_kernel<<<g, dev::kThreads, 0, s>>>(
         static_cast<const float2*>(pred.raw()), static_cast<const float2*>(target.raw()),
         static_cast<float*>(loss.raw()), reinterpret_cast<float2*>(dp), n, grad_scale);

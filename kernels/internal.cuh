@@ -20,6 +20,13 @@ inline void gemm_rm_xwt(Context& ctx, int64_t M, int64_t N, int64_t K, const voi
   lt_matmul(ctx, true, false, N, M, K, w, ldw, x, ldx, y, ldy, bias, 1.0f, 0.0f, io);
 }
 
+/// y = relu?(eval batch norm of x (running statistics folded into a scale and shift) + residual): the
+/// backend's batch_norm_forward_eval and the epilogue of conv2d_bn_act_forward (kernels/batch_norm.cu).
+/// y must not alias x or residual; fn names the caller in errors.
+void batch_norm_eval_act(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                         const Tensor& running_var, float eps, const Tensor& residual, bool relu, const Tensor& y,
+                         const char* fn);
+
 /// out[c] = sum over rows r of x[r*C + c], accumulated in double, deterministic (kernels/batchnorm.cu).
 void column_sum(Context& ctx, const float* x, int64_t rows, int64_t cols, float* out);
 

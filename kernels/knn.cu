@@ -1,4 +1,4 @@
-// k-NN top-k (include/geoloc/cuda/knn.hpp): GEMM tiles + a block top-k merge.
+// k-NN top-k (the backend's knn_topk): GEMM tiles + a block top-k merge.
 //
 // For each tile of queries and each chunk of references, cuBLASLt writes the score tile S = Q R^T into a
 // buffer small enough to stay in L2, then one block per query merges that row into its running top-k
@@ -13,7 +13,6 @@
 
 #include "cuda_common.cuh"
 #include "device.cuh"
-#include "geoloc/cuda/knn.hpp"
 #include "internal.cuh"
 
 namespace geoloc::cuda {

@@ -1,5 +1,5 @@
-// Optimiser steps: the fused multi-tensor kernels of include/geoloc/cuda/fused_optim.hpp, which also
-// implement the backend's sgd_step / adamw_step as the one-tensor case.
+// Optimiser steps: the backend's sgd_step / adamw_step, every parameter tensor of a model in one launch
+// (up to kMaxFusedParams tensors per launch; more are split into several launches).
 //
 // The table of tensors is a kernel parameter (CUDA >= 12.1 allows 32 KiB of parameters on sm_70+), so a
 // step costs no host-to-device copy. Each tensor is cut into chunks of kChunk elements; block b finds its
@@ -10,7 +10,6 @@
 
 #include "cuda_common.cuh"
 #include "device.cuh"
-#include "geoloc/cuda/fused_optim.hpp"
 #include "geoloc/detail/math.hpp"
 
 namespace geoloc::cuda {
@@ -18,6 +17,7 @@ namespace {
 using detail::expect;
 
 constexpr int64_t kChunk = 4096;
+constexpr int kMaxFusedParams = 192;
 
 struct Seg {
   float* p;
@@ -77,7 +77,7 @@ __global__ void fused_adamw_kernel(const __grid_constant__ SegTable t, const Ada
                                 h.bc2);
 }
 
-void check_slot(const ParamSlot& sl, size_t i, bool adam, const char* fn) {
+void check_slot(const OptimSlot& sl, size_t i, bool adam, const char* fn) {
   expect(sl.param, DType::F32, fn, "param");
   expect(sl.grad, DType::F32, fn, "grad");
   GEOLOC_CHECK(sl.grad.numel() == sl.param.numel() && sl.grad.device() == sl.param.device(), ShapeError,
@@ -96,8 +96,16 @@ void check_slot(const ParamSlot& sl, size_t i, bool adam, const char* fn) {
 }
 
 // Fills tables of at most kMaxFusedParams tensors and launches one kernel per table.
+// The slots that have a gradient (the contract skips the others, as the CPU backend does).
+std::vector<OptimSlot> with_grad(const std::vector<OptimSlot>& slots) {
+  std::vector<OptimSlot> out;
+  for (const OptimSlot& s : slots)
+    if (s.grad.defined()) out.push_back(s);
+  return out;
+}
+
 template <class Launch>
-void run_tables(const std::vector<ParamSlot>& slots, bool adam, const char* fn, Launch launch) {
+void run_tables(const std::vector<OptimSlot>& slots, bool adam, const char* fn, Launch launch) {
   if (slots.empty()) return;
   const Device d = slots[0].param.defined() ? slots[0].param.device() : Device::cpu();
   for (size_t i = 0; i < slots.size(); ++i) {
@@ -112,7 +120,7 @@ void run_tables(const std::vector<ParamSlot>& slots, bool adam, const char* fn, 
     SegTable t{};
     int64_t chunks = 0;
     while (i < slots.size() && t.count < kMaxFusedParams) {
-      const ParamSlot& sl = slots[i++];
+      const OptimSlot& sl = slots[i++];
       if (sl.param.numel() == 0) continue;
       Seg& g = t.seg[t.count];
       g.p = static_cast<float*>(sl.param.raw());
@@ -134,17 +142,16 @@ void run_tables(const std::vector<ParamSlot>& slots, bool adam, const char* fn, 
 }
 }  // namespace
 
-void fused_sgd_step(const std::vector<ParamSlot>& slots, float lr, float momentum, float dampening,
-                    bool nesterov, bool first_step) {
+void sgd_step(const std::vector<OptimSlot>& slots, float lr, float momentum, float dampening, bool nesterov,
+              bool first_step) {
   const SgdHyper h{lr, momentum, dampening, nesterov, first_step};
-  run_tables(slots, false, "fused_sgd_step", [&](const SegTable& t, unsigned blocks, cudaStream_t s) {
+  run_tables(with_grad(slots), false, "sgd_step", [&](const SegTable& t, unsigned blocks, cudaStream_t s) {
     fused_sgd_kernel<<<blocks, dev::kThreads, 0, s>>>(t, h);
   });
 }
 
-void fused_adamw_step(const std::vector<ParamSlot>& slots, float lr, float beta1, float beta2, float eps,
-                      int64_t step) {
-  GEOLOC_CHECK(step >= 1, ValueError, "cuda::fused_adamw_step: step must be >= 1, got ", step);
+void adamw_step(const std::vector<OptimSlot>& slots, float lr, float beta1, float beta2, float eps, int64_t step) {
+  GEOLOC_CHECK(step >= 1, ValueError, "cuda::adamw_step: step must be >= 1, got ", step);
   // Bias corrections computed on the host exactly as the CPU backend does.
   const AdamHyper h{lr,
                     beta1,
@@ -152,20 +159,9 @@ void fused_adamw_step(const std::vector<ParamSlot>& slots, float lr, float beta1
                     eps,
                     1.0f - std::pow(beta1, static_cast<float>(step)),
                     1.0f - std::pow(beta2, static_cast<float>(step))};
-  run_tables(slots, true, "fused_adamw_step", [&](const SegTable& t, unsigned blocks, cudaStream_t s) {
+  run_tables(with_grad(slots), true, "adamw_step", [&](const SegTable& t, unsigned blocks, cudaStream_t s) {
     fused_adamw_kernel<<<blocks, dev::kThreads, 0, s>>>(t, h);
   });
-}
-
-void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buf, float lr, float momentum,
-              float dampening, float weight_decay, bool nesterov, bool first_step) {
-  fused_sgd_step({ParamSlot{param, grad, momentum_buf, Tensor(), weight_decay}}, lr, momentum, dampening,
-                 nesterov, first_step);
-}
-
-void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, float lr,
-                float beta1, float beta2, float eps, float weight_decay, int64_t step) {
-  fused_adamw_step({ParamSlot{param, grad, m, v, weight_decay}}, lr, beta1, beta2, eps, step);
 }
 
 }  // namespace geoloc::cuda

@@ -7,6 +7,7 @@
 // Shapes are validated by the ops in ops.hpp before they reach this layer.
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "geoloc/tensor.hpp"
 
@@ -25,6 +26,37 @@ struct Pool2dArgs {
 /// Output size of a convolution or pooling window along one axis.
 inline int64_t conv_out_size(int64_t in, int64_t k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
 
+/// One head of cross_entropy_multihead. logits [N,C] f32; exactly one of labels (I32 [N], label < 0 =
+/// ignored sample) and targets ([N,C] probabilities, a zero row = ignored sample) is defined; loss [N]
+/// and dlogits [N,C] are overwritten; dlogits = grad_scale * d loss / d logits. Heads may differ in N and C.
+struct CrossEntropyHead {
+  Tensor logits;
+  Tensor labels;
+  Tensor targets;
+  Tensor loss;
+  Tensor dlogits;
+  float grad_scale = 1.0f;
+};
+
+/// One parameter tensor and its optimiser state for sgd_step / adamw_step. SGD: state1 = momentum
+/// buffer (undefined when momentum == 0), state2 unused. AdamW: state1 = m, state2 = v. Per-tensor
+/// weight decay, so that biases and norm parameters can be excluded from decay.
+struct OptimSlot {
+  Tensor param;
+  Tensor grad;
+  Tensor state1;
+  Tensor state2;
+  float weight_decay = 0.0f;
+};
+
+enum class KnnMetric : uint8_t {
+  InnerProduct = 0,  ///< score = q . r, best = largest (cosine similarity for unit-length embeddings)
+  L2 = 1,            ///< score = |q - r|^2, best = smallest
+};
+
+/// Largest k of knn_topk.
+constexpr int kKnnMaxK = 1024;
+
 #define GEOLOC_BACKEND_DECLARATIONS                                                                           \
   /* y[N,Ho,Wo,Co] = conv(x[N,H,W,Ci], w[Co,KH,KW,Ci]) + bias[Co] (bias may be undefined) */                \
   void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,                  \
@@ -34,6 +66,11 @@ inline int64_t conv_out_size(int64_t in, int64_t k, int stride, int pad) { retur
   /* dw = sum over batch of x (*) dy; dbias = sum of dy over N,H,W (dbias may be undefined) */               \
   void conv2d_backward_filter(const Tensor& x, const Tensor& dy, const Tensor& dw, const Tensor& dbias,       \
                               const Conv2dArgs& a);                                                           \
+  /* Inference fusion: conv2d (no bias) followed by eval batch norm (running statistics folded into a       \
+     per-channel scale and shift), + residual (may be undefined), ReLU if `relu`: one pass over y. */          \
+  void conv2d_bn_act_forward(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,       \
+                             const Tensor& running_mean, const Tensor& running_var, float eps,                \
+                             const Tensor& residual, bool relu, const Tensor& y, const Conv2dArgs& a);        \
   /* Training batch norm over N,H,W per channel: y = (x-mean)*invstd*gamma + beta; saves mean and            \
      invstd = 1/sqrt(var_biased + eps); running stats: r = (1-momentum)*r + momentum*batch (unbiased var) */ \
   void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta,                     \
@@ -48,6 +85,20 @@ inline int64_t conv_out_size(int64_t in, int64_t k, int stride, int pad) { retur
   void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& save_mean,   \
                            const Tensor& save_invstd, const Tensor& dx, const Tensor& dgamma,                 \
                            const Tensor& dbeta);                                                              \
+  /* Fusion: batch_norm_forward_train, then + residual (may be undefined), then ReLU if `relu`, in the      \
+     apply pass: y = relu?((x - mean) * invstd * gamma + beta + residual). Same statistics and running stats. */ \
+  void batch_norm_act_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta,                 \
+                                    const Tensor& running_mean, const Tensor& running_var, float momentum,    \
+                                    float eps, const Tensor& residual, bool relu, const Tensor& y,             \
+                                    const Tensor& save_mean, const Tensor& save_invstd);                       \
+  /* Gradients of batch_norm_act_forward_train given dy of its output y. dresidual (defined when the forward   \
+     had a residual) receives the gradient at the residual input, relu ? dy * (y > 0) : dy, and the ReLU mask \
+     is taken from y; without a residual the mask is recomputed from x, beta and the saved statistics (y may \
+     still be passed; implementations may read it). dx, dgamma, dbeta may be undefined. */                   \
+  void batch_norm_act_backward(const Tensor& dy, const Tensor& x, const Tensor& y, const Tensor& gamma,       \
+                               const Tensor& beta, const Tensor& save_mean, const Tensor& save_invstd,        \
+                               bool relu, const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta,        \
+                               const Tensor& dresidual);                                                      \
   void relu_forward(const Tensor& x, const Tensor& y);                                                        \
   /* dx = dy where y > 0 */                                                                                   \
   void relu_backward(const Tensor& dy, const Tensor& y, const Tensor& dx);                                    \
@@ -59,6 +110,11 @@ inline int64_t conv_out_size(int64_t in, int64_t k, int stride, int pad) { retur
   void axpy(float alpha, const Tensor& src, const Tensor& dst);                                               \
   /* y = alpha * x */                                                                                         \
   void scale(const Tensor& x, float alpha, const Tensor& y);                                                  \
+  /* y = x * s[0], s a one-element tensor on x's device (a gradient scaled by an upstream scalar without     \
+     reading it back to the host) */                                                                           \
+  void mul_scalar(const Tensor& x, const Tensor& s, const Tensor& y);                                         \
+  /* y[0] = alpha * (sum of all elements of x), accumulated in double; y is a one-element tensor */           \
+  void reduce_sum(const Tensor& x, float alpha, const Tensor& y);                                             \
   void fill(const Tensor& y, float value);                                                                    \
   /* y[N,Ho,Wo,C] = max over the window; argmax[N,Ho,Wo,C] (I32) = flat index h*W+w of the max in x */       \
   void max_pool2d_forward(const Tensor& x, const Tensor& y, const Tensor& argmax, const Pool2dArgs& a);       \
@@ -78,47 +134,42 @@ inline int64_t conv_out_size(int64_t in, int64_t k, int stride, int pad) { retur
   void dropout_backward(const Tensor& dy, const Tensor& mask, const Tensor& dx, float p);                     \
   /* Softmax cross-entropy with hard labels (I32 [N]; label < 0 = ignored sample: loss 0, gradient 0):       \
      loss[N] = logsumexp(logits) - logits[label]; dlogits = grad_scale * (softmax - onehot) */                \
-  void softmax_xent_hard(const Tensor& logits, const Tensor& labels, const Tensor& loss,                      \
-                         const Tensor& dlogits, float grad_scale);                                            \
+  void cross_entropy_hard(const Tensor& logits, const Tensor& labels, const Tensor& loss,                     \
+                          const Tensor& dlogits, float grad_scale);                                           \
   /* With soft targets [N,C] (rows sum to 1; a row of all zeros = ignored sample):                           \
      loss[N] = -sum_c t_c log softmax_c; dlogits = grad_scale * (sum_c t_c * softmax - t) */                 \
-  void softmax_xent_soft(const Tensor& logits, const Tensor& targets, const Tensor& loss,                     \
-                         const Tensor& dlogits, float grad_scale);                                            \
-  /* SGD (PyTorch semantics): g' = g + wd*p; buf = first ? g' : m*buf + (1-dampening)*g';                    \
-     d = nesterov ? g' + m*buf : buf; p -= lr*d. momentum_buf may be undefined when momentum == 0. */         \
-  void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buf, float lr,                \
-                float momentum, float dampening, float weight_decay, bool nesterov, bool first_step);         \
-  /* AdamW (decoupled weight decay, bias-corrected, step >= 1). */                                            \
-  void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, float lr,        \
-                  float beta1, float beta2, float eps, float weight_decay, int64_t step);
+  void cross_entropy_soft(const Tensor& logits, const Tensor& targets, const Tensor& loss,                    \
+                          const Tensor& dlogits, float grad_scale);                                           \
+  /* Fusion: every head's cross_entropy_hard / cross_entropy_soft (by which target is defined) in one call    \
+     (one kernel launch on the GPU). All heads on one device. */                                              \
+  void cross_entropy_multihead(const std::vector<CrossEntropyHead>& heads);                                   \
+  /* Great-circle loss, radians on the unit sphere: loss[N] = angle between pred and target (lat, lng          \
+     radians [N,2]); pred is [N,3] (any non-zero 3-vector, normalised inside) or [N,2] (lat, lng radians).     \
+     dpred = grad_scale * d loss / d pred (may be undefined); 0 where the gradient does not exist. The        \
+     per-sample math is geoloc/detail/haversine.hpp, shared by both backends. */                              \
+  void haversine_loss(const Tensor& pred, const Tensor& target, const Tensor& loss, const Tensor& dpred,      \
+                      float grad_scale);                                                                      \
+  /* SGD (PyTorch semantics) on every slot (one launch for all tensors on the GPU):                        \
+     g' = g + wd*p; buf = first ? g' : m*buf + (1-dampening)*g'; d = nesterov ? g' + m*buf : buf;             \
+     p -= lr*d. A slot whose grad is undefined is skipped. */                                                 \
+  void sgd_step(const std::vector<OptimSlot>& slots, float lr, float momentum, float dampening, bool nesterov, \
+                bool first_step);                                                                             \
+  /* AdamW (decoupled weight decay, bias-corrected, step >= 1) on every slot. */                              \
+  void adamw_step(const std::vector<OptimSlot>& slots, float lr, float beta1, float beta2, float eps,         \
+                  int64_t step);                                                                              \
+  /* The k best references of each query: queries [M,D], refs [R,D] f32; scores [M,k] f32 and index [M,k]     \
+     i32, best first, ties broken by the smaller reference index; where R < k the missing entries have index \
+     -1 and score -inf (InnerProduct) or +inf (L2). 1 <= k <= kKnnMaxK. ref_chunk: references per tile       \
+     (0 = the backend's choice; a tuning knob that never changes the result). */                              \
+  void knn_topk(const Tensor& queries, const Tensor& refs, int k, KnnMetric metric, const Tensor& scores,     \
+                const Tensor& index, int64_t ref_chunk);                                                      \
+  /* dst = src converted between f32 and bf16 (round to nearest even, NaN stays NaN), or copied when the     \
+     dtypes agree; same number of elements. */                                                                 \
+  void convert(const Tensor& src, const Tensor& dst);
 
 namespace cpu {
 GEOLOC_BACKEND_DECLARATIONS
 
-// CPU-only inference fusion (no CUDA counterpart; nn/resnet.cpp calls it under `device.is_cpu()` and
-// falls back to the separate ops elsewhere). Same values as conv2d -> batch_norm(eval) -> add -> relu,
-// up to float rounding, in one pass over the output; checked by the nn parity tests (eval outputs).
-
-/// conv2d followed by eval-mode batch norm (running statistics), plus the residual (may be undefined)
-/// and ReLU if asked: BN is folded into a per-channel scale and shift applied in the GEMM's epilogue.
-void conv2d_bn_fused_forward(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
-                             const Tensor& running_mean, const Tensor& running_var, float eps,
-                             const Tensor& residual, bool relu, const Tensor& y, const Conv2dArgs& a);
-
-// CPU-only training fusion (no CUDA counterpart; ops::batch_norm_act, used by nn/resnet.cpp on the CPU).
-
-/// batch_norm_forward_train, then + residual (may be undefined), then ReLU if asked, all in the apply
-/// pass: y = relu?((x - mean) * invstd * gamma + beta + residual). Same statistics and running updates.
-void batch_norm_act_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta,
-                                  const Tensor& running_mean, const Tensor& running_var, float momentum,
-                                  float eps, const Tensor& residual, bool relu, const Tensor& y,
-                                  const Tensor& save_mean, const Tensor& save_invstd);
-/// Gradients of relu(batch_norm_train(x)) (no residual) given dy of the ReLU's output: ReLU's backward is
-/// folded into batch_norm_backward, its mask recomputed from x, beta and the saved statistics exactly as
-/// the forward computed it (dgamma/dbeta/dx may be undefined).
-void batch_norm_relu_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& beta,
-                              const Tensor& save_mean, const Tensor& save_invstd, const Tensor& dx,
-                              const Tensor& dgamma, const Tensor& dbeta);
 }  // namespace cpu
 
 namespace cuda {

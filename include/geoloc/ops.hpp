@@ -22,9 +22,16 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, cons
 /// relu?(batch_norm(x, training=true) + residual) as one op (residual may be undefined): the same values,
 /// running-statistics updates and gradients as batch_norm -> add -> relu, with fewer passes over memory
 /// (the BN apply, residual add and ReLU are one pass; without a residual the ReLU backward is folded into
-/// the BN backward). CPU tensors only (ShapeError elsewhere); nn/resnet.cpp uses it on the CPU.
+/// the BN backward). nn/resnet.cpp uses it for every block in training, on every device.
 Tensor batch_norm_act(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                       const Tensor& running_var, float momentum, float eps, const Tensor& residual, bool relu);
+
+/// Inference fusion, not differentiable (ValueError if any input needs a gradient): relu?(batch_norm_eval(
+/// conv2d(x, w, stride, pad)) + residual), the BN folded into the convolution's epilogue from the current
+/// running statistics (nothing cached: changed weights are always seen). residual may be undefined.
+Tensor conv2d_bn_act(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
+                     const Tensor& running_mean, const Tensor& running_var, float eps, const Tensor& residual,
+                     bool relu, int stride, int pad);
 
 Tensor relu(const Tensor& x);
 /// a + b, same shapes.
@@ -51,6 +58,17 @@ Tensor dropout(const Tensor& x, float p, bool training, uint64_t seed);
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels);
 /// Mean cross-entropy against probability targets [N,C]; rows of all zeros are ignored samples.
 Tensor cross_entropy_soft(const Tensor& logits, const Tensor& targets);
+/// One target of cross_entropy_multihead: exactly one of labels (I32 [N]) and soft ([N,C]) is defined.
+/// Best kept on the CPU: the labelled-sample count is taken there, and each is uploaded once.
+struct CrossEntropyTarget {
+  Tensor labels;
+  Tensor soft;
+};
+/// cross_entropy / cross_entropy_soft of several heads in one backend call (one kernel launch on the
+/// GPU); returns each head's mean loss (one-element tensors on the logits' device, each differentiable).
+/// Nothing is read back to the host when the targets are CPU tensors.
+std::vector<Tensor> cross_entropy_multihead(const std::vector<Tensor>& logits,
+                                            const std::vector<CrossEntropyTarget>& targets);
 /// Mean squared error over all elements.
 Tensor mse_loss(const Tensor& pred, const Tensor& target);
 /// sum_i weights[i] * terms[i] for one-element tensors (the multitask loss).

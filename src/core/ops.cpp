@@ -116,7 +116,6 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, cons
 Tensor batch_norm_act(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                       const Tensor& running_var, float momentum, float eps, const Tensor& residual, bool relu) {
   check_float_input(x, "batch_norm_act", "input");
-  GEOLOC_CHECK(x.device().is_cpu(), ShapeError, "batch_norm_act: CPU only, the input is on ", x.device().str());
   GEOLOC_CHECK(x.ndim() == 4 || x.ndim() == 2, ShapeError,
                "batch_norm_act: input must be [N,H,W,C] or [N,C], got ", x.shape().str());
   const int64_t c = x.dim(-1);
@@ -136,29 +135,56 @@ Tensor batch_norm_act(const Tensor& x, const Tensor& gamma, const Tensor& beta, 
   GEOLOC_CHECK(m > 1, ValueError, "batch_norm_act: training needs more than one value per channel, input is ",
                x.shape().str());
   Tensor y = like(x), mean = like(x, {c}), invstd = like(x, {c});
-  cpu::batch_norm_act_forward_train(x, gamma, beta, running_mean, running_var, momentum, eps, residual, relu, y,
-                                    mean, invstd);
-  if (relu && !residual.defined()) {
-    record(y, "batch_norm_relu", {x, gamma, beta},
-           [x, gamma, beta, mean, invstd](const Tensor& dy) -> std::vector<Tensor> {
-             Tensor dx = grad_for(x), dg = grad_for(gamma), db = grad_for(beta);
-             cpu::batch_norm_relu_backward(dy, x, gamma, beta.detach(), mean, invstd, dx, dg, db);
-             return {dx, dg, db};
-           });
-    return y;
-  }
+  GEOLOC_DISPATCH(x.device(), batch_norm_act_forward_train, x, gamma, beta, running_mean, running_var, momentum,
+                  eps, residual, relu, y, mean, invstd);
+  const bool has_res = residual.defined();
   Tensor yd = relu ? y.detach() : Tensor();  // saving y itself would make the graph own its own output
-  record(y, relu ? "batch_norm_add_relu" : "batch_norm_add", {x, gamma, beta, residual},
-         [x, gamma, beta, mean, invstd, yd](const Tensor& dy) -> std::vector<Tensor> {
-           Tensor d = dy;
-           if (yd.defined()) {
-             d = like(dy);
-             cpu::relu_backward(dy, yd, d);
-           }
+  std::vector<Tensor> inputs{x, gamma, beta};
+  if (has_res) inputs.push_back(residual);
+  const char* name = has_res ? (relu ? "batch_norm_add_relu" : "batch_norm_add") : (relu ? "batch_norm_relu" : "batch_norm");
+  record(y, name, inputs,
+         [x, gamma, beta, mean, invstd, yd, relu, has_res](const Tensor& dy) -> std::vector<Tensor> {
            Tensor dx = grad_for(x), dg = grad_for(gamma), db = grad_for(beta);
-           cpu::batch_norm_backward(d, x, gamma, mean, invstd, dx, dg, db);
-           return {dx, dg, db, d};  // the residual's gradient (ignored where it needs none)
+           // the residual's gradient is dy itself without a ReLU; with one, the kernel writes it
+           Tensor dres = has_res && relu ? like(dy) : Tensor();
+           GEOLOC_DISPATCH(dy.device(), batch_norm_act_backward, dy, x, yd, gamma, beta.detach(), mean, invstd,
+                           relu, dx, dg, db, dres);
+           if (!has_res) return {dx, dg, db};
+           return {dx, dg, db, relu ? dres : dy};
          });
+  return y;
+}
+
+Tensor conv2d_bn_act(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
+                     const Tensor& running_mean, const Tensor& running_var, float eps, const Tensor& residual,
+                     bool relu, int stride, int pad) {
+  check_float_input(x, "conv2d_bn_act", "input");
+  check_float_input(w, "conv2d_bn_act", "weight");
+  GEOLOC_CHECK(x.ndim() == 4 && w.ndim() == 4 && w.dim(3) == x.dim(3), ShapeError, "conv2d_bn_act: input ",
+               x.shape().str(), " and weight ", w.shape().str(), " must be NHWC [N,H,W,C] and [Cout,KH,KW,C]");
+  GEOLOC_CHECK(stride >= 1 && pad >= 0, ValueError, "conv2d_bn_act: stride ", stride, " / padding ", pad, " invalid");
+  check_device(x, w, "conv2d_bn_act", "weight");
+  for (auto [t, what] : {std::pair{&gamma, "weight"}, {&beta, "bias"}, {&running_mean, "running_mean"},
+                         {&running_var, "running_var"}}) {
+    check_float_input(*t, "conv2d_bn_act", what);
+    check_device(x, *t, "conv2d_bn_act", what);
+    GEOLOC_CHECK(t->ndim() == 1 && t->dim(0) == w.dim(0), ShapeError, "conv2d_bn_act: batch-norm ", what, " is ",
+                 t->shape().str(), " but the convolution has ", w.dim(0), " output channels");
+  }
+  const int64_t ho = conv_out_size(x.dim(1), w.dim(1), stride, pad);
+  const int64_t wo = conv_out_size(x.dim(2), w.dim(2), stride, pad);
+  GEOLOC_CHECK(ho > 0 && wo > 0, ShapeError, "conv2d_bn_act: input ", x.shape().str(), " is smaller than kernel ",
+               w.shape().str(), " with padding ", pad);
+  Tensor y = like(x, {x.dim(0), ho, wo, w.dim(0)});
+  if (residual.defined()) {
+    check_float_input(residual, "conv2d_bn_act", "residual");
+    check_same_shape(y, residual, "conv2d_bn_act: output", "residual");
+    check_device(x, residual, "conv2d_bn_act", "residual");
+  }
+  GEOLOC_CHECK(!needs_grad({&x, &w, &gamma, &beta, &residual}), ValueError,
+               "conv2d_bn_act is inference only, but an input needs a gradient");
+  GEOLOC_DISPATCH(x.device(), conv2d_bn_act_forward, x, w, gamma, beta, running_mean, running_var, eps, residual,
+                  relu, y, Conv2dArgs{stride, pad});
   return y;
 }
 
@@ -300,56 +326,90 @@ Tensor dropout(const Tensor& x, float p, bool training, uint64_t seed) {
 }
 
 namespace {
-// Shared tail of the cross-entropy ops: mean of the per-sample losses over `count` samples; the
-// gradient was computed in the forward pass already scaled by 1/count.
+// Checks one head's logits and target; returns the target on the logits' device (uploaded once) and the
+// number of samples that count. The count is taken where the target is, so a CPU target costs no read-back.
+Tensor check_xent_target(const Tensor& logits, const CrossEntropyTarget& t, const char* op, int64_t& count) {
+  check_float_input(logits, op, "logits");
+  GEOLOC_CHECK(logits.ndim() == 2, ShapeError, op, ": logits must be [N,C], got ", logits.shape().str());
+  GEOLOC_CHECK(t.labels.defined() != t.soft.defined(), ValueError, op,
+               ": give exactly one of labels and soft targets per head");
+  const int64_t n = logits.dim(0), c = logits.dim(1);
+  count = 0;
+  if (t.labels.defined()) {
+    const Tensor& labels = t.labels;
+    GEOLOC_CHECK(labels.dtype() == DType::I32 && labels.ndim() == 1 && labels.dim(0) == n, ShapeError, op,
+                 ": labels ", labels.str(), " must be i32 [", n, "] for logits ", logits.shape().str());
+    for (int32_t l : labels.to_labels()) {
+      GEOLOC_CHECK(l < c, ValueError, op, ": label ", l, " out of range for ", c, " classes");
+      count += l >= 0;
+    }
+    return labels.to(logits.device());
+  }
+  check_same_shape(logits, t.soft, (std::string(op) + ": logits").c_str(), "targets");
+  GEOLOC_CHECK(t.soft.dtype() == DType::F32, ShapeError, op, ": soft targets must be f32, got ", t.soft.str());
+  const auto v = t.soft.to_vector();
+  for (int64_t i = 0; i < n; ++i) {
+    double s = 0.0;
+    for (int64_t j = 0; j < c; ++j) s += v[i * c + j];
+    count += s > 0.0;
+  }
+  return t.soft.to(logits.device());
+}
+
+// The mean of a head's per-sample losses, computed on its device; the gradient was computed in the
+// forward pass already scaled by 1/count, and backward multiplies it by the upstream scalar there too.
 Tensor mean_loss_with_grad(const Tensor& logits, const Tensor& per_sample, const Tensor& dlogits, int64_t count,
                            const char* name) {
-  float total = count ? per_sample.sum_all() / static_cast<float>(count) : 0.0f;
-  Tensor loss = Tensor::full({1}, total, logits.device());
+  Tensor loss = Tensor::empty({1}, DType::F32, logits.device());
+  GEOLOC_DISPATCH(loss.device(), reduce_sum, per_sample, count ? 1.0f / static_cast<float>(count) : 0.0f, loss);
   record(loss, name, {logits}, [dlogits](const Tensor& g) -> std::vector<Tensor> {
     Tensor d = like(dlogits);
-    GEOLOC_DISPATCH(d.device(), scale, dlogits, g.item(), d);
+    GEOLOC_DISPATCH(d.device(), mul_scalar, dlogits, g, d);
     return {d};
   });
   return loss;
 }
 }  // namespace
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
-  check_float_input(logits, "cross_entropy", "logits");
-  GEOLOC_CHECK(logits.ndim() == 2, ShapeError, "cross_entropy: logits must be [N,C], got ", logits.shape().str());
-  GEOLOC_CHECK(labels.defined() && labels.dtype() == DType::I32 && labels.ndim() == 1 &&
-                   labels.dim(0) == logits.dim(0),
-               ShapeError, "cross_entropy: labels ", labels.str(), " must be i32 [", logits.dim(0),
-               "] for logits ", logits.shape().str());
-  check_device(logits, labels, "cross_entropy", "labels");
-  const int64_t c = logits.dim(1);
-  int64_t count = 0;
-  for (int32_t l : labels.to_labels()) {
-    GEOLOC_CHECK(l < c, ValueError, "cross_entropy: label ", l, " out of range for ", c, " classes");
-    count += l >= 0;
+std::vector<Tensor> cross_entropy_multihead(const std::vector<Tensor>& logits,
+                                            const std::vector<CrossEntropyTarget>& targets) {
+  GEOLOC_CHECK(!logits.empty() && logits.size() == targets.size(), ShapeError, "cross_entropy_multihead: ",
+               logits.size(), " logits but ", targets.size(), " targets");
+  std::vector<CrossEntropyHead> heads(logits.size());
+  std::vector<int64_t> counts(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) {
+    check_device(logits[0], logits[i], "cross_entropy_multihead", "a head's logits");
+    const Tensor t = check_xent_target(logits[i], targets[i], "cross_entropy_multihead", counts[i]);
+    CrossEntropyHead& h = heads[i];
+    h.logits = logits[i];
+    (targets[i].labels.defined() ? h.labels : h.targets) = t;
+    h.loss = like(logits[i], {logits[i].dim(0)});
+    h.dlogits = like(logits[i]);
+    h.grad_scale = counts[i] ? 1.0f / static_cast<float>(counts[i]) : 0.0f;
   }
+  GEOLOC_DISPATCH(logits[0].device(), cross_entropy_multihead, heads);
+  std::vector<Tensor> out;
+  for (size_t i = 0; i < heads.size(); ++i)
+    out.push_back(mean_loss_with_grad(heads[i].logits, heads[i].loss, heads[i].dlogits, counts[i],
+                                      heads[i].labels.defined() ? "cross_entropy" : "cross_entropy_soft"));
+  return out;
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
+  GEOLOC_CHECK(labels.defined(), ShapeError, "cross_entropy: labels are undefined");
+  int64_t count = 0;
+  const Tensor l = check_xent_target(logits, {labels, Tensor()}, "cross_entropy", count);
   Tensor per = like(logits, {logits.dim(0)}), d = like(logits);
-  GEOLOC_DISPATCH(logits.device(), softmax_xent_hard, logits, labels, per, d, count ? 1.0f / count : 0.0f);
+  GEOLOC_DISPATCH(logits.device(), cross_entropy_hard, logits, l, per, d, count ? 1.0f / count : 0.0f);
   return mean_loss_with_grad(logits, per, d, count, "cross_entropy");
 }
 
 Tensor cross_entropy_soft(const Tensor& logits, const Tensor& targets) {
-  check_float_input(logits, "cross_entropy_soft", "logits");
-  GEOLOC_CHECK(logits.ndim() == 2, ShapeError, "cross_entropy_soft: logits must be [N,C], got ",
-               logits.shape().str());
-  check_same_shape(logits, targets, "cross_entropy_soft: logits", "targets");
-  check_device(logits, targets, "cross_entropy_soft", "targets");
-  const auto t = targets.to_vector();
-  const int64_t n = logits.dim(0), c = logits.dim(1);
+  GEOLOC_CHECK(targets.defined(), ShapeError, "cross_entropy_soft: targets are undefined");
   int64_t count = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    double s = 0.0;
-    for (int64_t j = 0; j < c; ++j) s += t[i * c + j];
-    count += s > 0.0;
-  }
-  Tensor per = like(logits, {n}), d = like(logits);
-  GEOLOC_DISPATCH(logits.device(), softmax_xent_soft, logits, targets, per, d, count ? 1.0f / count : 0.0f);
+  const Tensor t = check_xent_target(logits, {Tensor(), targets}, "cross_entropy_soft", count);
+  Tensor per = like(logits, {logits.dim(0)}), d = like(logits);
+  GEOLOC_DISPATCH(logits.device(), cross_entropy_soft, logits, t, per, d, count ? 1.0f / count : 0.0f);
   return mean_loss_with_grad(logits, per, d, count, "cross_entropy_soft");
 }
 
@@ -381,18 +441,22 @@ Tensor mse_loss(const Tensor& pred, const Tensor& target) {
 Tensor weighted_sum(const std::vector<Tensor>& terms, const std::vector<float>& weights) {
   GEOLOC_CHECK(!terms.empty() && terms.size() == weights.size(), ShapeError, "weighted_sum: ", terms.size(),
                " terms but ", weights.size(), " weights");
-  float total = 0.0f;
   for (size_t i = 0; i < terms.size(); ++i) {
-    GEOLOC_CHECK(terms[i].defined() && terms[i].numel() == 1, ShapeError, "weighted_sum: term ", i,
-                 " must be a one-element tensor, got ", terms[i].str());
-    total += weights[i] * terms[i].item();
+    GEOLOC_CHECK(terms[i].defined() && terms[i].numel() == 1 && terms[i].dtype() == DType::F32, ShapeError,
+                 "weighted_sum: term ", i, " must be a one-element f32 tensor, got ", terms[i].str());
+    check_device(terms[0], terms[i], "weighted_sum", "a term");
   }
-  Tensor y = Tensor::full({1}, total, terms[0].device());
+  // on the terms' device: nothing is read back until someone asks for the value
+  Tensor y = Tensor::empty({1}, DType::F32, terms[0].device());
+  GEOLOC_DISPATCH(y.device(), fill, y, 0.0f);
+  for (size_t i = 0; i < terms.size(); ++i) GEOLOC_DISPATCH(y.device(), axpy, weights[i], terms[i], y);
   record(y, "weighted_sum", terms, [terms, weights](const Tensor& g) -> std::vector<Tensor> {
-    const float gv = g.item();
     std::vector<Tensor> out;
-    for (size_t i = 0; i < terms.size(); ++i)
-      out.push_back(Tensor::full(terms[i].shape(), gv * weights[i], terms[i].device()));
+    for (size_t i = 0; i < terms.size(); ++i) {
+      Tensor d = like(g);
+      GEOLOC_DISPATCH(g.device(), scale, g, weights[i], d);
+      out.push_back(d);
+    }
     return out;
   });
   return y;

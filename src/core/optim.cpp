@@ -55,12 +55,15 @@ Sgd::Sgd(const nn::NamedTensors& params, const SgdOptions& o)
 
 void Sgd::step() {
   NoGradGuard ng;
+  // every parameter in one backend call (one kernel launch per ~200 tensors on the GPU)
+  std::vector<OptimSlot> slots;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor g = params_[i].value.grad();
-    if (!g.defined()) continue;
-    GEOLOC_DISPATCH(params_[i].value.device(), sgd_step, params_[i].value, g, momentum_[i], lr_, o_.momentum,
-                    o_.dampening, params_[i].weight_decay, o_.nesterov, steps_ == 0);
+    if (g.defined()) slots.push_back({params_[i].value, g, momentum_[i], Tensor(), params_[i].weight_decay});
   }
+  if (!slots.empty())
+    GEOLOC_DISPATCH(slots[0].param.device(), sgd_step, slots, lr_, o_.momentum, o_.dampening, o_.nesterov,
+                    steps_ == 0);
   ++steps_;
 }
 
@@ -89,12 +92,13 @@ AdamW::AdamW(const nn::NamedTensors& params, const AdamWOptions& o)
 void AdamW::step() {
   NoGradGuard ng;
   ++steps_;
+  std::vector<OptimSlot> slots;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor g = params_[i].value.grad();
-    if (!g.defined()) continue;
-    GEOLOC_DISPATCH(params_[i].value.device(), adamw_step, params_[i].value, g, m_[i], v_[i], lr_, o_.beta1,
-                    o_.beta2, o_.eps, params_[i].weight_decay, steps_);
+    if (g.defined()) slots.push_back({params_[i].value, g, m_[i], v_[i], params_[i].weight_decay});
   }
+  if (!slots.empty())
+    GEOLOC_DISPATCH(slots[0].param.device(), adamw_step, slots, lr_, o_.beta1, o_.beta2, o_.eps, steps_);
 }
 
 nn::NamedTensors AdamW::state() const {

@@ -8,6 +8,7 @@
 
 #include "caches.cuh"
 #include "cuda_common.cuh"
+#include "internal.cuh"
 
 namespace geoloc::cuda {
 namespace {
@@ -155,6 +156,18 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const 
     GEOLOC_CUDNN_CHECK(cudnnAddTensor(h, &one, bd.d, bias.raw(), &one, yd.d, y.raw()));
   }
   GEOLOC_CUDA_LAUNCH_CHECK(detail::stream_of(ctx), fn);
+}
+
+// cuDNN's convolution into a scratch tensor, then the eval BN + residual + ReLU in one pass into y (the
+// kernel of batch_norm_forward_eval). cudnnConvolutionBiasActivationForward could take the scale and
+// shift too, but not the per-channel scale of a folded BN together with the residual in every algorithm.
+void conv2d_bn_act_forward(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
+                           const Tensor& running_mean, const Tensor& running_var, float eps,
+                           const Tensor& residual, bool relu, const Tensor& y, const Conv2dArgs& a) {
+  Tensor conv = Tensor::empty(y.shape(), y.dtype(), y.device());
+  conv2d_forward(x, w, Tensor(), conv, a);
+  detail::batch_norm_eval_act(conv, gamma, beta, running_mean, running_var, eps, residual, relu, y,
+                              "conv2d_bn_act_forward");
 }
 
 void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dArgs& a) {

@@ -1,7 +1,10 @@
-// The haversine loss (host math from detail/haversine.hpp) and the multitask loss.
+// The haversine loss (the backend's haversine_loss, per-sample math in detail/haversine.hpp) and the
+// multitask loss (all classification heads in one cross_entropy_multihead call).
 #include "geoloc/nn/loss.hpp"
 
-#include "geoloc/detail/haversine.hpp"
+#include <cmath>
+
+#include "geoloc/geo/coords.hpp"
 #include "geoloc/dispatch.hpp"
 
 namespace geoloc::nn {
@@ -13,26 +16,24 @@ Tensor haversine_loss(const Tensor& pred, const Tensor& target, DistanceUnit uni
                "haversine_loss: prediction must be [N, 3] unit vectors or [N, 2] (lat, lng), got ", pred.shape().str());
   GEOLOC_CHECK(target.ndim() == 2 && target.dim(1) == 2 && target.dim(0) == pred.dim(0), ShapeError,
                "haversine_loss: target must be [", pred.dim(0), ", 2] (lat, lng) radians, got ", target.shape().str());
-  const int64_t n = pred.dim(0), d = pred.dim(1);
-  const auto p = pred.to_vector(), t = target.to_vector();
-  std::vector<float> grad(p.size());
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    const float lat = t[i * 2], lng = t[i * 2 + 1];
-    GEOLOC_CHECK(std::isfinite(lat) && std::isfinite(lng), ValueError, "haversine_loss: target ", i, " (", lat, ", ",
-                 lng, ") is not finite");
-    if (d == 3) {
-      sum += math::sphere_angle_vec3(&p[i * 3], lat, lng, &grad[i * 3]);
-    } else {
-      sum += math::sphere_angle_latlng(p[i * 2], p[i * 2 + 1], lat, lng, &grad[i * 2], &grad[i * 2 + 1]);
-    }
+  const int64_t n = pred.dim(0);
+  if (target.device().is_cpu()) {  // checked where it is: a device target is not read back
+    const auto t = target.to_vector();
+    for (int64_t i = 0; i < n; ++i)
+      GEOLOC_CHECK(std::isfinite(t[i * 2]) && std::isfinite(t[i * 2 + 1]), ValueError, "haversine_loss: target ", i,
+                   " (", t[i * 2], ", ", t[i * 2 + 1], ") is not finite");
   }
-  const double k = (unit == DistanceUnit::Kilometres ? math::kEarthRadiusKm : 1.0) / static_cast<double>(n);
-  Tensor loss = Tensor::full({1}, static_cast<float>(sum * k), pred.device());
-  Tensor dpred = Tensor::from_vector(pred.shape(), grad, pred.device());
-  record(loss, "haversine_loss", {pred}, [dpred, k](const Tensor& g) -> std::vector<Tensor> {
+  const Tensor tgt = target.to(pred.device());
+  // mean over the batch, in km or radians: k scales both the loss and the per-sample gradients
+  const double k = (unit == DistanceUnit::Kilometres ? geo::kEarthRadiusKm : 1.0) / static_cast<double>(n);
+  Tensor per = Tensor::empty({n}, DType::F32, pred.device());
+  Tensor dpred = Tensor::empty(pred.shape(), DType::F32, pred.device());
+  GEOLOC_DISPATCH(pred.device(), haversine_loss, pred, tgt, per, dpred, static_cast<float>(k));
+  Tensor loss = Tensor::empty({1}, DType::F32, pred.device());
+  GEOLOC_DISPATCH(pred.device(), reduce_sum, per, static_cast<float>(k), loss);
+  record(loss, "haversine_loss", {pred}, [dpred](const Tensor& g) -> std::vector<Tensor> {
     Tensor dp = Tensor::empty(dpred.shape(), DType::F32, dpred.device());
-    GEOLOC_DISPATCH(dp.device(), scale, dpred, static_cast<float>(k * g.item()), dp);
+    GEOLOC_DISPATCH(dp.device(), mul_scalar, dpred, g, dp);
     return {dp};
   });
   return loss;
@@ -41,8 +42,17 @@ Tensor haversine_loss(const Tensor& pred, const Tensor& target, DistanceUnit uni
 MultitaskLoss multitask_loss(const GeoNet& net, const GeoOutput& out, const MultitaskTargets& targets,
                              const MultitaskWeights& w) {
   MultitaskLoss r;
-  std::vector<Tensor> terms;
-  std::vector<float> weights;
+  // Every classification head goes into one cross_entropy_multihead call (one launch on the GPU); the
+  // terms are then put back in head order, so the sum is the same as with one call per head.
+  struct Term {
+    std::string name;
+    float weight;
+    Tensor value;
+    int xent = -1;  // index into the multihead call, or -1
+  };
+  std::vector<Term> terms;
+  std::vector<Tensor> xent_logits;
+  std::vector<ops::CrossEntropyTarget> xent_targets;
   for (const auto& spec : net.geo_config().heads) {
     const float weight = spec.kind == HeadKind::Partition ? w.geo
                          : spec.kind == HeadKind::Scene   ? w.scene
@@ -50,7 +60,7 @@ MultitaskLoss multitask_loss(const GeoNet& net, const GeoOutput& out, const Mult
                                                           : w.coords;
     if (weight == 0.0f) continue;
     const Tensor& logits = out.at(spec.name);
-    Tensor term;
+    Term term{spec.name, weight, Tensor(), -1};
     if (spec.kind == HeadKind::Coordinates) {
       GEOLOC_CHECK(targets.latlng.defined(), ValueError, "multitask_loss: coordinate head '", spec.name,
                    "' needs targets.latlng [N, 2]");
@@ -62,23 +72,37 @@ MultitaskLoss multitask_loss(const GeoNet& net, const GeoOutput& out, const Mult
           scaled[k] = ll[k] / 1.5707963267948966f;
           scaled[k + 1] = ll[k + 1] / 3.141592653589793f;
         }
-        term = ops::mse_loss(logits, Tensor::from_vector(targets.latlng.shape(), scaled, logits.device()));
+        term.value = ops::mse_loss(logits, Tensor::from_vector(targets.latlng.shape(), scaled, logits.device()));
       } else {
-        term = haversine_loss(logits, targets.latlng, DistanceUnit::Radians);
+        term.value = haversine_loss(logits, targets.latlng, DistanceUnit::Radians);
       }
     } else if (auto s = targets.soft.find(spec.name); s != targets.soft.end()) {
-      term = ops::cross_entropy_soft(logits, s->second);
+      term.xent = static_cast<int>(xent_logits.size());
+      xent_logits.push_back(logits);
+      xent_targets.push_back({Tensor(), s->second});
     } else if (auto l = targets.labels.find(spec.name); l != targets.labels.end()) {
-      term = ops::cross_entropy(logits, l->second);
+      term.xent = static_cast<int>(xent_logits.size());
+      xent_logits.push_back(logits);
+      xent_targets.push_back({l->second, Tensor()});
     } else {
       throw ValueError("multitask_loss: no labels or soft targets for head '" + spec.name + "'");
     }
-    r.per_head[spec.name] = term.item();
-    terms.push_back(term);
-    weights.push_back(weight);
+    terms.push_back(std::move(term));
   }
   GEOLOC_CHECK(!terms.empty(), ValueError, "multitask_loss: no head contributes (all weights 0?)");
-  r.total = ops::weighted_sum(terms, weights);
+  if (!xent_logits.empty()) {
+    const std::vector<Tensor> xent = ops::cross_entropy_multihead(xent_logits, xent_targets);
+    for (Term& t : terms)
+      if (t.xent >= 0) t.value = xent[static_cast<size_t>(t.xent)];
+  }
+  std::vector<Tensor> values;
+  std::vector<float> weights;
+  for (const Term& t : terms) {
+    r.per_head[t.name] = t.value;
+    values.push_back(t.value);
+    weights.push_back(t.weight);
+  }
+  r.total = ops::weighted_sum(values, weights);
   return r;
 }
 

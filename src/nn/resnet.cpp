@@ -133,38 +133,22 @@ std::shared_ptr<Conv2d> make_conv(int64_t in, int64_t out, int k, int stride, Rn
 }  // namespace
 
 namespace {
-// relu?(bn(conv(x)) + residual), where residual may be undefined. On the CPU in inference (BN in eval
-// mode and nothing that needs a gradient) it is one fused pass: the BN is folded, from the current
-// running statistics and parameters, into a per-channel scale and shift that the convolution applies
-// in its GEMM epilogue together with the residual and the ReLU; nothing is cached, so changed weights
-// are always seen. In training on the CPU, the BN, residual and ReLU after the convolution are one op
-// (ops::batch_norm_act). Everywhere else it is the separate differentiable ops.
+// relu?(bn(conv(x)) + residual), where residual may be undefined, on any device. In inference (BN in eval
+// mode and nothing that needs a gradient) it is one fused op: the BN is folded, from the current running
+// statistics and parameters, into a per-channel scale and shift that the convolution applies in its
+// epilogue together with the residual and the ReLU; nothing is cached, so changed weights are always seen.
+// In training the BN, residual and ReLU after the convolution are one op (ops::batch_norm_act). A frozen
+// backbone that still passes gradients (eval BN, input needing a gradient) takes the separate ops.
 Tensor conv_bn_act(const Conv2d& conv, const BatchNorm2d& bn, const Tensor& x, bool bn_training, bool relu,
                    const Tensor& residual = {}) {
-  const Tensor& w = conv.weight;
-  if (!bn_training && x.defined() && x.device().is_cpu() && w.device().is_cpu() && !conv.bias.defined() &&
-      x.dtype() == DType::F32 && x.ndim() == 4 && w.ndim() == 4 && x.dim(3) == w.dim(3) && x.numel() > 0 &&
-      !needs_grad({&x, &w, &bn.weight, &bn.bias, &residual})) {
-    const int64_t ho = conv_out_size(x.dim(1), w.dim(1), conv.stride, conv.pad);
-    const int64_t wo = conv_out_size(x.dim(2), w.dim(2), conv.stride, conv.pad);
-    const Shape ys{x.dim(0), ho, wo, w.dim(0)};
-    if (ho > 0 && wo > 0 && bn.weight.dim(0) == w.dim(0) &&
-        (!residual.defined() || (residual.shape() == ys && residual.device().is_cpu() &&
-                                 residual.dtype() == DType::F32))) {
-      Tensor y = Tensor::empty(ys);
-      cpu::conv2d_bn_fused_forward(x, w, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps, residual, relu,
-                                   y, Conv2dArgs{conv.stride, conv.pad});
-      return y;
-    }
-  }
+  if (!bn_training && !conv.bias.defined() && !needs_grad({&x, &conv.weight, &bn.weight, &bn.bias, &residual}))
+    return ops::conv2d_bn_act(x, conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps, residual,
+                              relu, conv.stride, conv.pad);
   Tensor y = conv.forward(x);
-  // Training on the CPU: BN apply, residual add and ReLU in one pass, and ReLU's backward folded into
-  // BN's (ops::batch_norm_act; same values and gradients as the separate ops below).
-  if (bn_training && (relu || residual.defined()) && y.device().is_cpu() && y.dtype() == DType::F32 &&
-      (!residual.defined() || (residual.device().is_cpu() && residual.shape() == y.shape())))
+  if (bn_training)
     return ops::batch_norm_act(y, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.momentum, bn.eps,
                                residual, relu);
-  y = ops::batch_norm(y, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn_training, bn.momentum, bn.eps);
+  y = ops::batch_norm(y, bn.weight, bn.bias, bn.running_mean, bn.running_var, false, bn.momentum, bn.eps);
   if (residual.defined()) return relu ? ops::add_relu(y, residual) : ops::add(y, residual);
   return relu ? ops::relu(y) : y;
 }

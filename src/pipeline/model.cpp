@@ -1,5 +1,7 @@
 #include "geoloc/pipeline/model.hpp"
 
+#include "geoloc/dispatch.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
@@ -86,23 +88,39 @@ KnnIndex KnnIndex::build(const Tensor& embeddings, std::vector<geo::LatLng> coor
   return k;
 }
 
+std::vector<std::vector<std::pair<int, float>>> KnnIndex::search(const Tensor& queries, int k) const {
+  GEOLOC_CHECK(!empty(), ValueError, "k-NN search on an empty index");
+  GEOLOC_CHECK(queries.defined() && queries.dtype() == DType::F32 && queries.ndim() == 2, ShapeError,
+               "k-NN queries must be f32 [M, D], got ", queries.defined() ? queries.str() : std::string("undefined"));
+  GEOLOC_CHECK(queries.dim(1) == embeddings.dim(1), ShapeError, "k-NN query has dimension ", queries.dim(1),
+               " but the index has ", embeddings.dim(1));
+  GEOLOC_CHECK(k >= 1 && k <= kKnnMaxK, ValueError, "k-NN: k = ", k, " outside [1, ", kKnnMaxK, "]");
+  const int64_t m = queries.dim(0), kk = std::min<int64_t>(k, embeddings.dim(0));
+  const Device dev = embeddings.device();
+  const Tensor q = queries.to(dev);
+  Tensor scores = Tensor::empty({m, kk}, DType::F32, dev), index = Tensor::empty({m, kk}, DType::I32, dev);
+  GEOLOC_DISPATCH(dev, knn_topk, q, embeddings, static_cast<int>(kk), KnnMetric::InnerProduct, scores, index, 0);
+  const auto s = scores.to_vector();
+  const auto idx = index.to_labels();
+  std::vector<std::vector<std::pair<int, float>>> out(static_cast<size_t>(m));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < kk; ++j) out[i].emplace_back(idx[i * kk + j], s[i * kk + j]);
+  return out;
+}
+
 std::vector<std::pair<int, float>> KnnIndex::search(const float* query, int64_t dim, int k) const {
   GEOLOC_CHECK(!empty(), ValueError, "k-NN search on an empty index");
   GEOLOC_CHECK(dim == embeddings.dim(1), ShapeError, "k-NN query has dimension ", dim, " but the index has ",
                embeddings.dim(1));
-  const int64_t m = embeddings.dim(0);
-  const float* e = embeddings.data<float>();
-  std::vector<std::pair<int, float>> all(static_cast<size_t>(m));
-  for (int64_t i = 0; i < m; ++i) {
-    float s = 0.0f;
-    for (int64_t j = 0; j < dim; ++j) s += e[i * dim + j] * query[j];
-    all[i] = {static_cast<int>(i), s};
-  }
-  const size_t kk = std::min<size_t>(static_cast<size_t>(std::max(k, 1)), all.size());
-  std::partial_sort(all.begin(), all.begin() + kk, all.end(),
-                    [](const auto& a, const auto& b) { return a.second > b.second; });
-  all.resize(kk);
-  return all;
+  return search(Tensor::from_vector({1, dim}, std::vector<float>(query, query + dim)),
+                std::min<int>(std::max(k, 1), kKnnMaxK))[0];
+}
+
+KnnIndex KnnIndex::to(Device device) const {
+  KnnIndex k;
+  k.embeddings = embeddings.to(device);
+  k.coords = coords;
+  return k;
 }
 
 void KnnIndex::save(const std::string& path) const {

@@ -183,13 +183,14 @@ Tensor Trainer::make_batch(const Dataset& data, const std::vector<size_t>& rows,
   return batch;
 }
 
+// Targets stay on the CPU: the loss counts the labelled samples there and uploads each tensor once.
 nn::MultitaskTargets Trainer::targets(const BatchLabels& y) const {
   const size_t b = y.coords.size();
   nn::MultitaskTargets t;
   auto labels = [&](auto&& label_of) {
     std::vector<int32_t> l(b);
     for (size_t j = 0; j < b; ++j) l[j] = label_of(j);
-    return Tensor::from_labels(l, s_->device);
+    return Tensor::from_labels(l);
   };
   for (const auto& h : model_.net->geo_config().heads) {
     if (h.kind == nn::HeadKind::Partition) {
@@ -202,7 +203,7 @@ nn::MultitaskTargets Trainer::targets(const BatchLabels& y) const {
           std::copy(v.begin(), v.end(), soft.begin() + j * part.size());
         }
         t.soft[h.name] =
-            Tensor::from_vector({static_cast<int64_t>(b), static_cast<int64_t>(part.size())}, soft, s_->device);
+            Tensor::from_vector({static_cast<int64_t>(b), static_cast<int64_t>(part.size())}, soft);
       } else {
         t.labels[h.name] = labels([&](size_t j) { return part.assign(y.coords[j]); });
       }
@@ -220,7 +221,7 @@ nn::MultitaskTargets Trainer::targets(const BatchLabels& y) const {
     ll[2 * j] = static_cast<float>(y.coords[j].lat * kPi / 180.0);
     ll[2 * j + 1] = static_cast<float>(y.coords[j].lng * kPi / 180.0);
   }
-  t.latlng = Tensor::from_vector({static_cast<int64_t>(b), 2}, ll, s_->device);
+  t.latlng = Tensor::from_vector({static_cast<int64_t>(b), 2}, ll);
   return t;
 }
 
@@ -231,6 +232,7 @@ const TrainHistory& Trainer::run(int64_t until, const Dataset* val,
   int64_t images = 0;
   double window_images = 0.0;
   auto window_start = std::chrono::steady_clock::now();
+  const int64_t log_every = cfg_.log_every > 0 ? cfg_.log_every : (s_->device.is_cuda() ? 10 : 1);
   model_.net->train();
   while (step_ < last) {
     BatchLabels y;
@@ -249,17 +251,20 @@ const TrainHistory& Trainer::run(int64_t until, const Dataset* val,
 
     images += x.dim(0);
     window_images += static_cast<double>(x.dim(0));
-    const auto now = std::chrono::steady_clock::now();
-    const double dt = std::chrono::duration<double>(now - window_start).count();
-    CurvePoint cp{step_, loss.total.item(), loss.per_head, lr, dt > 0 ? window_images / dt : 0.0};
-    if (dt > 1.0) {
-      window_images = 0.0;
-      window_start = now;
+    if (step_ % log_every == 0 || step_ == last) {  // the only read-back of the step
+      const auto now = std::chrono::steady_clock::now();
+      const double dt = std::chrono::duration<double>(now - window_start).count();
+      CurvePoint cp{step_, loss.total.item(), {}, lr, dt > 0 ? window_images / dt : 0.0};
+      for (const auto& [head, value] : loss.per_head) cp.per_head[head] = value.item();
+      if (dt > 1.0) {
+        window_images = 0.0;
+        window_start = now;
+      }
+      history_.curve.push_back(cp);
+      char note[96];
+      std::snprintf(note, sizeof note, "step %lld loss %.3f lr %.3g", static_cast<long long>(step_), cp.loss, lr);
+      progress.update(images, note);
     }
-    history_.curve.push_back(cp);
-    char note[96];
-    std::snprintf(note, sizeof note, "step %lld loss %.3f lr %.3g", static_cast<long long>(step_), cp.loss, lr);
-    progress.update(images, note);
 
     if (val && cfg_.eval_every > 0 && (step_ % cfg_.eval_every == 0 || step_ == cfg_.steps)) {
       history_.evals.push_back({step_, evaluate(model_, *val, "hierarchy")});

@@ -98,7 +98,7 @@ TEST_CASE("conv2d forward (+ bias, + fused BN, residual, ReLU) matches a double-
     const auto gv = gamma.to_vector(), btv = beta.to_vector(), mv = mean.to_vector(), rv = res.to_vector();
     for (bool relu : {false, true}) {
       Tensor yf = Tensor::empty({c.n, ho, wo, c.co});
-      cpu::conv2d_bn_fused_forward(x, w, gamma, beta, mean, var, 1e-5f, res, relu, yf,
+      cpu::conv2d_bn_act_forward(x, w, gamma, beta, mean, var, 1e-5f, res, relu, yf,
                                    {int(c.stride), int(c.pad)});
       std::vector<double> expect(ref.size());
       for (size_t i = 0; i < ref.size(); ++i) {

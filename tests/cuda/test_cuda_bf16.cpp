@@ -15,13 +15,13 @@ namespace {
 // CPU f32 -> CPU bf16
 Tensor to_bf16(const Tensor& f) {
   Tensor b = Tensor::empty(f.shape(), DType::BF16);
-  cuda::ref::convert(f, b);
+  cpu::convert(f, b);
   return b;
 }
 // any bf16 tensor -> CPU f32
 Tensor to_f32(const Tensor& b) {
   Tensor h = b.to(Device::cpu()), f = Tensor::empty(b.shape());
-  cuda::ref::convert(h, f);
+  cpu::convert(h, f);
   return f;
 }
 // rounds a CPU f32 tensor to bf16 precision (stays f32)

@@ -244,10 +244,10 @@ TEST_CASE("cuda softmax cross-entropy hard / soft match the CPU") {
     for (int64_t i = 0; i < n; ++i) lab[i] = (i % 4 == 3) ? -1 : static_cast<int32_t>((i * 7919) % c);
     Tensor labels = Tensor::from_labels(lab);
     Tensor lc = cpu_junk({n}), dc = cpu_junk({n, c}), lg = junk({n}), dg = junk({n, c});
-    cpu::softmax_xent_hard(logits, labels, lc, dc, 0.25f);
-    cuda::softmax_xent_hard(logits.to(gpu()), labels.to(gpu()), lg, dg, 0.25f);
-    check_close(lg, lc, 1e-5f, 1e-5f, "softmax_xent_hard loss");
-    check_close(dg, dc, 1e-5f, 1e-7f, "softmax_xent_hard dlogits");
+    cpu::cross_entropy_hard(logits, labels, lc, dc, 0.25f);
+    cuda::cross_entropy_hard(logits.to(gpu()), labels.to(gpu()), lg, dg, 0.25f);
+    check_close(lg, lc, 1e-5f, 1e-5f, "cross_entropy_hard loss");
+    check_close(dg, dc, 1e-5f, 1e-7f, "cross_entropy_hard dlogits");
     // soft targets: random rows normalised, one all-zero row
     Tensor t = uniform({n, c}, seed++, 0.0f, 1.0f);
     float* tp = t.data<float>();
@@ -257,10 +257,10 @@ TEST_CASE("cuda softmax cross-entropy hard / soft match the CPU") {
       for (int64_t j = 0; j < c; ++j) tp[i * c + j] = (i == 1) ? 0.0f : static_cast<float>(tp[i * c + j] / s);
     }
     Tensor lsc = cpu_junk({n}), dsc = cpu_junk({n, c}), lsg = junk({n}), dsg = junk({n, c});
-    cpu::softmax_xent_soft(logits, t, lsc, dsc, 0.5f);
-    cuda::softmax_xent_soft(logits.to(gpu()), t.to(gpu()), lsg, dsg, 0.5f);
-    check_close(lsg, lsc, 1e-4f, 1e-4f, "softmax_xent_soft loss");
-    check_close(dsg, dsc, 1e-5f, 1e-7f, "softmax_xent_soft dlogits");
+    cpu::cross_entropy_soft(logits, t, lsc, dsc, 0.5f);
+    cuda::cross_entropy_soft(logits.to(gpu()), t.to(gpu()), lsg, dsg, 0.5f);
+    check_close(lsg, lsc, 1e-4f, 1e-4f, "cross_entropy_soft loss");
+    check_close(dsg, dsc, 1e-5f, 1e-7f, "cross_entropy_soft dlogits");
   }
 }
 
@@ -277,10 +277,10 @@ TEST_CASE("cuda sgd_step and adamw_step match the CPU") {
         SgdCase{0.9f, 0.0f, 5e-4f, true, false, true}, SgdCase{0.0f, 0.0f, 0.0f, false, false, false}}) {
     INFO("momentum=" << sc.momentum << " nesterov=" << sc.nesterov << " first=" << sc.first);
     Tensor pc = p.clone(), bc = buf.clone(), pg = p.to(gpu()), bg = buf.to(gpu());
-    cpu::sgd_step(pc, g, sc.with_buf ? bc : Tensor(), 0.05f, sc.momentum, sc.dampening, sc.wd, sc.nesterov,
-                  sc.first);
-    cuda::sgd_step(pg, g.to(gpu()), sc.with_buf ? bg : Tensor(), 0.05f, sc.momentum, sc.dampening, sc.wd,
-                   sc.nesterov, sc.first);
+    cpu::sgd_step({OptimSlot{pc, g, sc.with_buf ? bc : Tensor(), Tensor(), sc.wd}}, 0.05f, sc.momentum,
+                  sc.dampening, sc.nesterov, sc.first);
+    cuda::sgd_step({OptimSlot{pg, g.to(gpu()), sc.with_buf ? bg : Tensor(), Tensor(), sc.wd}}, 0.05f, sc.momentum,
+                   sc.dampening, sc.nesterov, sc.first);
     check_close(pg, pc, 1e-6f, 1e-6f, "sgd param");
     if (sc.with_buf) check_close(bg, bc, 1e-6f, 1e-6f, "sgd momentum buffer");
   }
@@ -288,8 +288,8 @@ TEST_CASE("cuda sgd_step and adamw_step match the CPU") {
   for (int64_t step : {1, 2, 100}) {
     Tensor pc = p.clone(), mc = m.clone(), vc = v.clone(), pg = p.to(gpu()), mg = m.to(gpu()),
            vg = v.to(gpu());
-    cpu::adamw_step(pc, g, mc, vc, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, step);
-    cuda::adamw_step(pg, g.to(gpu()), mg, vg, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, step);
+    cpu::adamw_step({OptimSlot{pc, g, mc, vc, 0.01f}}, 1e-3f, 0.9f, 0.999f, 1e-8f, step);
+    cuda::adamw_step({OptimSlot{pg, g.to(gpu()), mg, vg, 0.01f}}, 1e-3f, 0.9f, 0.999f, 1e-8f, step);
     check_close(pg, pc, 1e-5f, 1e-6f, "adamw param");
     check_close(mg, mc, 1e-6f, 1e-7f, "adamw m");
     check_close(vg, vc, 1e-6f, 1e-7f, "adamw v");

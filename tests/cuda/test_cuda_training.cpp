@@ -63,9 +63,9 @@ void sgd(Net& n, bool first) {
     const Tensor g = p.grad();
     REQUIRE(g.defined());
     if (p.device().is_cuda())
-      cuda::sgd_step(p, g, n.momentum[i], 0.05f, 0.9f, 0.0f, 1e-4f, false, first);
+      cuda::sgd_step({OptimSlot{p, g, n.momentum[i], Tensor(), 1e-4f}}, 0.05f, 0.9f, 0.0f, false, first);
     else
-      cpu::sgd_step(p, g, n.momentum[i], 0.05f, 0.9f, 0.0f, 1e-4f, false, first);
+      cpu::sgd_step({OptimSlot{p, g, n.momentum[i], Tensor(), 1e-4f}}, 0.05f, 0.9f, 0.0f, false, first);
     Tensor(p).zero_grad();
   }
 }

@@ -1,12 +1,10 @@
 #pragma once
-// Per-element great-circle math for the haversine loss, shared by the CPU op (src/nn/loss.cpp) and any
-// CUDA kernel. Everything is in radians on the unit sphere; multiply by the Earth's radius for km.
+// Per-element great-circle math of the backend's haversine_loss, shared by the CPU backend
+// (src/core/cpu/haversine.cpp) and the CUDA kernel (kernels/haversine.cu). Everything is in radians on the
+// unit sphere; multiply by geo::kEarthRadiusKm (geoloc/geo/coords.hpp, the library's one radius) for km.
 #include "geoloc/detail/math.hpp"
 
 namespace geoloc::math {
-
-/// Mean Earth radius (IUGG), km.
-constexpr double kEarthRadiusKm = 6371.0088;
 
 /// Great-circle angle between the direction of v (any non-zero 3-vector, normalised here) and the
 /// point (lat, lng) in radians. Uses atan2(|u x t|, u . t), accurate at every distance (haversine's

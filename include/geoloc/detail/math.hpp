@@ -3,6 +3,7 @@
 // check the arithmetic and the GPU tests check indexing and launches.
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #if defined(__CUDACC__)
 #define GEOLOC_HD __host__ __device__ __forceinline__
@@ -47,6 +48,23 @@ GEOLOC_HD float adamw_update(float p, float g, float& m, float& v, float lr, flo
   v = beta2 * v + (1.0f - beta2) * g * g;
   float denom = sqrtf(v / bc2) + eps;
   return p - lr * (m / bc1) / denom;
+}
+
+/// f32 -> bf16 bits, rounding to nearest even; a NaN stays a (quiet) NaN with its sign. The CPU twin of
+/// the GPU's __float2bfloat16_rn.
+GEOLOC_HD uint16_t f32_to_bf16(float v) {
+  uint32_t u;
+  memcpy(&u, &v, 4);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);  // quiet NaN
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+/// bf16 bits -> f32 (exact).
+GEOLOC_HD float bf16_to_f32(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
 }
 
 }  // namespace geoloc::math

@@ -15,11 +15,13 @@ enum class DistanceUnit { Kilometres, Radians };
 ///       with x towards (0, 0), z towards the north pole) or [N, 2] (lat, lng) in radians.
 /// target: [N, 2] (lat, lng) in radians; no gradient.
 /// Returns a one-element tensor: the mean distance in km (R = 6371.0088 km) or in radians.
-/// Computed on the host (small tensors); the result lives on pred's device.
+/// Computed on pred's device by the backend's haversine_loss; a CPU target is checked for finite values
+/// and uploaded, a device target is used as it is.
 Tensor haversine_loss(const Tensor& pred, const Tensor& target_latlng, DistanceUnit unit = DistanceUnit::Kilometres);
 
 /// Targets of one batch, by head name. A head with neither `labels` nor `soft` is an error.
 struct MultitaskTargets {
+  // Targets are best CPU tensors: the loss counts the labelled samples there and uploads each once.
   std::map<std::string, Tensor> labels;  // I32 [N]; < 0 = unknown (no loss from that sample)
   std::map<std::string, Tensor> soft;    // F32 [N, C] (e.g. haversine-smoothed cell targets); wins over labels
   Tensor latlng;                          // F32 [N, 2] radians, for Coordinates heads
@@ -34,7 +36,8 @@ struct MultitaskWeights {
 
 struct MultitaskLoss {
   Tensor total;                          // one element, differentiable
-  std::map<std::string, float> per_head;  // each head's unweighted term
+  std::map<std::string, Tensor> per_head;  // each head's unweighted term (one element, on the device;
+                                           // item() reads it back: do so only when logging)
 };
 
 /// L = geo * sum_partitions CE + scene * CE_scene + country * CE_country + coords * (haversine(rad) or MSE).

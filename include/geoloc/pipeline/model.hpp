@@ -48,8 +48,13 @@ struct KnnIndex {
   bool empty() const { return coords.empty(); }
   /// Builds from raw embeddings (normalised here).
   static KnnIndex build(const Tensor& embeddings, std::vector<geo::LatLng> coords);
-  /// The k most similar rows to one L2-normalised query: (row, cosine similarity), best first.
+  /// The k most similar rows to one L2-normalised query: (row, cosine similarity), best first, ties to
+  /// the smaller row (the backend's knn_topk on the index's device).
   std::vector<std::pair<int, float>> search(const float* query, int64_t dim, int k) const;
+  /// The same for every row of queries [M, D] (any device) in one knn_topk call.
+  std::vector<std::vector<std::pair<int, float>>> search(const Tensor& queries, int k) const;
+  /// A copy whose embeddings live on `device` (searches then run there).
+  KnnIndex to(Device device) const;
   /// Saves as safetensors (tensors "embeddings", "latlng" [M,2] degrees), atomically; load() validates.
   void save(const std::string& path) const;
   static KnnIndex load(const std::string& path);

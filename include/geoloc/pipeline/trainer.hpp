@@ -46,6 +46,9 @@ struct TrainConfig {
   float jitter = 0.1f;
   // Evaluation and checkpoints (0 = never); the checkpoint is one file, rewritten atomically
   int64_t eval_every = 0;
+  // Training-curve points (the loss read back from the device) every this many steps (0 = 1 on the
+  // CPU, 10 on a GPU, where each read-back waits for the step to finish); the last step always logs
+  int64_t log_every = 0;
   int64_t checkpoint_every = 0;
   std::string checkpoint_path;
   uint64_t seed = 1;

@@ -226,10 +226,23 @@ void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
   bn_backward_impl<false>(dy, x, gamma, nullptr, save_mean, save_invstd, dx, dgamma, dbeta);
 }
 
-void batch_norm_relu_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& beta,
-                              const Tensor& save_mean, const Tensor& save_invstd, const Tensor& dx,
-                              const Tensor& dgamma, const Tensor& dbeta) {
-  bn_backward_impl<true>(dy, x, gamma, f(beta), save_mean, save_invstd, dx, dgamma, dbeta);
+void batch_norm_act_backward(const Tensor& dy, const Tensor& x, const Tensor& y, const Tensor& gamma,
+                             const Tensor& beta, const Tensor& save_mean, const Tensor& save_invstd, bool relu,
+                             const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta, const Tensor& dresidual) {
+  if (!dresidual.defined()) {
+    // no residual: ReLU's mask recomputed from x inside the BN backward's passes (y is not read)
+    if (relu)
+      bn_backward_impl<true>(dy, x, gamma, f(beta), save_mean, save_invstd, dx, dgamma, dbeta);
+    else
+      bn_backward_impl<false>(dy, x, gamma, nullptr, save_mean, save_invstd, dx, dgamma, dbeta);
+    return;
+  }
+  // with a residual the mask is y's; the gradient through the ReLU is also the residual's
+  if (relu)
+    relu_backward(dy, y, dresidual);
+  else
+    std::copy_n(f(dy), dy.numel(), f(dresidual));
+  bn_backward_impl<false>(dresidual, x, gamma, nullptr, save_mean, save_invstd, dx, dgamma, dbeta);
 }
 
 }  // namespace geoloc::cpu

@@ -500,7 +500,7 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const 
   conv_forward_engine(f(x), f(w), f(y), geom(x, w, a), e, nullptr);
 }
 
-void conv2d_bn_fused_forward(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
+void conv2d_bn_act_forward(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
                              const Tensor& running_mean, const Tensor& running_var, float eps,
                              const Tensor& residual, bool relu, const Tensor& y, const Conv2dArgs& a) {
   const int64_t co = w.dim(0);

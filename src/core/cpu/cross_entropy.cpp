@@ -1,14 +1,17 @@
-// Softmax cross-entropy of the CPU backend (hard and soft targets).
+// Softmax cross-entropy of the CPU backend: hard and soft targets, and several heads in one call.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 
+#include <vector>
+
 #include "common.hpp"
+
 namespace geoloc::cpu {
 using namespace detail;
 
-void softmax_xent_hard(const Tensor& logits, const Tensor& labels, const Tensor& loss, const Tensor& dlogits,
+void cross_entropy_hard(const Tensor& logits, const Tensor& labels, const Tensor& loss, const Tensor& dlogits,
                        float grad_scale) {
   const int64_t n = logits.dim(0), c = logits.dim(1);
   const float* L = f(logits);
@@ -38,7 +41,7 @@ void softmax_xent_hard(const Tensor& logits, const Tensor& labels, const Tensor&
   });
 }
 
-void softmax_xent_soft(const Tensor& logits, const Tensor& targets, const Tensor& loss, const Tensor& dlogits,
+void cross_entropy_soft(const Tensor& logits, const Tensor& targets, const Tensor& loss, const Tensor& dlogits,
                        float grad_scale) {
   const int64_t n = logits.dim(0), c = logits.dim(1);
   const float *L = f(logits), *T = f(targets);
@@ -64,6 +67,15 @@ void softmax_xent_soft(const Tensor& logits, const Tensor& targets, const Tensor
         drow[j] = grad_scale * (static_cast<float>(tsum) * std::exp(row[j] - lse) - t[j]);
     }
   });
+}
+
+void cross_entropy_multihead(const std::vector<CrossEntropyHead>& heads) {
+  for (const CrossEntropyHead& h : heads) {
+    if (h.labels.defined())
+      cross_entropy_hard(h.logits, h.labels, h.loss, h.dlogits, h.grad_scale);
+    else
+      cross_entropy_soft(h.logits, h.targets, h.loss, h.dlogits, h.grad_scale);
+  }
 }
 
 }  // namespace geoloc::cpu

@@ -1,7 +1,8 @@
-// Elementwise ops of the CPU backend: ReLU, add, axpy, scale, fill, dropout.
+// Elementwise ops of the CPU backend: ReLU, add, axpy, scale, sums, f32 <-> bf16, fill, dropout.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "common.hpp"
 namespace geoloc::cpu {
@@ -80,6 +81,38 @@ void scale(const Tensor& x, float alpha, const Tensor& y) {
 #pragma omp simd
     for (int64_t i = i0; i < i1; ++i) y_[i] = alpha * x_[i];
   });
+}
+
+void mul_scalar(const Tensor& x, const Tensor& s, const Tensor& y) {
+  const float alpha = *f(s);  // the same products as scale(x, s[0], y)
+  scale(x, alpha, y);
+}
+
+void reduce_sum(const Tensor& x, float alpha, const Tensor& y) {
+  const int64_t n = x.numel();
+  const float* X = f(x);
+  double acc = 0.0;
+  for (int64_t i = 0; i < n; ++i) acc += X[i];
+  *f(y) = static_cast<float>(static_cast<double>(alpha) * acc);
+}
+
+void convert(const Tensor& src, const Tensor& dst) {
+  const int64_t n = src.numel();
+  if (src.dtype() == DType::F32 && dst.dtype() == DType::BF16) {
+    const float* S = f(src);
+    uint16_t* D = dst.data<uint16_t>();
+    parallel_for(n, n, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) D[i] = math::f32_to_bf16(S[i]);
+    });
+  } else if (src.dtype() == DType::BF16 && dst.dtype() == DType::F32) {
+    const uint16_t* S = src.data<uint16_t>();
+    float* D = f(dst);
+    parallel_for(n, n, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) D[i] = math::bf16_to_f32(S[i]);
+    });
+  } else if (n > 0) {
+    std::memcpy(dst.raw(), src.raw(), src.nbytes());
+  }
 }
 
 void fill(const Tensor& y, float value) { std::fill_n(f(y), y.numel(), value); }

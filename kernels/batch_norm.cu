@@ -1,11 +1,12 @@
-// Batch norm (channels last) and the per-channel fusions of include/geoloc/cuda/fusion.hpp.
+// Batch norm (channels last), plain and fused with the residual add and ReLU (training), and the
+// eval-mode apply that conv2d_bn_act_forward uses as its epilogue.
 //
 // Own kernels rather than cuDNN's batch norm: the backend contract has optional outputs (dx, dgamma,
 // dbeta may be undefined) and is also called with statistics that are not the batch's (ops.cpp's
 // eval-mode backward passes the running mean and an invstd from the running variance); cuDNN does not
 // document that its backward uses the saved statistics it is given in every case, and its running
 // variance and reduction order differ from the CPU reference. These kernels follow
-// src/core/cpu_backend.cpp step for step: per-channel sums accumulated in double, the same formulas for
+// src/core/cpu/batch_norm.cpp step for step: per-channel sums accumulated in double, the same formulas for
 // mean / biased variance / invstd / unbiased running variance, then one apply pass. The reduction is
 // deterministic (fixed split of the rows, partial sums combined in a fixed order).
 #include <algorithm>
@@ -13,7 +14,6 @@
 
 #include "cuda_common.cuh"
 #include "device.cuh"
-#include "geoloc/cuda/fusion.hpp"
 #include "internal.cuh"
 
 namespace geoloc::cuda {
@@ -98,16 +98,6 @@ __global__ void bn_eval_fold_kernel(int64_t C, const float* gamma, const float* 
   shift[c] = beta[c] - rm[c] * sc;
 }
 
-__global__ void bn_fold_kernel(int64_t C, const float* gamma, const float* beta, const float* mean,
-                               const float* invstd, float* scale, float* shift) {
-  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (c >= C) return;
-  const float sc = gamma[c] * invstd[c];
-  scale[c] = sc;
-  shift[c] = beta[c] - mean[c] * sc;
-}
-
-// k1 = gamma*invstd, mdy = mean(dy), mdyx = mean(dy*xhat) per channel (+ dgamma, dbeta when wanted).
 __global__ void bn_bwd_finalize_kernel(const double* partial, int splits, int64_t C, int64_t m,
                                        const float* gamma, const float* invstd, float* dgamma, float* dbeta,
                                        float* k1, float* mdy, float* mdyx) {
@@ -250,7 +240,7 @@ void check_vec(const Tensor& v, int64_t C, const char* fn, const char* what) {
                " elements");
 }
 
-// The shared body of batch_norm_forward_train and batch_norm_train_add_relu.
+// The shared body of batch_norm_forward_train and batch_norm_act_forward_train.
 void bn_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
               const Tensor& running_var, float momentum, float eps, const Tensor& residual, bool relu,
               const Tensor& y, const Tensor& save_mean, const Tensor& save_invstd, const char* fn) {
@@ -296,24 +286,8 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor
 void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                              const Tensor& running_mean, const Tensor& running_var, float eps,
                              const Tensor& y) {
-  const char* fn = "batch_norm_forward_eval";
-  expect(x, DType::F32, fn, "x");
-  expect(y, DType::F32, fn, "y");
-  GEOLOC_CHECK(x.ndim() >= 1 && y.numel() == x.numel(), ShapeError, "cuda::", fn, ": y ", y.str(),
-               " does not match x ", x.str());
-  const int64_t C = x.dim(-1);
-  check_vec(gamma, C, fn, "gamma");
-  check_vec(beta, C, fn, "beta");
-  check_vec(running_mean, C, fn, "running_mean");
-  check_vec(running_var, C, fn, "running_var");
-  if (C == 0 || x.numel() == 0) return;
-  Context& ctx = detail::context_of(x, fn);
-  cudaStream_t s = detail::stream_of(ctx);
-  Scratch w = scratch(ctx, C, 2, 0);
-  bn_eval_fold_kernel<<<vec_grid(C), 256, 0, s>>>(C, fp(gamma), fp(beta), fp(running_mean), fp(running_var),
-                                                  eps, w.vec[0], w.vec[1]);
-  GEOLOC_CUDA_LAUNCH_CHECK(s, "bn_eval_fold_kernel");
-  launch_scale_shift_act(ctx, fp(x), w.vec[0], w.vec[1], nullptr, fp(y), x.numel(), C, false);
+  detail::batch_norm_eval_act(x, gamma, beta, running_mean, running_var, eps, Tensor(), false, y,
+                              "batch_norm_forward_eval");
 }
 
 void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& save_mean,
@@ -357,17 +331,55 @@ void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
   GEOLOC_CUDA_LAUNCH_CHECK(s, "bn_bwd_dx_kernel");
 }
 
-// ---------------------------------------------------------------- fusion.hpp
-void scale_shift_act(const Tensor& x, const Tensor& scale, const Tensor& shift, const Tensor& residual,
-                     bool relu, const Tensor& y) {
-  const char* fn = "scale_shift_act";
+void batch_norm_act_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                  const Tensor& running_mean, const Tensor& running_var, float momentum,
+                                  float eps, const Tensor& residual, bool relu, const Tensor& y,
+                                  const Tensor& save_mean, const Tensor& save_invstd) {
+  bn_train(x, gamma, beta, running_mean, running_var, momentum, eps, residual, relu, y, save_mean, save_invstd,
+           "batch_norm_act_forward_train");
+}
+
+// The ReLU mask is always y's here (the contract allows it): one pass writes the gradient through the
+// ReLU (into dresidual when there is a residual), then the plain BN backward. A kernel that folds the mask
+// into the BN backward's two passes would save that pass; not written yet.
+void batch_norm_act_backward(const Tensor& dy, const Tensor& x, const Tensor& y, const Tensor& gamma,
+                             const Tensor& beta, const Tensor& save_mean, const Tensor& save_invstd, bool relu,
+                             const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta, const Tensor& dresidual) {
+  const char* fn = "batch_norm_act_backward";
+  expect(dy, DType::F32, fn, "dy");
+  check_vec(beta, x.dim(-1), fn, "beta");
+  if (dresidual.defined()) {
+    expect(dresidual, DType::F32, fn, "dresidual");
+    GEOLOC_CHECK(dresidual.numel() == dy.numel(), ShapeError, "cuda::", fn, ": dresidual ", dresidual.str(),
+                 " does not match dy ", dy.str());
+  }
+  Tensor d = dy;
+  if (relu) {
+    expect(y, DType::F32, fn, "y (the forward output, needed for the ReLU mask)");
+    d = dresidual.defined() ? dresidual : Tensor::empty(dy.shape(), DType::F32, dy.device());
+    relu_backward(dy, y, d);
+  } else if (dresidual.defined() && dy.numel() > 0) {
+    Context& ctx = detail::context_of(dy, fn);
+    GEOLOC_CUDA_CHECK(cudaMemcpyAsync(dresidual.raw(), dy.raw(), dy.nbytes(), cudaMemcpyDeviceToDevice,
+                                      detail::stream_of(ctx)));
+  }
+  batch_norm_backward(d, x, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
+}
+
+// ---------------------------------------------------------------- internal.cuh
+namespace detail {
+void batch_norm_eval_act(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                         const Tensor& running_var, float eps, const Tensor& residual, bool relu, const Tensor& y,
+                         const char* fn) {
   expect(x, DType::F32, fn, "x");
   expect(y, DType::F32, fn, "y");
   GEOLOC_CHECK(x.ndim() >= 1 && y.numel() == x.numel(), ShapeError, "cuda::", fn, ": y ", y.str(),
                " does not match x ", x.str());
   const int64_t C = x.dim(-1);
-  check_vec(scale, C, fn, "scale");
-  check_vec(shift, C, fn, "shift");
+  check_vec(gamma, C, fn, "gamma");
+  check_vec(beta, C, fn, "beta");
+  check_vec(running_mean, C, fn, "running_mean");
+  check_vec(running_var, C, fn, "running_var");
   if (residual.defined()) {
     expect(residual, DType::F32, fn, "residual");
     GEOLOC_CHECK(residual.numel() == x.numel(), ShapeError, "cuda::", fn, ": residual ", residual.str(),
@@ -375,37 +387,14 @@ void scale_shift_act(const Tensor& x, const Tensor& scale, const Tensor& shift, 
   }
   if (C == 0 || x.numel() == 0) return;
   Context& ctx = detail::context_of(x, fn);
-  launch_scale_shift_act(ctx, fp(x), fp(scale), fp(shift), fp(residual), fp(y), x.numel(), C, relu);
-}
-
-void bn_fold(const Tensor& gamma, const Tensor& beta, const Tensor& mean, const Tensor& invstd,
-             const Tensor& scale, const Tensor& shift) {
-  const char* fn = "bn_fold";
-  expect(gamma, DType::F32, fn, "gamma");
-  const int64_t C = gamma.numel();
-  check_vec(beta, C, fn, "beta");
-  check_vec(mean, C, fn, "mean");
-  check_vec(invstd, C, fn, "invstd");
-  check_vec(scale, C, fn, "scale");
-  check_vec(shift, C, fn, "shift");
-  if (C == 0) return;
-  Context& ctx = detail::context_of(gamma, fn);
   cudaStream_t s = detail::stream_of(ctx);
-  bn_fold_kernel<<<vec_grid(C), 256, 0, s>>>(C, fp(gamma), fp(beta), fp(mean), fp(invstd), fp(scale),
-                                             fp(shift));
-  GEOLOC_CUDA_LAUNCH_CHECK(s, "bn_fold_kernel");
+  Scratch w = scratch(ctx, C, 2, 0);
+  bn_eval_fold_kernel<<<vec_grid(C), 256, 0, s>>>(C, fp(gamma), fp(beta), fp(running_mean), fp(running_var),
+                                                  eps, w.vec[0], w.vec[1]);
+  GEOLOC_CUDA_LAUNCH_CHECK(s, "bn_eval_fold_kernel");
+  launch_scale_shift_act(ctx, fp(x), w.vec[0], w.vec[1], fp(residual), fp(y), x.numel(), C, relu);
 }
 
-void batch_norm_train_add_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta,
-                               const Tensor& running_mean, const Tensor& running_var, float momentum,
-                               float eps, const Tensor& residual, const Tensor& y, const Tensor& save_mean,
-                               const Tensor& save_invstd) {
-  bn_train(x, gamma, beta, running_mean, running_var, momentum, eps, residual, true, y, save_mean,
-           save_invstd, "batch_norm_train_add_relu");
-}
-
-// ---------------------------------------------------------------- internal.cuh
-namespace detail {
 void column_sum(Context& ctx, const float* x, int64_t rows, int64_t cols, float* out) {
   if (cols <= 0) return;
   cudaStream_t s = detail::stream_of(ctx);

@@ -1,5 +1,5 @@
-// Softmax cross-entropy: the fused multi-head kernel (include/geoloc/cuda/multihead_loss.hpp), which
-// also implements the backend's softmax_xent_hard / softmax_xent_soft as the one-head case.
+// Softmax cross-entropy: the fused multi-head kernel behind the backend's cross_entropy_multihead, which
+// also implements cross_entropy_hard / cross_entropy_soft as the one-head case.
 //
 // One block per (row, head). Pass 1 reads the row once with an online log-sum-exp (and, for soft
 // targets, sum t and sum t*x); pass 2 reads it again (mostly from L2) and writes the gradient. The loss
@@ -10,11 +10,13 @@
 
 #include "cuda_common.cuh"
 #include "device.cuh"
-#include "geoloc/cuda/multihead_loss.hpp"
 
 namespace geoloc::cuda {
 namespace {
 using detail::expect;
+
+/// Heads per launch (the table is a kernel parameter); more are split into several launches.
+constexpr int kMaxLossHeads = 16;
 
 struct HeadArgs {
   const float* logits;
@@ -81,7 +83,7 @@ __global__ void __launch_bounds__(kXentMaxThreads)
   if (threadIdx.x == 0) H.loss[row] = tsum != 0.0f ? tsum * lse - tx : 0.0f;
 }
 
-void launch(const std::vector<LossHead>& heads, const char* fn) {
+void launch(const std::vector<CrossEntropyHead>& heads, const char* fn) {
   GEOLOC_CHECK(!heads.empty() && heads.size() <= size_t(kMaxLossHeads), ShapeError, "cuda::", fn, ": ",
                heads.size(), " heads (1 to ", kMaxLossHeads, " allowed)");
   HeadTable tab{};
@@ -89,7 +91,7 @@ void launch(const std::vector<LossHead>& heads, const char* fn) {
   int64_t max_n = 0, max_c = 0;
   const Device dev0 = heads[0].logits.defined() ? heads[0].logits.device() : Device::cpu();
   for (size_t i = 0; i < heads.size(); ++i) {
-    const LossHead& h = heads[i];
+    const CrossEntropyHead& h = heads[i];
     expect(h.logits, DType::F32, fn, "logits");
     expect(h.loss, DType::F32, fn, "loss");
     expect(h.dlogits, DType::F32, fn, "dlogits");
@@ -136,16 +138,23 @@ void launch(const std::vector<LossHead>& heads, const char* fn) {
 }
 }  // namespace
 
-void multihead_softmax_xent(const std::vector<LossHead>& heads) { launch(heads, "multihead_softmax_xent"); }
-
-void softmax_xent_hard(const Tensor& logits, const Tensor& labels, const Tensor& loss, const Tensor& dlogits,
-                       float grad_scale) {
-  launch({LossHead{logits, labels, Tensor(), loss, dlogits, grad_scale}}, "softmax_xent_hard");
+void cross_entropy_multihead(const std::vector<CrossEntropyHead>& heads) {
+  for (size_t i = 0; i < heads.size(); i += kMaxLossHeads) {
+    const size_t end = std::min(heads.size(), i + size_t(kMaxLossHeads));
+    launch(std::vector<CrossEntropyHead>(heads.begin() + static_cast<std::ptrdiff_t>(i),
+                                         heads.begin() + static_cast<std::ptrdiff_t>(end)),
+           "cross_entropy_multihead");
+  }
 }
 
-void softmax_xent_soft(const Tensor& logits, const Tensor& targets, const Tensor& loss, const Tensor& dlogits,
-                       float grad_scale) {
-  launch({LossHead{logits, Tensor(), targets, loss, dlogits, grad_scale}}, "softmax_xent_soft");
+void cross_entropy_hard(const Tensor& logits, const Tensor& labels, const Tensor& loss, const Tensor& dlogits,
+                        float grad_scale) {
+  launch({CrossEntropyHead{logits, labels, Tensor(), loss, dlogits, grad_scale}}, "cross_entropy_hard");
+}
+
+void cross_entropy_soft(const Tensor& logits, const Tensor& targets, const Tensor& loss, const Tensor& dlogits,
+                        float grad_scale) {
+  launch({CrossEntropyHead{logits, Tensor(), targets, loss, dlogits, grad_scale}}, "cross_entropy_soft");
 }
 
 }  // namespace geoloc::cuda
