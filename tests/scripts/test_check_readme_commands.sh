@@ -49,5 +49,5 @@ git update-index --chmod=+x tools/convert.py
 printf '#!/bin/sh\nbash scripts/test.sh\n' > .ci/run
 expect 1 ".ci/run runs 'bash scripts/test.sh', not the README's './scripts/test.sh'"
 printf '#!/bin/sh\n./scripts/test.sh\n' > .ci/run
-git rm -q --cached scripts/demo.sh
+git rm -q -f --cached scripts/demo.sh
 expect 1 "a Quick start script that git does not track"
