@@ -264,11 +264,25 @@ Plan make_plan(const MapRenderer& r, std::span<const float> probs, const Probabi
     const auto [mx, my] = plan.path[plan.path.size() / 2];
     const int ipx = static_cast<int>(px), ipy = static_cast<int>(py), itx = static_cast<int>(tx),
               ity = static_cast<int>(ty), imx = static_cast<int>(mx), imy = static_cast<int>(my);
-    // Level with the middle of the path beside both markers first (where it reads best), then
-    // around the middle of the path, then around each marker.
-    std::vector<std::array<int, 2>> cands = {{std::max(ipx, itx) + clear, imy - dh / 2},
-                                             {std::min(ipx, itx) - clear - dw, imy - dh / 2}};
-    for (const auto& [cx, cy] : {std::array<int, 2>{imx, imy}, {itx, ity}, {ipx, ipy}}) {
+    // Beside the middle of the path first, off the line: above or below where the path runs
+    // sideways there, right or left where it runs up or down; then level with the middle beside
+    // both markers; then around each marker.
+    const size_t mid = plan.path.size() / 2;
+    const auto& a = plan.path[mid > 0 ? mid - 1 : 0];
+    const auto& b = plan.path[std::min(mid + 1, plan.path.size() - 1)];
+    const double ddx = std::abs(b[0] - a[0]), ddy = std::abs(b[1] - a[1]);
+    const bool sideways = ddx > W / 2.0 || ddx >= ddy;  // a jump across the antimeridian is sideways
+    const int gap = 5 * ts;
+    const std::array<int, 2> above{imx - dw / 2, imy - gap - dh}, below{imx - dw / 2, imy + gap},
+        right{imx + gap, imy - dh / 2}, left{imx - gap - dw, imy - dh / 2};
+    std::vector<std::array<int, 2>> cands;
+    if (sideways)
+      cands = {above, below, right, left};
+    else
+      cands = {right, left, above, below};
+    cands.push_back({std::max(ipx, itx) + clear, imy - dh / 2});
+    cands.push_back({std::min(ipx, itx) - clear - dw, imy - dh / 2});
+    for (const auto& [cx, cy] : {std::array<int, 2>{itx, ity}, {ipx, ipy}}) {
       cands.push_back({cx + clear, cy - dh / 2});
       cands.push_back({cx - clear - dw, cy - dh / 2});
       cands.push_back({cx - dw / 2, cy - clear - dh});

@@ -147,11 +147,18 @@ TEST_CASE("probability map: markers at the right pixels") {
   CHECK(same_pixel(img, r.background(), 768, 252));  // inside the ring, off the path
   // The great circle between them runs along the equator: white-ish pixels halfway.
   CHECK(pixel(img, 640, 256).r > 180);
-  // The distance label ("10008 km", a quarter of the equator) sits level with the middle of the
-  // path, right of both markers.
+  // The distance label ("10008 km", a quarter of the equator) sits just above the middle of the
+  // path (which runs sideways there), clear of the line.
+  const MapLabel* d = r.layout(std::vector<float>{0.0f, 0.0f}, spec).find("distance");
+  REQUIRE(d != nullptr);
+  CHECK(d->text == "10008 km");
+  CHECK(d->box.x0 < 640);
+  CHECK(d->box.x1 > 640);
+  CHECK(d->box.y1 <= 256 - 4);
+  CHECK(d->box.y1 >= 256 - 20);
   size_t white = 0;
-  for (int y = 240; y < 270; ++y)
-    for (int x = 790; x < 920; ++x) white += pixel(img, x, y) == Color{255, 255, 255};
+  for (int y = 215; y < 250; ++y)
+    for (int x = 580; x < 700; ++x) white += pixel(img, x, y) == Color{255, 255, 255};
   CHECK(white > 50);
 }
 
