@@ -2,11 +2,11 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdarg>
 #include <cmath>
 #include <cstdio>
-#include <algorithm>
 #include <filesystem>
 #include <numeric>
 #include <random>

@@ -64,12 +64,12 @@ struct MapLabel {
 };
 
 /// Where render() puts its labels and markers. No two labels intersect and every label lies
-/// inside the map, whatever the prediction and the truth: the title, list and legend take their
-/// places first (the list moves off a marker it would cover when another corner is free), then the
-/// distance label tries places beside the path and the markers and, failing those, the free spot
-/// nearest the middle of the path; rank numbers go where they still fit and are left out
-/// otherwise (the list has them). Only a map too small for any free spot (far below the sizes the
-/// library draws) omits the distance label.
+/// inside the map, whatever the prediction and the truth, on any map where the title, list and
+/// legend panels fit in their corners (512x256 and up at the default text scale; tested): the
+/// panels take their places first (the list and the legend move to another corner rather than
+/// cover the prediction or the truth), then the distance label tries places beside the middle of
+/// the path and beside the markers and, failing those, the free spot nearest the middle of the
+/// path; rank numbers go where they still fit and are left out otherwise (the list has them).
 struct MapLayout {
   std::vector<MapLabel> labels;
   /// The extent of the prediction cross and the truth ring ("prediction", "truth"), which
