@@ -14,7 +14,7 @@ int run_demo(int argc, char** argv) {
              {"preset", "multitask (S2 cells + scene), regression (haversine), country (+ multi-view), worldnet (k-means, snapped to land), grid (fishnet over Europe)",
               false, "multitask"},
              {"out", "output folder", false, "demo-out"},
-             {"maps", "probability maps per test split", false, "3"},
+             {"maps", "probability maps of the first views of each test split (0 = none; else also its best and median-error views)", false, "3"},
              {"seed", "random seed", false, "1"},
              {"steps", "training steps of the network (0 = the size's setting)", false, "0"},
              {"optimizer", "sgd or adamw (default: the size's setting)"},

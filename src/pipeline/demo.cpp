@@ -2,11 +2,13 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdarg>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <numeric>
 #include <random>
 
 #include "geoloc/atomic_file.hpp"
@@ -401,17 +403,32 @@ DemoResult run_demo(const DemoConfig& c) {
       std::snprintf(buf, sizeof buf, "scene accuracy (model): %.1f %%\n", 100.0 * *er.scene_acc);
       report += buf;
     }
-    // probability maps of the first few views, with the truth
+    // Probability maps, with the truth: the first few views as they come, then the view the model
+    // placed best (a hit) and the one at the median error (a typical miss), so that the maps show
+    // both what the model does well and how it usually fails.
     const auto& best = er.predicted.count("hierarchy") ? er.predicted.at("hierarchy") : er.predicted.begin()->second;
-    for (int k = 0; maps && k < c.maps && k < static_cast<int>(data.size()); ++k) {
+    auto write_map = [&](size_t k, const std::string& title, const std::string& file) {
       viz::ProbabilityMapSpec ms;
-      ms.title = split + " view " + std::to_string(k);
+      ms.title = title;
       ms.truth = data.coords[k];
       ms.prediction = best[k];
       ms.log_scale = true;
       ms.top_k = 3;
-      maps->write((fs::path(c.out_dir) / "maps" / (split + "-" + std::to_string(k) + ".png")).string(),
+      maps->write((fs::path(c.out_dir) / "maps" / (file + ".png")).string(),
                   er.probabilities.row(model.finest().name, k), ms);
+    };
+    for (int k = 0; maps && k < c.maps && k < static_cast<int>(data.size()); ++k)
+      write_map(static_cast<size_t>(k), split + " view " + std::to_string(k), split + "-" + std::to_string(k));
+    if (maps) {
+      std::vector<double> err(data.size());
+      for (size_t i = 0; i < data.size(); ++i) err[i] = geo::haversine_km(best[i], data.coords[i]);
+      std::vector<size_t> by_err(data.size());
+      std::iota(by_err.begin(), by_err.end(), size_t{0});
+      std::stable_sort(by_err.begin(), by_err.end(), [&](size_t a, size_t b) { return err[a] < err[b]; });
+      const size_t hit = by_err.front(), median = by_err[by_err.size() / 2];
+      const std::string n = std::to_string(data.size());
+      write_map(hit, split + " view " + std::to_string(hit) + ": the best of " + n, split + "-best");
+      write_map(median, split + " view " + std::to_string(median) + ": the median of " + n, split + "-median");
     }
   }
   std::snprintf(buf, sizeof buf, "\nscene labels propagated to unlabelled training views: %.1f %% agree with the rule\n",

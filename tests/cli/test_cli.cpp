@@ -171,8 +171,10 @@ TEST_CASE("geoloc demo --quick: the embedded benchmark end to end, metrics.json 
   REQUIRE(r.status == 0);
   CHECK(r.out.find("test_unseen_rendering") != std::string::npos);
   for (const char* f : {"model.safetensors", "knn.safetensors", "metrics.json", "training-curve.png",
-                        "training-curve.json", "test-views.png", "maps/test_unseen_rendering-0.png"})
+                        "training-curve.json", "test-views.png", "maps/test_unseen_rendering-0.png",
+                        "maps/test_unseen_rendering-best.png", "maps/test_seen_rendering-median.png"})
     CHECK_MESSAGE(fs::exists(dir / "out" / f), f);
+  CHECK_FALSE(fs::exists(dir / "out" / "maps" / "test_unseen_rendering-1.png"));  // --maps 1
   const auto m = nlohmann::json::parse(slurp(dir / "out" / "metrics.json"));
   for (const char* split : {"test_unseen_rendering", "test_seen_rendering"}) {
     INFO(split);

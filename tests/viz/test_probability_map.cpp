@@ -1,8 +1,10 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -145,11 +147,18 @@ TEST_CASE("probability map: markers at the right pixels") {
   CHECK(same_pixel(img, r.background(), 768, 252));  // inside the ring, off the path
   // The great circle between them runs along the equator: white-ish pixels halfway.
   CHECK(pixel(img, 640, 256).r > 180);
-  // The distance label ("10008 km", a quarter of the equator) sits level with the middle of the
-  // path, right of both markers.
+  // The distance label ("10008 km", a quarter of the equator) sits just above the middle of the
+  // path (which runs sideways there), clear of the line.
+  const MapLabel* d = r.layout(std::vector<float>{0.0f, 0.0f}, spec).find("distance");
+  REQUIRE(d != nullptr);
+  CHECK(d->text == "10008 km");
+  CHECK(d->box.x0 < 640);
+  CHECK(d->box.x1 > 640);
+  CHECK(d->box.y1 <= 256 - 4);
+  CHECK(d->box.y1 >= 256 - 20);
   size_t white = 0;
-  for (int y = 240; y < 270; ++y)
-    for (int x = 790; x < 920; ++x) white += pixel(img, x, y) == Color{255, 255, 255};
+  for (int y = 215; y < 250; ++y)
+    for (int x = 580; x < 700; ++x) white += pixel(img, x, y) == Color{255, 255, 255};
   CHECK(white > 50);
 }
 
@@ -227,4 +236,136 @@ TEST_CASE("probability map: the default background decodes") {
   // Blue Marble: the middle of the Pacific is dark blue, blue above red.
   const Color pacific = pixel(r.background(), 10, 64);
   CHECK(pacific.b > pacific.r);
+}
+
+namespace {
+
+// 10-degree cells: 18 rows x 36 columns, row 0 at the north pole, column 0 at -180.
+class GridPartition final : public geo::Partition {
+ public:
+  std::size_t size() const override { return 18 * 36; }
+  geo::LatLng center(std::size_t c) const override {
+    return {85.0 - 10.0 * static_cast<double>(c / 36), -175.0 + 10.0 * static_cast<double>(c % 36)};
+  }
+  std::int64_t count(std::size_t) const override { return 0; }
+  int assign(geo::LatLng p) const override {
+    const int row = std::clamp(static_cast<int>((90.0 - p.lat) / 10.0), 0, 17);
+    const int col = std::clamp(static_cast<int>((p.lng + 180.0) / 10.0), 0, 35);
+    return row * 36 + col;
+  }
+};
+
+// Probabilities falling off with the distance from `around`, so the top 3 crowd around it.
+std::vector<float> peaked(const geo::Partition& part, geo::LatLng around) {
+  std::vector<float> p(part.size());
+  double sum = 0;
+  for (size_t c = 0; c < p.size(); ++c) sum += p[c] = static_cast<float>(std::exp(-geo::haversine_km(part.center(c), around) / 800.0));
+  for (float& v : p) v = static_cast<float>(v / sum);
+  return p;
+}
+
+std::string describe(const MapLayout& lay) {
+  std::string s;
+  for (const auto& l : lay.labels)
+    s += l.role + " '" + l.text + "' [" + std::to_string(l.box.x0) + "," + std::to_string(l.box.y0) + " - " +
+         std::to_string(l.box.x1) + "," + std::to_string(l.box.y1) + ")\n";
+  return s;
+}
+
+// Every label inside the map, no two intersecting; the distance label present, right and clear of
+// the markers.
+void check_layout(const MapRenderer& r, const MapLayout& lay, const ProbabilityMapSpec& spec) {
+  INFO(describe(lay));
+  for (size_t i = 0; i < lay.labels.size(); ++i) {
+    CHECK_MESSAGE(lay.labels[i].box.inside(r.width(), r.height()), lay.labels[i].role, " outside the map");
+    for (size_t j = i + 1; j < lay.labels.size(); ++j)
+      CHECK_MESSAGE(!lay.labels[i].box.intersects(lay.labels[j].box), lay.labels[i].role, " '",
+                    lay.labels[i].text, "' overlaps ", lay.labels[j].role, " '", lay.labels[j].text, "'");
+  }
+  CHECK((lay.find("title") != nullptr) == !spec.title.empty());
+  CHECK((lay.find("legend") != nullptr) == spec.colorbar);
+  CHECK((lay.find("top_k") != nullptr) == (spec.top_k > 0));
+  const MapLabel* d = lay.find("distance");
+  REQUIRE((d != nullptr) == spec.truth.has_value());
+  if (!d) return;
+  const double km = geo::haversine_km(*spec.prediction, *spec.truth);
+  char want[32];
+  std::snprintf(want, sizeof want, km < 10 ? "%.1f km" : "%.0f km", km);
+  CHECK(d->text == want);
+  CHECK(d->text.front() != '-');
+  for (const auto& m : lay.markers)
+    if (m.role != "dot") CHECK_MESSAGE(!d->box.intersects(m.box), "the distance label covers the ", m.role);
+}
+
+}  // namespace
+
+TEST_CASE("probability map: labels never overlap, wherever the prediction and the truth are") {
+  GridPartition part;
+  // Corners and edges of the map, the antimeridian, under the top-k list and the legend, the
+  // middle, and the case of issue #12 (prediction in South America, truth in eastern Siberia).
+  const std::vector<geo::LatLng> places = {
+      {89, -179}, {89, 179}, {-89, -179}, {-89, 179}, {90, 180}, {-90, -180}, {85, 0},   {-85, 0},
+      {0, -179.9}, {0, 179.9}, {75, 150},  {70, 120},  {-75, -150}, {-70, -130}, {0, 0},  {-38, -70},
+      {76, 118}};
+  for (const auto& [w, h, scale] : {std::array<int, 3>{1024, 512, 0}, {512, 256, 0}, {800, 400, 2}}) {
+    MapRenderer r(part, image::Image{}, w, h);
+    for (const geo::LatLng pred : places)
+      for (const geo::LatLng truth : places) {
+        ProbabilityMapSpec spec;
+        spec.title = "test_seen_rendering view 0: the median of 1000";
+        spec.text_scale = scale;
+        spec.log_scale = true;
+        spec.top_k = 3;
+        spec.prediction = pred;
+        spec.truth = truth;
+        for (const geo::LatLng around : {pred, truth}) {
+          CAPTURE(w);
+          CAPTURE(geo::to_string(pred));
+          CAPTURE(geo::to_string(truth));
+          check_layout(r, r.layout(peaked(part, around), spec), spec);
+        }
+      }
+    // The worst case drawn in full, in each corner: prediction and truth at the same corner point,
+    // and a hair apart.
+    for (const geo::LatLng corner : {geo::LatLng{88, -178}, {88, 178}, {-88, -178}, {-88, 178}})
+      for (const double apart : {0.0, 1.0}) {
+        ProbabilityMapSpec spec;
+        spec.title = "worst case";
+        spec.top_k = 3;
+        spec.prediction = corner;
+        spec.truth = geo::LatLng{corner.lat - apart * (corner.lat > 0 ? 1 : -1), corner.lng};
+        const auto probs = peaked(part, corner);
+        const MapLayout lay = r.layout(probs, spec);
+        check_layout(r, lay, spec);
+        const image::Image img = r.render(probs, spec);
+        // The distance label is drawn where the layout says: white text inside its box.
+        const MapLabel* d = lay.find("distance");
+        REQUIRE(d != nullptr);
+        size_t white = 0;
+        for (int y = d->box.y0; y < d->box.y1; ++y)
+          for (int x = d->box.x0; x < d->box.x1; ++x) white += pixel(img, x, y) == Color{255, 255, 255};
+        CHECK(white > 20);
+      }
+  }
+}
+
+TEST_CASE("probability map: the list and the legend move off the markers when they can") {
+  GridPartition part;
+  MapRenderer r(part, image::Image{}, 1024, 512);
+  ProbabilityMapSpec spec;
+  spec.title = "t";
+  spec.top_k = 3;
+  spec.prediction = geo::LatLng{-38, -70};
+  spec.truth = geo::LatLng{76, 150};   // under the top-right corner, where the list goes by default
+  const MapLayout lay = r.layout(peaked(part, *spec.prediction), spec);
+  check_layout(r, lay, spec);
+  for (const auto& m : lay.markers)
+    if (m.role != "dot")
+      for (const char* role : {"top_k", "legend"}) CHECK_FALSE(lay.find(role)->box.intersects(m.box));
+  // Nothing in the way: the list top right, the legend bottom left.
+  spec.truth = geo::LatLng{10, 10};
+  const MapLayout plain = r.layout(peaked(part, *spec.prediction), spec);
+  CHECK(plain.find("top_k")->box.x1 > 1000);
+  CHECK(plain.find("legend")->box.x0 < 20);
+  CHECK(plain.find("legend")->box.y1 > 490);
 }

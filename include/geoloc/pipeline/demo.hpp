@@ -19,7 +19,9 @@ struct DemoConfig {
   std::string out_dir = "demo-out";
   std::string device = "cpu";
   uint64_t seed = 1;
-  int maps = 3;  // probability maps written per test split
+  /// Probability maps of the first `maps` views of each test split (maps/SPLIT-K.png), plus, when
+  /// maps > 0, the best-placed view (SPLIT-best.png) and the one at the median error (SPLIT-median.png).
+  int maps = 3;
   int64_t steps = 0;   // training steps of the main network; 0 = the size's recipe
   std::string optimizer;  // "sgd" or "adamw"; empty = the recipe's
   bool progress = true;

@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "geoloc/geo/coords.hpp"
@@ -42,6 +43,43 @@ struct ProbabilityMapSpec {
   /// Integer size of labels and markers (the title is one step larger); 0 picks it from the map
   /// width (1 below 900 pixels, 2 from there).
   int text_scale = 0;
+};
+
+/// A rectangle on the map: columns [x0, x1) and rows [y0, y1).
+struct Box {
+  int x0 = 0, y0 = 0, x1 = 0, y1 = 0;
+  bool intersects(const Box& o) const { return x0 < o.x1 && o.x0 < x1 && y0 < o.y1 && o.y0 < y1; }
+  bool inside(int width, int height) const { return x0 >= 0 && y0 >= 0 && x1 <= width && y1 <= height; }
+};
+
+/// One piece of text on a map and the rectangle it covers (its halo or backing panel included).
+struct MapLabel {
+  /// "title", "top_k" (the ranked list), "legend" (colour bar and marker legend), "distance" (km
+  /// between prediction and truth) or "rank" (a rank number next to its cell's dot).
+  std::string role;
+  /// What it says: the distance or rank text; for the title, list and legend the first line.
+  std::string text;
+  Box box;
+  int text_x = 0, text_y = 0;  // top-left of the text (of the panel for "top_k" and "legend")
+};
+
+/// Where render() puts its labels and markers. No two labels intersect and every label lies
+/// inside the map, whatever the prediction and the truth, on any map where the title, list and
+/// legend panels fit in their corners (512x256 and up at the default text scale; tested): the
+/// panels take their places first (the list and the legend move to another corner rather than
+/// cover the prediction or the truth), then the distance label tries places beside the middle of
+/// the path and beside the markers and, failing those, the free spot nearest the middle of the
+/// path; rank numbers go where they still fit and are left out otherwise (the list has them).
+struct MapLayout {
+  std::vector<MapLabel> labels;
+  /// The extent of the prediction cross and the truth ring ("prediction", "truth"), which
+  /// labels avoid too where the map leaves room.
+  std::vector<MapLabel> markers;
+  const MapLabel* find(std::string_view role) const {
+    for (const auto& l : labels)
+      if (l.role == role) return &l;
+    return nullptr;
+  }
 };
 
 /// The default background: data_dir()/earth/nasa-bmng-07_2048.jpg (NASA Blue Marble, July).
@@ -82,12 +120,15 @@ class MapRenderer {
   /// the first negative or non-finite probability, an invalid prediction/truth coordinate, or
   /// log_decades <= 0, max_alpha outside [0, 1], top_k < 0 or text_scale < 0.
   image::Image render(std::span<const float> probabilities, const ProbabilityMapSpec& spec = {}) const;
+  /// The label and marker rectangles render() uses for these inputs; same errors as render().
+  MapLayout layout(std::span<const float> probabilities, const ProbabilityMapSpec& spec = {}) const;
   /// render() written as PNG atomically: IoError and no (partial) file when `png_path` cannot be written.
   void write(const std::string& png_path, std::span<const float> probabilities,
              const ProbabilityMapSpec& spec = {}) const;
 
  private:
   void build(const image::Image& background, double brightness);
+  void validate(std::span<const float> probabilities, const ProbabilityMapSpec& spec) const;
 
   const geo::Partition* partition_;
   int width_, height_;
