@@ -31,7 +31,9 @@ int run_predict(int argc, char** argv) {
   GEOLOC_CHECK(!files.empty(), ValueError, "no image given (see geoloc predict --help)");
   pipeline::GeoModel model = pipeline::GeoModel::load(args.get("model"));
   if (args.has("knn")) model.knn = pipeline::KnnIndex::load(args.get("knn"));
-  model.net->to(Device::parse(args.get("device")));
+  const Device device = Device::parse(args.get("device"));
+  model.net->to(device);
+  if (!model.knn.empty()) model.knn = model.knn.to(device);  // searches run where the network runs
   const auto countries = geo::CountryIndex::load_default();
   const pipeline::Predictor predictor(model, &countries);
   pipeline::PredictOptions po;
@@ -59,6 +61,7 @@ int run_predict(int argc, char** argv) {
       predictor.probabilities(pipeline::network_input(model.preprocess, images, five, model.net->device()));
   if (five) hp = pipeline::Predictor::aggregate(hp, 5, args.flag("max-crops"));
   if (args.flag("place")) hp = pipeline::Predictor::aggregate(hp, hp.n);
+  if (po.strategy == pipeline::Strategy::Knn) predictor.find_neighbours(hp, po);  // one batched search
   std::map<std::string, int> stem_count;
   for (const auto& f : files) ++stem_count[std::filesystem::path(f).stem().string()];
   for (int64_t i = 0; i < hp.n; ++i) {

@@ -228,7 +228,9 @@ int run_eval(int argc, char** argv) {
   if (!args.parse(argc, argv)) return 0;
   pipeline::GeoModel model = pipeline::GeoModel::load(args.get("model"));
   if (args.has("knn")) model.knn = pipeline::KnnIndex::load(args.get("knn"));
-  model.net->to(Device::parse(args.get("device")));
+  const Device device = Device::parse(args.get("device"));
+  model.net->to(device);
+  if (!model.knn.empty()) model.knn = model.knn.to(device);  // searches run where the network runs
   const pipeline::Dataset data = pipeline::Dataset::from_manifest(args.get("data"), model.preprocess.resize);
   const auto countries = geo::CountryIndex::load_default();
   pipeline::EvalOptions eo;

@@ -58,8 +58,9 @@ Locator Locator::load(const std::string& model_path, const Options& options, con
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->model = pipeline::GeoModel::load(model_path);
-  if (!knn_index_path.empty()) impl->model.knn = pipeline::KnnIndex::load(knn_index_path);
-  impl->model.net->to(Device::parse(options.device));
+  const Device device = Device::parse(options.device);
+  if (!knn_index_path.empty()) impl->model.knn = pipeline::KnnIndex::load(knn_index_path).to(device);
+  impl->model.net->to(device);
   impl->countries = std::make_unique<geo::CountryIndex>(geo::CountryIndex::load_default());
   impl->predictor = std::make_unique<pipeline::Predictor>(impl->model, impl->countries.get());
   impl->po.strategy = pipeline::parse_strategy(options.strategy);
@@ -74,6 +75,7 @@ std::vector<Result> Locator::predict(const std::vector<RgbImage>& images) const 
   if (images.empty()) return {};
   auto hp = impl_->predictor->probabilities(impl_->input(images));
   if (impl_->options.five_crop) hp = pipeline::Predictor::aggregate(hp, 5);
+  if (impl_->po.strategy == pipeline::Strategy::Knn) impl_->predictor->find_neighbours(hp, impl_->po);
   std::vector<Result> out;
   for (int64_t i = 0; i < hp.n; ++i) out.push_back(impl_->result(hp, i));
   return out;

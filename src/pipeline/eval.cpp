@@ -64,7 +64,7 @@ EvalReport evaluate_strategies(const GeoModel& model, const Dataset& data, const
     if (o.five_crop) hp = Predictor::aggregate(hp, 5);
     append(r.probabilities, hp);
   }
-  const auto& hp = r.probabilities;
+  auto& hp = r.probabilities;
   std::vector<int> scene_pred;
   if (hp.p.count("scene")) {
     size_t known = 0, right = 0;
@@ -76,6 +76,9 @@ EvalReport evaluate_strategies(const GeoModel& model, const Dataset& data, const
     }
     if (known) r.scene_acc = static_cast<double>(right) / static_cast<double>(known);
   }
+  if (std::find(o.strategies.begin(), o.strategies.end(), Strategy::Knn) != o.strategies.end() &&
+      pred.supports(Strategy::Knn))
+    pred.find_neighbours(hp, o.predict);  // one batched search for the whole set
   for (Strategy s : o.strategies) {
     if (!pred.supports(s)) continue;
     PredictOptions po = o.predict;

@@ -131,7 +131,7 @@ void KnnIndex::save(const std::string& path) const {
   }
   safetensors::write(path,
                      std::vector<std::pair<std::string, Tensor>>{
-                         {"embeddings", embeddings},
+                         {"embeddings", embeddings.to(Device::cpu())},
                          {"latlng", Tensor::from_vector({static_cast<int64_t>(coords.size()), 2}, ll)}},
                      {{"format", "geoloc-knn/1"}});
 }

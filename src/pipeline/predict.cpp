@@ -156,6 +156,9 @@ geo::LatLng Predictor::coordinate(const HeadProbabilities& p, int64_t i, Strateg
       return geo::predict_hierarchy(*model_.hierarchy(), *fine.cells(), probs);
     }
     case Strategy::Knn:
+      if (static_cast<int64_t>(p.knn.size()) == p.n && !p.knn[i].empty() &&
+          static_cast<int>(p.knn[i].size()) == std::min<int>(o.knn_k, static_cast<int>(model_.knn.coords.size())))
+        return knn_coordinate(model_.knn, p.knn[i], o);
       return knn_coordinate(model_.knn, p.embedding.data<float>() + i * p.embedding.dim(1), p.embedding.dim(1), o);
     case Strategy::Regression: break;  // handled above
   }
@@ -170,16 +173,41 @@ geo::LatLng regression_coordinate(std::span<const float> v) {
   return {lat, lng};
 }
 
-geo::LatLng knn_coordinate(const KnnIndex& index, const float* query, int64_t dim, const PredictOptions& o) {
+namespace {
+void check_knn_options(const PredictOptions& o) {
   GEOLOC_CHECK(o.knn_k >= 1 && o.knn_temperature > 0.0f, ValueError, "k-NN: k (", o.knn_k,
                ") and temperature (", o.knn_temperature, ") must be positive");
   GEOLOC_CHECK(o.knn_mode != KnnMode::MeanShift || o.mean_shift_bandwidth_km > 0.0, ValueError,
                "k-NN mean shift: bandwidth ", o.mean_shift_bandwidth_km, " km must be positive");
-  std::vector<float> q(query, query + dim);
+}
+// q / |q| (the index rows are unit length, so inner products are cosines)
+void normalise_query(float* q, int64_t dim) {
   double norm = 0.0;
-  for (float v : q) norm += static_cast<double>(v) * v;
-  for (float& v : q) v = static_cast<float>(v / std::max(std::sqrt(norm), 1e-12));
-  const auto nbrs = index.search(q.data(), dim, o.knn_k);
+  for (int64_t j = 0; j < dim; ++j) norm += static_cast<double>(q[j]) * q[j];
+  for (int64_t j = 0; j < dim; ++j) q[j] = static_cast<float>(q[j] / std::max(std::sqrt(norm), 1e-12));
+}
+}  // namespace
+
+void Predictor::find_neighbours(HeadProbabilities& p, const PredictOptions& o) const {
+  if (model_.knn.empty() || p.n == 0) return;
+  check_knn_options(o);
+  Tensor q = p.embedding.clone();
+  const int64_t dim = q.dim(1);
+  for (int64_t i = 0; i < p.n; ++i) normalise_query(q.data<float>() + i * dim, dim);
+  p.knn = model_.knn.search(q, o.knn_k);
+}
+
+geo::LatLng knn_coordinate(const KnnIndex& index, const float* query, int64_t dim, const PredictOptions& o) {
+  check_knn_options(o);
+  std::vector<float> q(query, query + dim);
+  normalise_query(q.data(), dim);
+  return knn_coordinate(index, index.search(q.data(), dim, o.knn_k), o);
+}
+
+geo::LatLng knn_coordinate(const KnnIndex& index, const std::vector<std::pair<int, float>>& nbrs,
+                           const PredictOptions& o) {
+  check_knn_options(o);
+  GEOLOC_CHECK(!nbrs.empty(), ValueError, "k-NN: no neighbours");
   std::vector<geo::LatLng> pts;
   std::vector<double> w;
   for (const auto& [row, sim] : nbrs) {

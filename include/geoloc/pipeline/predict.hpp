@@ -43,6 +43,9 @@ struct HeadProbabilities {
   std::map<std::string, std::vector<float>> p;   // head -> N x C row-major
   std::map<std::string, int64_t> classes;        // head -> C
   std::set<std::string> regression;              // heads whose rows are raw regression outputs, not softmax
+  /// Each row's k-NN neighbours (index row, cosine similarity), best first, when
+  /// Predictor::find_neighbours has run: one batched search instead of one per row.
+  std::vector<std::vector<std::pair<int, float>>> knn;
   /// The probabilities of head `name` for sample i (C values).
   std::span<const float> row(const std::string& name, int64_t i) const;
 };
@@ -70,6 +73,9 @@ geo::LatLng regression_coordinate(std::span<const float> outputs);
 /// weighted spherical mean of the neighbours' coordinates, weights exp((sim - best) / T), optionally
 /// refined by mean shift. Used for the model's embeddings and for the colour-histogram baseline.
 geo::LatLng knn_coordinate(const KnnIndex& index, const float* query, int64_t dim, const PredictOptions& o);
+/// The same from neighbours already found (index row, similarity), best first.
+geo::LatLng knn_coordinate(const KnnIndex& index, const std::vector<std::pair<int, float>>& neighbours,
+                           const PredictOptions& o);
 
 class Predictor {
  public:
@@ -85,6 +91,9 @@ class Predictor {
   Prediction decide(const HeadProbabilities& p, int64_t i, const PredictOptions& o) const;
   /// The coordinate of sample i by `s` alone (no snapping), for evaluating strategies side by side.
   geo::LatLng coordinate(const HeadProbabilities& p, int64_t i, Strategy s, const PredictOptions& o) const;
+  /// Searches the model's k-NN index for every row of p at once (o.knn_k neighbours; on the index's
+  /// device) and keeps them in p.knn, which the knn strategy then uses. A no-op without an index.
+  void find_neighbours(HeadProbabilities& p, const PredictOptions& o) const;
   /// Whether `s` can be used with this model (hierarchy needs >= 2 S2 partitionings, k-NN an index).
   bool supports(Strategy s) const;
 
