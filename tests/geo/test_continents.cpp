@@ -75,6 +75,9 @@ TEST_CASE("the continent of a coordinate, across the antimeridian and at sea") {
       {"Chukotka (172 E)", {67.0, 172.0}, Continent::Europe},
       {"Chukotka (172 W)", {66.0, -172.0}, Continent::Europe},
       {"Attu (Aleutians, United States, 173 E)", {52.85, 173.0}, Continent::NorthAmerica},
+      // A country's overseas parts share its continent (documented in docs/geography.md).
+      {"French Guiana (France)", {4.0, -53.0}, Continent::Europe},
+      {"Hawaii (United States)", {19.6, -155.5}, Continent::NorthAmerica},
       // At sea: no country, no continent.
       {"mid-Atlantic", {30.0, -40.0}, Continent::None},
       {"mid-Pacific on the antimeridian", {0.0, 180.0}, Continent::None},
