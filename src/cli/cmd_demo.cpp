@@ -18,6 +18,7 @@ int run_demo(int argc, char** argv) {
              {"seed", "random seed", false, "1"},
              {"steps", "training steps of the network (0 = the size's setting)", false, "0"},
              {"optimizer", "sgd or adamw (default: the size's setting)"},
+             {"unit", "distances in the tables: km or miles (metrics.json stays in km)", false, "km"},
              {"device", "cpu or cuda", false, "cpu"}});
   if (!args.parse(argc, argv)) return 0;
   pipeline::DemoConfig c;
@@ -29,6 +30,7 @@ int run_demo(int argc, char** argv) {
   c.device = args.get("device");
   c.steps = args.get_int("steps");
   c.optimizer = args.get("optimizer", "");
+  c.unit = geo::parse_distance_unit(args.get("unit"));
   std::printf("geoloc demo: learning where on Earth a picture was taken, from NASA imagery (preset %s, size %s)\n",
               c.preset.c_str(), c.size.c_str());
   std::fflush(stdout);

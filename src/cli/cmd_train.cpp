@@ -1,4 +1,5 @@
 // geoloc train / eval / index: the pipeline from a CSV manifest of photos.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -26,6 +27,21 @@ std::vector<int64_t> parse_int_list(const std::string& s, const std::string& wha
                  part, "'");
     out.push_back(v);
   }
+  return out;
+}
+
+// "1,10,25": positive finite distances in km, sorted and without duplicates (the table's row order).
+std::vector<double> parse_thresholds(const std::string& s) {
+  std::vector<double> out;
+  for (const auto& part : Args::split(s)) {
+    char* end = nullptr;
+    const double v = std::strtod(part.c_str(), &end);
+    GEOLOC_CHECK(!part.empty() && end && *end == 0 && std::isfinite(v) && v > 0, ValueError,
+                 "--thresholds expects positive distances in km separated by commas, got '", part, "'");
+    out.push_back(v);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 
@@ -221,11 +237,16 @@ int run_eval(int argc, char** argv) {
              {"knn", "k-NN index (geoloc index) for the knn strategy"},
              {"strategies", "strategies to compare", false, "cell,hierarchy,centroid,knn,regression"},
              {"json", "write the metrics here as JSON"},
+             {"thresholds", "accuracy thresholds in km (Sy & Day: 10,100,1000,10000)", false, "1,25,200,750,2500"},
+             {"unit", "distances in the table: km or miles (the JSON stays in km)", false, "km"},
              {"five-crop", "average five crops per image", true},
              {"knn-k", "neighbours for the knn strategy", false, "16"},
              {"knn-mode", "mean or mean-shift", false, "mean"},
              {"device", "cpu or cuda", false, "cpu"}});
   if (!args.parse(argc, argv)) return 0;
+  // Options are checked before the model and the data are read.
+  const std::vector<double> thresholds = parse_thresholds(args.get("thresholds"));
+  const geo::TableOptions table{.unit = geo::parse_distance_unit(args.get("unit"))};
   pipeline::GeoModel model = pipeline::GeoModel::load(args.get("model"));
   if (args.has("knn")) model.knn = pipeline::KnnIndex::load(args.get("knn"));
   const Device device = Device::parse(args.get("device"));
@@ -236,11 +257,12 @@ int run_eval(int argc, char** argv) {
   pipeline::EvalOptions eo;
   eo.strategies.clear();  // exactly the ones asked for
   for (const auto& s : Args::split(args.get("strategies"))) eo.strategies.push_back(pipeline::parse_strategy(s));
+  eo.thresholds_km = thresholds;
   eo.five_crop = args.flag("five-crop");
   eo.predict.knn_k = static_cast<int>(args.get_int("knn-k"));
   eo.predict.knn_mode = pipeline::parse_knn_mode(args.get("knn-mode"));
   const pipeline::EvalReport report = pipeline::evaluate_strategies(model, data, &countries, eo);
-  std::printf("%s", report.table().c_str());
+  std::printf("%s", report.table(table).c_str());
   if (args.has("json")) {
     const std::string j = report.to_json().dump(2);
     write_file_atomic(args.get("json"), [&](std::ostream& os) { os << j << "\n"; }, false);
@@ -268,7 +290,10 @@ int run_index(int argc, char** argv) {
 }  // namespace
 
 GEOLOC_COMMAND("train", "train a geolocation model on a manifest of photos", run_train);
-GEOLOC_COMMAND("eval", "evaluate a model on a manifest: accuracy at 1/25/200/750/2500 km, median, GeoGuessr", run_eval);
+GEOLOC_COMMAND("eval",
+               "evaluate a model on a manifest: accuracy at 1/25/200/750/2500 km (or --thresholds), median, mean, "
+               "GeoGuessr, country and continent accuracy, cell-centroid error",
+               run_eval);
 GEOLOC_COMMAND("index", "build the k-NN index of a model's embeddings", run_index);
 
 }  // namespace geoloc::cli

@@ -133,6 +133,7 @@ CountryIndex CountryIndex::load(const std::string& countries_geojson, const std:
     const json& props = feature.contains("properties") && feature["properties"].is_object() ? feature["properties"]
                                                                                           : json::object();
     Country country{iso_code(props), props.value("name", std::string())};
+    country.continent = country.iso_n3 >= 0 ? continent_of_country(country.iso_n3) : continent_of_uncoded(country.name);
     const std::string where = detail::cat(countries_geojson, ": feature '", country.name, "'");
     if (!feature.contains("geometry") || feature["geometry"].is_null()) continue;
     impl->country_of_shape.push_back(static_cast<int>(impl->countries.size()));
@@ -177,6 +178,20 @@ std::vector<int> CountryIndex::country_codes(std::span<const LatLng> points) con
   const auto n = static_cast<std::ptrdiff_t>(points.size());
 #pragma omp parallel for schedule(static, 1024)
   for (std::ptrdiff_t i = 0; i < n; ++i) out[i] = country_code(points[i]);
+  return out;
+}
+
+Continent CountryIndex::continent(LatLng p) const {
+  const Country* c = lookup(p);
+  return c ? c->continent : Continent::None;
+}
+
+std::vector<Continent> CountryIndex::continents(std::span<const LatLng> points) const {
+  validate_all(points);
+  std::vector<Continent> out(points.size());
+  const auto n = static_cast<std::ptrdiff_t>(points.size());
+#pragma omp parallel for schedule(static, 1024)
+  for (std::ptrdiff_t i = 0; i < n; ++i) out[i] = continent(points[i]);
   return out;
 }
 

@@ -127,6 +127,28 @@ std::vector<LatLng> Partition::centers() const {
   return out;
 }
 
+int Partition::assign_nearest(LatLng p) const {
+  if (const int c = assign(p); c >= 0) return c;
+  int best = -1;
+  double best_km = 0;
+  for (std::size_t c = 0; c < size(); ++c)
+    if (const double d = haversine_km(p, center(c)); best < 0 || d < best_km) {
+      best = static_cast<int>(c);
+      best_km = d;
+    }
+  return best;
+}
+
+std::vector<LatLng> Partition::cell_centers_of(std::span<const LatLng> points) const {
+  validate_all(points);
+  GEOLOC_CHECK(size() > 0, ValueError, "cell centres: the partition has no classes");
+  std::vector<LatLng> out(points.size());
+  const auto n = static_cast<std::ptrdiff_t>(points.size());
+#pragma omp parallel for schedule(dynamic, 64)
+  for (std::ptrdiff_t i = 0; i < n; ++i) out[i] = center(static_cast<std::size_t>(assign_nearest(points[i])));
+  return out;
+}
+
 // ---- CellPartition ----
 
 CellPartition::CellPartition(std::vector<Cell> cells) : cells_(std::move(cells)) {

@@ -321,20 +321,48 @@ DemoResult run_demo(const DemoConfig& c) {
     EvalOptions eo;
     eo.strategies = strategies;
     eo.predict.snap_to_land = c.preset == "worldnet";
+    // The five thresholds of the table's first rows, and Sy & Day's distance buckets.
+    eo.thresholds_km = geo::kDefaultThresholdsKm;
+    eo.thresholds_km.insert(eo.thresholds_km.end(), geo::kDistanceBucketsKm.begin(), geo::kDistanceBucketsKm.end());
     const EvalReport er = evaluate_strategies(model, data, &countries, eo);
     std::vector<std::pair<std::string, geo::Metrics>> table;
     auto& js = out.metrics["splits"][split];
     // One method's entry in metrics.json (scene_acc null where the method has no scene) and in the table.
+    // "acc_km" keeps exactly the five thresholds it always had; the buckets go to "acc_km_buckets".
     auto record = [&](const std::string& method, const geo::Metrics& m, std::optional<double> scene_acc) {
       nlohmann::json j = m.to_json();
+      nlohmann::json buckets = nlohmann::json::object();
+      for (double t : geo::kDistanceBucketsKm) {
+        const std::string key = geo::threshold_key(t);
+        buckets[key] = j["acc_km"][key];
+        j["acc_km"].erase(key);
+      }
+      j["acc_km_buckets"] = buckets;
       j["scene_acc"] = scene_acc ? nlohmann::json(*scene_acc) : nlohmann::json(nullptr);
       js[method] = j;
       table.emplace_back(method, m);
     };
-    // Metrics of predicted coordinates, their countries looked up in the polygons.
-    auto from_coords = [&](const std::vector<geo::LatLng>& pred) {
-      return geo::compute_metrics(pred, data.coords, geo::kDefaultThresholdsKm, countries.country_codes(pred),
-                                  data.country);
+    // Metrics of predicted coordinates (the baselines, the regression heads, several views): countries
+    // and continents looked up in the polygons (or, given, from a country head), cells of the model's
+    // finest partitioning assigned to the coordinates.
+    const std::vector<geo::Continent> true_continent = countries.continents(data.coords);
+    const std::vector<geo::LatLng> true_cell = true_cell_centers(fine, data.coords);
+    auto from_coords = [&](const std::vector<geo::LatLng>& pred, std::vector<int> country = {}) {
+      std::vector<geo::Continent> continent;
+      if (country.empty()) {
+        country = countries.country_codes(pred);
+        continent = countries.continents(pred);
+      } else {
+        for (int code : country) continent.push_back(geo::continent_of_country(code));
+      }
+      const std::vector<geo::LatLng> cell = fine.cell_centers_of(pred);
+      return geo::compute_metrics(pred, data.coords, eo.thresholds_km,
+                                  {.predicted_country = country,
+                                   .true_country = data.country,
+                                   .predicted_continent = continent,
+                                   .true_continent = true_continent,
+                                   .predicted_cell = cell,
+                                   .true_cell = true_cell});
     };
     for (const auto& [name, m] : er.methods) {
       const std::string method = name == "cell"       ? "model"
@@ -393,12 +421,11 @@ DemoResult run_demo(const DemoConfig& c) {
         }
       }
       // the country from the country head, as for the single views
-      record("model_multiview",
-             geo::compute_metrics(coords, data.coords, geo::kDefaultThresholdsKm, country, data.country), std::nullopt);
+      record("model_multiview", from_coords(coords, country), std::nullopt);
     }
     std::snprintf(buf, sizeof buf, "\n%s (%zu views%s)\n", split.c_str(), data.size(),
                   si == 0 ? "; renderings never seen in training, unseen regions" : "; training renderings, unseen regions");
-    report += buf + geo::format_metrics_table(table);
+    report += buf + geo::format_metrics_table(table, {.unit = c.unit});
     if (er.scene_acc) {
       std::snprintf(buf, sizeof buf, "scene accuracy (model): %.1f %%\n", 100.0 * *er.scene_acc);
       report += buf;

@@ -79,6 +79,11 @@ EvalReport evaluate_strategies(const GeoModel& model, const Dataset& data, const
   if (std::find(o.strategies.begin(), o.strategies.end(), Strategy::Knn) != o.strategies.end() &&
       pred.supports(Strategy::Knn))
     pred.find_neighbours(hp, o.predict);  // one batched search for the whole set
+  const bool country_head = hp.p.count("country") && !model.country_codes.empty();
+  const std::vector<geo::Continent> true_continent =
+      countries ? countries->continents(data.coords) : std::vector<geo::Continent>();
+  std::vector<geo::LatLng> true_cell;
+  if (!model.partitions.empty()) true_cell = true_cell_centers(*model.finest().partition, data.coords);
   for (Strategy s : o.strategies) {
     if (!pred.supports(s)) continue;
     PredictOptions po = o.predict;
@@ -91,17 +96,47 @@ EvalReport evaluate_strategies(const GeoModel& model, const Dataset& data, const
       country[i] = p.country;
     }
     const bool with_country = countries || !model.country_codes.empty();
-    r.methods.emplace_back(strategy_name(s),
-                           geo::compute_metrics(coords, data.coords, geo::kDefaultThresholdsKm,
-                                                with_country ? std::span<const int>(country) : std::span<const int>(),
-                                                with_country ? std::span<const int>(data.country) : std::span<const int>()));
+    geo::MetricLabels labels;
+    if (with_country) {
+      labels.predicted_country = country;
+      labels.true_country = data.country;
+    }
+    // The continent of the predicted country where a country head predicts it, else of the coordinate.
+    std::vector<geo::Continent> continent;
+    if (countries) {
+      if (country_head)
+        for (int c : country) continent.push_back(geo::continent_of_country(c));
+      else
+        continent = countries->continents(coords);
+      labels.predicted_continent = continent;
+      labels.true_continent = true_continent;
+    }
+    // The predicted cell: the class picked by the cell and hierarchy strategies, else the coordinate's cell.
+    std::vector<geo::LatLng> cell;
+    if (!true_cell.empty()) {
+      const GeoPartition& fine = model.finest();
+      if (s == Strategy::CellMean || s == Strategy::Hierarchy) {
+        // Their coordinate before any snapping to land is the centre of the class they picked.
+        cell.resize(coords.size());
+        for (int64_t i = 0; i < hp.n; ++i) cell[i] = pred.coordinate(hp, i, s, po);
+      } else {
+        cell = fine.partition->cell_centers_of(coords);
+      }
+      labels.predicted_cell = cell;
+      labels.true_cell = true_cell;
+    }
+    r.methods.emplace_back(strategy_name(s), geo::compute_metrics(coords, data.coords, o.thresholds_km, labels));
     r.predicted[strategy_name(s)] = std::move(coords);
   }
   return r;
 }
 
-std::string EvalReport::table() const {
-  std::string t = geo::format_metrics_table(methods);
+std::vector<geo::LatLng> true_cell_centers(const geo::Partition& partition, std::span<const geo::LatLng> truth) {
+  return partition.cell_centers_of(truth);
+}
+
+std::string EvalReport::table(const geo::TableOptions& options) const {
+  std::string t = geo::format_metrics_table(methods, options);
   if (scene_acc) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "scene accuracy: %.1f %%\n", 100.0 * *scene_acc);

@@ -62,6 +62,29 @@ TEST_CASE("geoloc train, eval, index and predict on generated photos") {
   const auto metrics = nlohmann::json::parse(slurp(dir / "m.json"));
   CHECK(metrics["hierarchy"]["n"] == 16);
   CHECK(metrics["cell"]["acc_km"]["750"].get<double>() >= 0.75);
+  CHECK(metrics["cell"].contains("continent_acc"));
+  CHECK(metrics["cell"].contains("mean_cell_km"));
+
+  // Any thresholds (sorted for the table), distances in miles in the table, the JSON in km.
+  r = run_geoloc("eval --model " + model + " --data " + test.manifest + " --strategies cell --thresholds 10000,10,100,1000"
+                 " --unit miles --json " + (dir / "m2.json").string(), dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("acc@10 km (%)") < r.out.find("acc@10000 km (%)"));
+  CHECK(r.out.find("acc@2500 km") == std::string::npos);
+  CHECK(r.out.find("median (mi)") != std::string::npos);
+  CHECK(r.out.find("continent acc (%)") != std::string::npos);
+  CHECK(r.out.find("centroid mean (mi)") != std::string::npos);
+  const auto m2 = nlohmann::json::parse(slurp(dir / "m2.json"));
+  CHECK(m2["cell"]["acc_km"].size() == 4);
+  CHECK(m2["cell"]["acc_km"]["1000"].get<double>() >= 0.75);
+  CHECK(m2["cell"]["median_km"].get<double>() == doctest::Approx(metrics["cell"]["median_km"].get<double>()));
+  r = run_geoloc("eval --model " + model + " --data " + test.manifest + " --unit furlongs", dir);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("furlongs") != std::string::npos);
+  r = run_geoloc("eval --model " + model + " --data " + test.manifest + " --thresholds 10,-5", dir);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("-5") != std::string::npos);
 
   const std::string index = (dir / "index.safetensors").string();
   r = run_geoloc("index --model " + model + " --data " + train.manifest + " --out " + index, dir);
@@ -192,6 +215,12 @@ TEST_CASE("geoloc demo --quick: the embedded benchmark end to end, metrics.json 
       CHECK(j.contains("geoguessr"));
       CHECK(j.contains("country_acc"));
       CHECK(j.contains("scene_acc"));
+      // added by issue 21, next to the keys above (which keep their values)
+      CHECK(j.at("acc_km").size() == 5);
+      for (const char* t : {"10", "100", "1000", "10000"}) CHECK(j.at("acc_km_buckets").contains(t));
+      CHECK(j.at("acc_km_buckets").at("10000").get<double>() >= j.at("acc_km").at("2500").get<double>());
+      CHECK(j.contains("continent_acc"));
+      CHECK(j.at("mean_cell_km").get<double>() >= 0.0);
     }
     // the trained model must beat a uniform random guess clearly
     CHECK(s["model_hierarchy"]["acc_km"]["2500"].get<double>() > 2.0 * s["random"]["acc_km"]["2500"].get<double>());

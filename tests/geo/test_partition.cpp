@@ -206,3 +206,25 @@ TEST_CASE("invalid points and options are ValueErrors naming the row") {
   opt.tau_max = {};
   CHECK_THROWS_AS(build_adaptive_partitions(points, opt), geoloc::ValueError);
 }
+
+TEST_CASE("assign_nearest: the containing cell, else the cell with the nearest centre") {
+  // Two level-8 cells (about 40 km), their centres the points' means: one at Paris, one at Sydney.
+  const LatLng paris{48.8566, 2.3522}, sydney{-33.8688, 151.2093};
+  std::vector<Cell> cells(2);
+  cells[0].id = S2CellId(S2LatLng::FromDegrees(paris.lat, paris.lng)).parent(8).id();
+  cells[0].mean = paris;
+  cells[1].id = S2CellId(S2LatLng::FromDegrees(sydney.lat, sydney.lng)).parent(8).id();
+  cells[1].mean = sydney;
+  const CellPartition part(cells);
+  CHECK(part.assign_nearest(paris) == 0);
+  CHECK(part.assign_nearest(sydney) == 1);
+  // Berlin and Auckland lie in no cell: the nearest centres are Paris (878 km) and Sydney (2156 km).
+  const LatLng berlin{52.52, 13.405}, auckland{-36.8485, 174.7633};
+  CHECK(part.assign(berlin) == -1);
+  CHECK(part.assign_nearest(berlin) == 0);
+  CHECK(part.assign_nearest(auckland) == 1);
+  const std::vector<LatLng> points = {berlin, sydney, auckland};
+  CHECK(part.cell_centers_of(points) == std::vector<LatLng>{paris, sydney, sydney});
+  CHECK(CellPartition().assign_nearest(paris) == -1);
+  CHECK_THROWS_AS(CellPartition().cell_centers_of(points), geoloc::ValueError);
+}

@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "geoloc/geo/continents.hpp"
 #include "geoloc/geo/coords.hpp"
 
 namespace geoloc::geo {
@@ -16,6 +17,8 @@ std::string data_dir();
 struct Country {
   int iso_n3 = -1;   // ISO 3166-1 numeric; -1 where Natural Earth has none (e.g. Kosovo, N. Cyprus)
   std::string name;  // Natural Earth's short name
+  /// continent_of_country(iso_n3), or continent_of_uncoded(name) for a feature without a code.
+  Continent continent = Continent::None;
 };
 
 struct NearestLand {
@@ -42,6 +45,10 @@ class CountryIndex {
   int country_code(LatLng p) const;
   /// country_code() of many points, in parallel.
   std::vector<int> country_codes(std::span<const LatLng> points) const;
+  /// The continent of the country containing `p` (see continents.hpp); None at sea.
+  Continent continent(LatLng p) const;
+  /// continent() of many points, in parallel.
+  std::vector<Continent> continents(std::span<const LatLng> points) const;
   /// Whether `p` lies on land (the land polygons, which include islands and Antarctica).
   bool is_land(LatLng p) const;
   /// The closest land point and its great-circle distance.

@@ -29,6 +29,12 @@ class Partition {
   std::vector<int> assign_all(std::span<const LatLng> points) const;
   /// center(c) for every class.
   std::vector<LatLng> centers() const;
+  /// assign(p), or where `p` lies in no class, the class with the nearest center (the cell a
+  /// partitioning with gaps gives a point, e.g. for the mean error between cell centroids).
+  /// -1 only for an empty partition.
+  int assign_nearest(LatLng p) const;
+  /// center(assign_nearest(p)) of every point, in parallel. ValueError for an empty partition.
+  std::vector<LatLng> cell_centers_of(std::span<const LatLng> points) const;
 };
 
 /// One S2 cell of a partitioning.

@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "geoloc/geo/metrics.hpp"
+
 namespace geoloc::pipeline {
 
 struct DemoConfig {
@@ -25,12 +27,15 @@ struct DemoConfig {
   int64_t steps = 0;   // training steps of the main network; 0 = the size's recipe
   std::string optimizer;  // "sgd" or "adamw"; empty = the recipe's
   bool progress = true;
+  geo::DistanceUnit unit = geo::DistanceUnit::Km;  // of the printed tables; metrics.json is in km
 };
 
 struct DemoResult {
-  /// {"splits": {SPLIT: {METHOD: {"n", "acc_km": {"1","25","200","750","2500"}, "median_km",
-  /// "geoguessr", "country_acc", "scene_acc"}}}, ...}; METHOD among model, model_hierarchy,
-  /// model_centroid, model_knn, random, top_cell, color_knn.
+  /// {"splits": {SPLIT: {METHOD: {"n", "acc_km": {"1","25","200","750","2500"}, "median_km", "mean_km",
+  /// "geoguessr", "country_acc", "scene_acc", "acc_km_buckets": {"10","100","1000","10000"},
+  /// "continent_acc", "mean_cell_km"}}}, ...}; METHOD among model, model_hierarchy, model_centroid,
+  /// model_knn, random, top_cell, color_knn (and the presets' own). mean_cell_km uses the cells of
+  /// the model's finest partitioning for every method.
   nlohmann::json metrics;
   std::string report;  // the printed tables
   double seconds = 0.0;

@@ -16,6 +16,8 @@ namespace geoloc::pipeline {
 
 struct EvalOptions {
   std::vector<Strategy> strategies = {Strategy::CellMean, Strategy::Hierarchy, Strategy::Centroid, Strategy::Knn};
+  /// Accuracy thresholds (km), in the order given; Sy & Day's are geo::kDistanceBucketsKm.
+  std::vector<double> thresholds_km = geo::kDefaultThresholdsKm;
   bool five_crop = false;  // average the probabilities of five crops per image
   int batch_size = 128;
   PredictOptions predict;  // centroid_k, knn_k, ...
@@ -28,15 +30,23 @@ struct EvalReport {
   /// Per-sample outputs, for probability maps and error analysis.
   HeadProbabilities probabilities;
   std::map<std::string, std::vector<geo::LatLng>> predicted;
-  std::string table() const;
+  /// The metrics table (distances in `options.unit`) and the scene accuracy.
+  std::string table(const geo::TableOptions& options = {}) const;
   /// {"<strategy>": {metrics..., "scene_acc": f}, ...}
   nlohmann::json to_json() const;
 };
 
 /// Centre-crop (or five-crop) evaluation. Strategies the model does not support are skipped.
-/// `countries` (optional) gives country accuracy from the predicted coordinates.
+/// `countries` (optional) gives country accuracy from the predicted coordinates (or from the model's
+/// country head) and continent accuracy. Every strategy also gets the mean error between the centroid
+/// of its predicted cell of the finest partitioning (the class it picked for cell and hierarchy, the
+/// cell of its coordinate otherwise) and that of the true cell (true_cell_centers()).
 EvalReport evaluate_strategies(const GeoModel& model, const Dataset& data, const geo::CountryIndex* countries,
                                const EvalOptions& options = {});
+
+/// The centre of the cell of `partition` that holds each true coordinate, or where the partitioning
+/// has no cell (a region without training points) the nearest centre: Partition::cell_centers_of.
+std::vector<geo::LatLng> true_cell_centers(const geo::Partition& partition, std::span<const geo::LatLng> truth);
 
 /// The network input for images of any size: shorter side resized to preprocess.resize, then a
 /// centre crop (or the five crops, consecutive rows per image), normalised, on `device`.
