@@ -1,7 +1,5 @@
 #include "geoloc/pipeline/demo.hpp"
 
-#include <omp.h>
-
 #include <chrono>
 #include <cstdarg>
 #include <cmath>
