@@ -197,7 +197,7 @@ Locations draw_locations(const EarthViewsConfig& cfg, Split split, int n, const 
 void label_locations(Locations& loc, const EarthImagery& imagery, const geo::CountryIndex& countries) {
   const size_t n = loc.point.size();
   loc.scene.resize(n);
-  parallel_for(static_cast<size_t>(n), 64, [&](size_t i) {
+  parallel_for(n, 64, [&](size_t i) {
     loc.scene[i] = static_cast<int>(scene_at(imagery, countries, loc.point[i]));
   });
   loc.country = countries.country_codes(loc.point);
