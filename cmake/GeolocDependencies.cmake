@@ -1,6 +1,6 @@
 # Finds every dependency once; components link the imported targets named here.
 find_package(Eigen3 3.4 REQUIRED NO_MODULE)
-find_package(OpenMP REQUIRED COMPONENTS CXX)
+find_package(Threads REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)
 find_package(s2 REQUIRED)    # cmake/Finds2.cmake: Debian's libs2-dev has no CMake config
 find_package(stb REQUIRED)   # cmake/Findstb.cmake: Debian's libstb-dev (header + libstb.so)

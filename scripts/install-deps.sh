@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages geoloc needs to build and test. Idempotent; runs apt-get only when
 # something is missing; as root without sudo, otherwise through sudo.
 set -euo pipefail
-pkgs=(build-essential cmake git pkg-config libeigen3-dev libomp-dev libstb-dev libs2-dev doctest-dev
+pkgs=(build-essential cmake git pkg-config libeigen3-dev libstb-dev libs2-dev doctest-dev
       libbenchmark-dev nlohmann-json3-dev clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -9,6 +9,7 @@
 
 #include "geoloc/error.hpp"
 #include "geoloc/geo/countries.hpp"
+#include "geoloc/thread_pool.hpp"
 
 namespace geoloc::earth {
 namespace {
@@ -77,15 +78,15 @@ EarthImagery EarthImagery::load(const std::string& dir_in) {
   EarthImagery out;
   std::array<image::Image, kNumRenderings + 1> images;
   std::array<std::exception_ptr, kNumRenderings + 1> errors;
-  // Decoding dominates loading (about 25 ms per 2048x1024 JPEG); the files are independent.
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int i = 0; i < kNumRenderings + 1; ++i) {
+  // Decoding dominates loading (about 25 ms per 2048x1024 JPEG); the files are independent. Errors are
+  // kept per file so that the first file in order is reported, whichever thread failed first.
+  run_tasks(kNumRenderings + 1, [&](int64_t i) {
     try {
       images[i] = image::decode_file((fs::path(dir) / files[i]).string());
     } catch (...) {
       errors[i] = std::current_exception();
     }
-  }
+  });
   for (const auto& e : errors)
     if (e) std::rethrow_exception(e);
   for (int i = 0; i < kNumRenderings; ++i)

@@ -1,16 +1,14 @@
 #include "geoloc/earth/views.hpp"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <exception>
 #include <numbers>
 #include <unordered_map>
 
 #include "geoloc/error.hpp"
+#include "geoloc/thread_pool.hpp"
 
 namespace geoloc::earth {
 namespace {
@@ -27,25 +25,6 @@ uint64_t splitmix(uint64_t x) {
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
   return x ^ (x >> 31);
-}
-
-int resolve_threads(int threads) { return threads > 0 ? threads : omp_get_max_threads(); }
-
-// Runs body(i) for i in [0, n) on `threads` threads; the first exception is rethrown after the loop
-// (an exception must not leave an OpenMP region).
-template <class F>
-void parallel_for(int64_t n, int threads, int chunk, F&& body) {
-  std::exception_ptr error;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, chunk)
-  for (int64_t i = 0; i < n; ++i) {
-    try {
-      body(i);
-    } catch (...) {
-#pragma omp critical(geoloc_earth_error)
-      if (!error) error = std::current_exception();
-    }
-  }
-  if (error) std::rethrow_exception(error);
 }
 
 // A seeded Fisher-Yates permutation of [0, n).
@@ -172,7 +151,7 @@ struct Locations {
 // its own stream, rejection to land / sea and, for training, away from the test locations.
 Locations draw_locations(const EarthViewsConfig& cfg, Split split, int n, const LightsSampler& lights,
                          const geo::CountryIndex& countries, const TestBlocks& blocks,
-                         const SeparationGrid* keep_away, int threads) {
+                         const SeparationGrid* keep_away) {
   const double total = cfg.share_lights + cfg.share_land + cfg.share_sea;
   const int n_lights = static_cast<int>(std::lround(n * cfg.share_lights / total));
   const int n_sea = std::min(n - n_lights, static_cast<int>(std::lround(n * cfg.share_sea / total)));
@@ -188,7 +167,7 @@ Locations draw_locations(const EarthViewsConfig& cfg, Split split, int n, const 
   // Land is 29 % of the sphere and test regions ~20 % of it; 100000 tries only run out when the
   // configuration excludes nearly everything.
   constexpr int kMaxTries = 100000;
-  parallel_for(n, threads, 64, [&](int64_t i) {
+  parallel_for(static_cast<size_t>(n), 64, [&](size_t i) {
     StreamRng rng(cfg.seed, stream_id(split, kLocation), static_cast<uint64_t>(i));
     for (int t = 0; t < kMaxTries; ++t) {
       geo::LatLng p;
@@ -215,11 +194,10 @@ Locations draw_locations(const EarthViewsConfig& cfg, Split split, int n, const 
   return out;
 }
 
-void label_locations(Locations& loc, const EarthImagery& imagery, const geo::CountryIndex& countries,
-                     int threads) {
-  const int64_t n = static_cast<int64_t>(loc.point.size());
+void label_locations(Locations& loc, const EarthImagery& imagery, const geo::CountryIndex& countries) {
+  const size_t n = loc.point.size();
   loc.scene.resize(n);
-  parallel_for(n, threads, 64, [&](int64_t i) {
+  parallel_for(n, 64, [&](size_t i) {
     loc.scene[i] = static_cast<int>(scene_at(imagery, countries, loc.point[i]));
   });
   loc.country = countries.country_codes(loc.point);
@@ -232,7 +210,7 @@ struct ViewSpec {
 };
 
 void render_split(EarthSplit& out, const std::vector<ViewSpec>& specs, const Locations& loc,
-                  const EarthImagery& imagery, int size, int threads, const ProgressFn& progress,
+                  const EarthImagery& imagery, int size, const ProgressFn& progress,
                   const std::string& stage) {
   const size_t n = specs.size();
   out.size = size;
@@ -258,16 +236,19 @@ void render_split(EarthSplit& out, const std::vector<ViewSpec>& specs, const Loc
     out.fov_km[i] = s.fov;
   }
   const size_t bytes = out.view_bytes();
-  std::vector<std::vector<float>> scratch(threads, std::vector<float>(2 * static_cast<size_t>(size) * size));
   // Chunks so that progress is reported from this thread; each view is independent of chunking.
-  constexpr size_t kChunk = 2048;
+  // Each task of 16 views has its own scratch (2 floats a pixel, a few tens of KB).
+  constexpr size_t kChunk = 2048, kTask = 16;
   for (size_t begin = 0; begin < n; begin += kChunk) {
     const size_t end = std::min(n, begin + kChunk);
-    parallel_for(static_cast<int64_t>(end - begin), threads, 16, [&](int64_t j) {
-      const size_t i = begin + static_cast<size_t>(j);
-      const ViewFrame frame = view_frame({out.location[i], out.heading_deg[i], out.fov_km[i]});
-      render_view(imagery.rendering(out.rendering[i]), frame, size, size, out.images.data() + i * bytes,
-                  scratch[omp_get_thread_num()].data());
+    run_tasks(static_cast<int64_t>((end - begin + kTask - 1) / kTask), [&](int64_t t) {
+      std::vector<float> scratch(2 * static_cast<size_t>(size) * size);
+      const size_t i0 = begin + static_cast<size_t>(t) * kTask, i1 = std::min(end, i0 + kTask);
+      for (size_t i = i0; i < i1; ++i) {
+        const ViewFrame frame = view_frame({out.location[i], out.heading_deg[i], out.fov_km[i]});
+        render_view(imagery.rendering(out.rendering[i]), frame, size, size, out.images.data() + i * bytes,
+                    scratch.data());
+      }
     });
     if (progress) progress(stage, static_cast<double>(end) / n);
   }
@@ -340,7 +321,6 @@ void EarthViewsConfig::validate() const {
                test_block_km, " is outside [10, 5000]");
   GEOLOC_CHECK(test_block_share > 0.0 && test_block_share < 1.0, ValueError, "EarthViewsConfig.test_block_share ",
                test_block_share, " is outside (0, 1)");
-  GEOLOC_CHECK(threads >= 0, ValueError, "EarthViewsConfig.threads ", threads, " < 0");
   std::array<bool, kNumRenderings> held{};
   for (int r : held_out_renderings) {
     GEOLOC_CHECK(r >= 0 && r < kNumRenderings, ValueError, "EarthViewsConfig.held_out_renderings: id ", r,
@@ -359,7 +339,6 @@ EarthViews build_earth_views(const EarthViewsConfig& cfg, const EarthImagery& im
                              const geo::CountryIndex& countries, const ProgressFn& progress) {
   cfg.validate();
   const auto t0 = std::chrono::steady_clock::now();
-  const int threads = resolve_threads(cfg.threads);
   EarthViews out;
   out.config = cfg;
   std::vector<int> held = cfg.held_out_renderings;
@@ -372,17 +351,17 @@ EarthViews build_earth_views(const EarthViewsConfig& cfg, const EarthImagery& im
   const LightsSampler lights(imagery.night_lights(), cfg.lights_gamma, cfg.lights_floor);
   const TestBlocks blocks(cfg.seed, cfg.test_block_km, cfg.test_block_share);
   Locations unseen =
-      draw_locations(cfg, kTestUnseen, cfg.test_unseen_rendering, lights, countries, blocks, nullptr, threads);
-  Locations seen = draw_locations(cfg, kTestSeen, cfg.test_seen_rendering, lights, countries, blocks, nullptr, threads);
+      draw_locations(cfg, kTestUnseen, cfg.test_unseen_rendering, lights, countries, blocks, nullptr);
+  Locations seen = draw_locations(cfg, kTestSeen, cfg.test_seen_rendering, lights, countries, blocks, nullptr);
   std::vector<geo::LatLng> test_points = unseen.point;
   test_points.insert(test_points.end(), seen.point.begin(), seen.point.end());
   const SeparationGrid keep_away(test_points, cfg.min_separation_km);
   Locations train =
-      draw_locations(cfg, kTrain, cfg.train_locations, lights, countries, blocks, &keep_away, threads);
+      draw_locations(cfg, kTrain, cfg.train_locations, lights, countries, blocks, &keep_away);
   if (progress) progress("locations", 1.0);
 
   if (progress) progress("labels", 0.0);
-  for (Locations* l : {&unseen, &seen, &train}) label_locations(*l, imagery, countries, threads);
+  for (Locations* l : {&unseen, &seen, &train}) label_locations(*l, imagery, countries);
   if (progress) progress("labels", 1.0);
 
   // Training: views_per_train_location views per location, on distinct training renderings while
@@ -410,10 +389,10 @@ EarthViews build_earth_views(const EarthViewsConfig& cfg, const EarthImagery& im
   out.train.name = "train";
   out.test_unseen_rendering.name = "test_unseen_rendering";
   out.test_seen_rendering.name = "test_seen_rendering";
-  render_split(out.train, train_specs, train, imagery, cfg.image_size, threads, progress, "render train");
-  render_split(out.test_unseen_rendering, unseen_specs, unseen, imagery, cfg.image_size, threads, progress,
+  render_split(out.train, train_specs, train, imagery, cfg.image_size, progress, "render train");
+  render_split(out.test_unseen_rendering, unseen_specs, unseen, imagery, cfg.image_size, progress,
                "render test_unseen_rendering");
-  render_split(out.test_seen_rendering, seen_specs, seen, imagery, cfg.image_size, threads, progress,
+  render_split(out.test_seen_rendering, seen_specs, seen, imagery, cfg.image_size, progress,
                "render test_seen_rendering");
 
   // Scene labels for a seeded share of the training locations (all views of a location alike).
@@ -495,12 +474,10 @@ Tensor colour_histograms(const EarthSplit& split, int bins) {
   const int64_t d = static_cast<int64_t>(bins) * bins * bins;
   Tensor t = Tensor::empty({static_cast<int64_t>(split.n()), d});
   float* out = t.data<float>();
-  const int64_t n = static_cast<int64_t>(split.n());
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
+  parallel_for(split.n(), 64, [&](size_t i) {
     const std::vector<float> h = colour_histogram(split.view(i), split.size, split.size, bins);
-    std::copy(h.begin(), h.end(), out + i * d);
-  }
+    std::copy(h.begin(), h.end(), out + static_cast<int64_t>(i) * d);
+  });
   return t;
 }
 

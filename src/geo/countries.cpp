@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "geoloc/error.hpp"
+#include "geoloc/thread_pool.hpp"
 
 namespace geoloc::geo {
 namespace {
@@ -175,9 +176,7 @@ int CountryIndex::country_code(LatLng p) const {
 std::vector<int> CountryIndex::country_codes(std::span<const LatLng> points) const {
   validate_all(points);
   std::vector<int> out(points.size());
-  const auto n = static_cast<std::ptrdiff_t>(points.size());
-#pragma omp parallel for schedule(static, 1024)
-  for (std::ptrdiff_t i = 0; i < n; ++i) out[i] = country_code(points[i]);
+  parallel_for(points.size(), 1024, [&](std::size_t i) { out[i] = country_code(points[i]); });
   return out;
 }
 

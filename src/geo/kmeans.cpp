@@ -5,20 +5,22 @@
 #include <random>
 
 #include "geoloc/error.hpp"
+#include "geoloc/thread_pool.hpp"
 
 namespace geoloc::geo {
 namespace {
 
 double dot(const Vec3& a, const Vec3& b) { return a.x * b.x + a.y * b.y + a.z * b.z; }
 
+// Points per task of the pool: each point is a few (k) dot products.
+constexpr std::size_t kChunk = 4096;
+
 // k-means++ (Arthur & Vassilvitskii 2007): each new seed is drawn with probability proportional
 // to the squared chord distance 2(1 - cos) to the nearest seed so far.
 std::vector<Vec3> seed_plus_plus(const std::vector<Vec3>& u, int k, std::mt19937_64& rng) {
-  const auto n = static_cast<std::ptrdiff_t>(u.size());
   std::vector<Vec3> seeds{u[std::uniform_int_distribution<std::size_t>(0, u.size() - 1)(rng)]};
   std::vector<double> d2(u.size());
-#pragma omp parallel for schedule(static)
-  for (std::ptrdiff_t i = 0; i < n; ++i) d2[i] = 2.0 * (1.0 - dot(u[i], seeds[0]));
+  parallel_for(u.size(), kChunk, [&](std::size_t i) { d2[i] = 2.0 * (1.0 - dot(u[i], seeds[0])); });
   while (static_cast<int>(seeds.size()) < k) {
     double total = 0;
     for (double v : d2) total += std::max(v, 0.0);
@@ -31,8 +33,7 @@ std::vector<Vec3> seed_plus_plus(const std::vector<Vec3>& u, int k, std::mt19937
     }
     seeds.push_back(u[pick]);
     const Vec3 s = seeds.back();
-#pragma omp parallel for schedule(static)
-    for (std::ptrdiff_t i = 0; i < n; ++i) d2[i] = std::min(d2[i], 2.0 * (1.0 - dot(u[i], s)));
+    parallel_for(u.size(), kChunk, [&](std::size_t i) { d2[i] = std::min(d2[i], 2.0 * (1.0 - dot(u[i], s))); });
   }
   return seeds;
 }
@@ -77,17 +78,24 @@ KMeansPartition KMeansPartition::fit(std::span<const LatLng> points, const KMean
   std::transform(seeds.begin(), seeds.end(), start.begin(), from_unit);
   KMeansPartition part(std::move(start));
 
-  const auto n = static_cast<std::ptrdiff_t>(u.size());
   std::vector<int> label(u.size(), -1);
+  const std::size_t chunks = (u.size() + kChunk - 1) / kChunk;
+  std::vector<std::int64_t> changed(chunks);
   auto relabel = [&] {  // returns how many points changed cluster
-    std::int64_t changed = 0;
-#pragma omp parallel for schedule(static) reduction(+ : changed)
-    for (std::ptrdiff_t i = 0; i < n; ++i) {
-      const int c = part.nearest(u[i]);
-      changed += c != label[i];
-      label[i] = c;
-    }
-    return changed;
+    // One count per fixed chunk of points, summed in chunk order: the same for any thread count.
+    run_tasks(static_cast<std::int64_t>(chunks), [&](std::int64_t t) {
+      const std::size_t i0 = static_cast<std::size_t>(t) * kChunk, i1 = std::min(u.size(), i0 + kChunk);
+      std::int64_t n = 0;
+      for (std::size_t i = i0; i < i1; ++i) {
+        const int c = part.nearest(u[i]);
+        n += c != label[i];
+        label[i] = c;
+      }
+      changed[t] = n;
+    });
+    std::int64_t total = 0;
+    for (std::int64_t n : changed) total += n;
+    return total;
   };
   for (int it = 0; it < opt.max_iterations; ++it) {
     if (relabel() == 0) break;

@@ -1,6 +1,5 @@
 #include "geoloc/geo/partition.hpp"
 
-#include <omp.h>
 #include <s2/s2cell_id.h>
 #include <s2/s2latlng.h>
 
@@ -13,6 +12,7 @@
 #include "geoloc/atomic_file.hpp"
 #include "geoloc/error.hpp"
 #include "geoloc/geo/csv.hpp"
+#include "geoloc/thread_pool.hpp"
 
 namespace geoloc::geo {
 namespace {
@@ -26,9 +26,10 @@ void write_double(std::ostream& out, double v) {
   out.write(buf, res.ptr - buf);
 }
 
-// Sorts chunks in parallel, then merges them pairwise: the sort dominates partitioning time.
+// Sorts chunks in parallel, then merges them pairwise: the sort dominates partitioning time. One
+// chunk per thread of the pool; the sorted result is the same for any chunking.
 void parallel_sort(std::vector<std::uint64_t>& v) {
-  const int threads = omp_get_max_threads();
+  const int threads = num_threads();
   const std::size_t n = v.size();
   if (threads == 1 || n < (1u << 16)) {
     std::sort(v.begin(), v.end());
@@ -36,16 +37,15 @@ void parallel_sort(std::vector<std::uint64_t>& v) {
   }
   std::vector<std::size_t> bounds(threads + 1);
   for (int t = 0; t <= threads; ++t) bounds[t] = n * t / threads;
-#pragma omp parallel for schedule(static, 1)
-  for (int t = 0; t < threads; ++t) std::sort(v.begin() + bounds[t], v.begin() + bounds[t + 1]);
+  run_tasks(threads, [&](std::int64_t t) { std::sort(v.begin() + bounds[t], v.begin() + bounds[t + 1]); });
   std::vector<std::uint64_t> merged(n);
   for (int width = 1; width < threads; width *= 2) {
-#pragma omp parallel for schedule(static, 1)
-    for (int t = 0; t < threads; t += 2 * width) {
+    run_tasks((threads + 2 * width - 1) / (2 * width), [&](std::int64_t task) {
+      const int t = static_cast<int>(task) * 2 * width;
       const std::size_t lo = bounds[t], mid = bounds[std::min(t + width, threads)],
                         hi = bounds[std::min(t + 2 * width, threads)];
       std::merge(v.begin() + lo, v.begin() + mid, v.begin() + mid, v.begin() + hi, merged.begin() + lo);
-    }
+    });
     v.swap(merged);
   }
 }
@@ -115,9 +115,7 @@ std::uint64_t leaf_cell(LatLng p) { return S2CellId(S2LatLng::FromDegrees(p.lat,
 std::vector<int> Partition::assign_all(std::span<const LatLng> points) const {
   validate_all(points);
   std::vector<int> classes(points.size());
-  const auto n = static_cast<std::ptrdiff_t>(points.size());
-#pragma omp parallel for schedule(static, 4096)
-  for (std::ptrdiff_t i = 0; i < n; ++i) classes[i] = assign(points[i]);
+  parallel_for(points.size(), 4096, [&](std::size_t i) { classes[i] = assign(points[i]); });
   return classes;
 }
 
@@ -277,10 +275,8 @@ std::vector<CellPartition> build_adaptive_partitions(std::span<const LatLng> poi
     GEOLOC_CHECK(t >= 1, ValueError, "adaptive partition: tau_max ", t, " must be at least 1");
   validate_all(points);
 
-  const auto n = static_cast<std::ptrdiff_t>(points.size());
   std::vector<std::uint64_t> leaves(points.size());
-#pragma omp parallel for schedule(static)
-  for (std::ptrdiff_t i = 0; i < n; ++i) leaves[i] = leaf_cell(points[i]);
+  parallel_for(points.size(), 4096, [&](std::size_t i) { leaves[i] = leaf_cell(points[i]); });
   parallel_sort(leaves);
 
   std::vector<std::size_t> order(opt.tau_max.size());
@@ -292,18 +288,16 @@ std::vector<CellPartition> build_adaptive_partitions(std::span<const LatLng> poi
   result.reserve(kept.size());
   for (const auto& ranges : kept) {
     std::vector<Cell> cells(ranges.size());
-    const auto m = static_cast<std::ptrdiff_t>(ranges.size());
     // Means come from the leaf-cell centres (< 1 cm from the original points), which avoids
     // carrying a permutation of the points through the sort.
-#pragma omp parallel for schedule(dynamic, 16)
-    for (std::ptrdiff_t c = 0; c < m; ++c) {
+    parallel_for(ranges.size(), 16, [&](std::size_t c) {
       const KeptRange& r = ranges[c];
       S2Point sum(0, 0, 0);
       for (std::size_t i = r.lo; i < r.hi; ++i) sum += S2CellId(leaves[i]).ToPoint();
       cells[c].id = r.cell.id();
       cells[c].count = static_cast<std::int64_t>(r.hi - r.lo);
       cells[c].mean = to_latlng(sum);
-    }
+    });
     result.emplace_back(std::move(cells));
   }
   return result;

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <random>
 
+#include "geoloc/thread_pool.hpp"
+
 namespace geoloc::geo {
 namespace {
 
@@ -26,8 +28,7 @@ std::vector<LatLng> synthetic_points(std::size_t n, std::uint64_t seed) {
   constexpr std::ptrdiff_t kBlock = 1 << 14;
   // Each block has its own generator seeded from (seed, block), so the output does not depend on
   // the number of threads.
-#pragma omp parallel for schedule(static)
-  for (std::ptrdiff_t b = 0; b < (count + kBlock - 1) / kBlock; ++b) {
+  run_tasks((count + kBlock - 1) / kBlock, [&](std::int64_t b) {
     std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + static_cast<std::uint64_t>(b));
     std::uniform_real_distribution<double> u01(0.0, 1.0);
     for (std::ptrdiff_t i = b * kBlock; i < std::min(count, (b + 1) * kBlock); ++i) {
@@ -40,7 +41,7 @@ std::vector<LatLng> synthetic_points(std::size_t n, std::uint64_t seed) {
       const double r_km = sigma_km * std::sqrt(-2 * std::log(1 - u01(rng)));  // Rayleigh radius
       out[i] = destination(kCities[c], 360 * u01(rng), r_km);
     }
-  }
+  });
   return out;
 }
 

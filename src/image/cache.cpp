@@ -12,9 +12,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <thread>
 
 #include "geoloc/atomic_file.hpp"
+#include "geoloc/thread_pool.hpp"
 
 namespace geoloc::image {
 
@@ -214,11 +214,10 @@ CacheBuildResult build_cache(const SampleSource& source, const std::string& pref
         }
       }
     };
-    std::vector<std::thread> pool;
+    // o.threads tasks of the pool, each taking indices from `next`: at most o.threads decode at once
+    // (fewer when the pool is smaller).
     const int nt = static_cast<int>(std::min<size_t>(o.threads, std::max<size_t>(1, end - begin)));
-    for (int t = 1; t < nt; ++t) pool.emplace_back(work);
-    work();
-    for (auto& t : pool) t.join();
+    run_tasks(nt, [&](int64_t) { work(); });
     for (auto& e : errs)
       if (e) std::rethrow_exception(e);
     images.clear();

@@ -63,6 +63,8 @@ Loader::Loader(std::shared_ptr<const SampleSource> source, Pipeline transform, L
   GEOLOC_CHECK(opt_.threads >= 1 && opt_.threads <= 256, ValueError, "Loader: threads ", opt_.threads,
                " must be in [1, 256]");
   GEOLOC_CHECK(opt_.prefetch >= 1, ValueError, "Loader: prefetch must be >= 1");
+  // Producer threads of their own, not geoloc's pool (thread_pool.hpp): they decode and augment while the
+  // training step runs its ops on the pool, by design, and wait on the queue rather than on tasks.
   threads_.reserve(opt_.threads);
   try {
     for (int i = 0; i < opt_.threads; ++i) threads_.emplace_back([this] { worker(); });

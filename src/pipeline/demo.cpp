@@ -1,7 +1,5 @@
 #include "geoloc/pipeline/demo.hpp"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdarg>

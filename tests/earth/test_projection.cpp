@@ -3,11 +3,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "fixtures.hpp"
 #include "geoloc/earth/projection.hpp"
 #include "geoloc/error.hpp"
+#include "geoloc/thread_pool.hpp"
 
 using namespace geoloc;
 using namespace geoloc::earth;
@@ -136,4 +142,27 @@ TEST_CASE("projection input checks") {
   CHECK_THROWS_AS(Raster(image::Image(10, 10), "square"), ValueError);
   CHECK_THROWS_AS(EarthImagery::load("/nonexistent/earth"), IoError);
   CHECK_THROWS_AS(rendering_name(8), ValueError);
+}
+
+TEST_CASE("a corrupt raster fails the parallel load with an IoError naming it") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("geoloc-earth-corrupt-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  for (const auto& f : fs::directory_iterator(GEOLOC_DATA_DIR "/earth"))
+    if (f.path().extension() == ".jpg") fs::create_symlink(f.path(), dir / f.path().filename());
+  const std::string bad = std::string(rendering_file(2));
+  fs::remove(dir / bad);
+  std::ofstream(dir / bad) << "not a JPEG";
+  const int saved = num_threads();
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    try {
+      EarthImagery::load(dir.string());
+      FAIL("loading a corrupt raster did not throw");
+    } catch (const IoError& e) {
+      CHECK(std::string(e.what()).find(bad) != std::string::npos);
+    }
+  }
+  set_num_threads(saved);
+  fs::remove_all(dir);
 }

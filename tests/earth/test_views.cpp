@@ -10,6 +10,7 @@
 #include "fixtures.hpp"
 #include "geoloc/earth/views.hpp"
 #include "geoloc/error.hpp"
+#include "geoloc/thread_pool.hpp"
 
 using namespace geoloc;
 using namespace geoloc::earth;
@@ -150,16 +151,18 @@ TEST_CASE("scene labels: a labelled share of training, full labels in the test s
     CHECK(v.test_seen_rendering.country[i] == earth_test::countries().country_code(v.test_seen_rendering.location[i]));
 }
 
-TEST_CASE("deterministic: same seed, same bytes, for any thread count; another seed differs") {
+TEST_CASE("deterministic: same seed, same bytes, for any size of the thread pool; another seed differs") {
+  const int saved = num_threads();
   EarthViewsConfig c = small_config(11);
   c.train_locations = 200;
   c.test_unseen_rendering = c.test_seen_rendering = 60;
-  c.threads = 1;
+  set_num_threads(1);
   const EarthViews a = build_earth_views(c, earth_test::imagery(), earth_test::countries());
-  c.threads = 2;
+  set_num_threads(2);
   const EarthViews b = build_earth_views(c, earth_test::imagery(), earth_test::countries());
-  c.threads = 3;
+  set_num_threads(3);
   const EarthViews d = build_earth_views(c, earth_test::imagery(), earth_test::countries());
+  set_num_threads(saved);
   CHECK(same_split(a.train, b.train));
   CHECK(same_split(a.train, d.train));
   CHECK(same_split(a.test_unseen_rendering, b.test_unseen_rendering));
@@ -168,6 +171,29 @@ TEST_CASE("deterministic: same seed, same bytes, for any thread count; another s
   const EarthViews e = build_earth_views(c, earth_test::imagery(), earth_test::countries());
   CHECK_FALSE(a.train.images == e.train.images);
   CHECK_FALSE(a.test_seen_rendering.location == e.test_seen_rendering.location);
+}
+
+TEST_CASE("an error inside the parallel location draw reaches the caller as geoloc::Error") {
+  const int saved = num_threads();
+  // Nearly every region is a test region and no training location may come within 1999 km of a
+  // test location: the training draws run out of tries, on every thread.
+  EarthViewsConfig c = small_config(5);
+  c.train_locations = 6;
+  c.test_unseen_rendering = c.test_seen_rendering = 40;
+  c.share_lights = 1.0;
+  c.share_land = c.share_sea = 0.0;
+  c.test_block_share = 0.99;
+  c.min_separation_km = 1999.0;
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    CHECK_THROWS_AS(build_earth_views(c, earth_test::imagery(), earth_test::countries()), Error);
+    try {
+      build_earth_views(c, earth_test::imagery(), earth_test::countries());
+    } catch (const Error& e) {
+      CHECK(std::string(e.what()).find("no location found") != std::string::npos);
+    }
+  }
+  set_num_threads(saved);
 }
 
 TEST_CASE("the quick preset builds in well under 3 s") {

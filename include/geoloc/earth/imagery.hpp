@@ -68,7 +68,7 @@ class Raster {
 class EarthImagery {
  public:
   /// Loads data_dir()/earth (or `dir` when given). IoError naming the missing or corrupt file.
-  /// The nine JPEGs are decoded in parallel (OpenMP).
+  /// The nine JPEGs are decoded in parallel on geoloc's thread pool.
   static EarthImagery load(const std::string& dir = "");
 
   const Raster& rendering(int id) const;

@@ -45,7 +45,6 @@ struct EarthViewsConfig {
   double test_block_km = 300.0;
   double test_block_share = 0.2;
   double min_separation_km = 50.0;
-  int threads = 0;                    // OpenMP threads; 0 = OpenMP's default. Output does not depend on it.
 
   /// ~3k training views, 500 + 500 test views, 48x48: the demo's --quick run (well under 1 s to build).
   static EarthViewsConfig quick();
@@ -93,10 +92,11 @@ struct EarthViews {
 /// Progress: stage name and the fraction (0..1) of that stage done.
 using ProgressFn = std::function<void(std::string_view stage, double fraction)>;
 
-/// Builds the data set from rasters and polygons already loaded. Deterministic: the same config
-/// gives the same bytes for any `threads` (every location and view has its own random stream
-/// derived from (seed, split, index)). ValueError for a bad config; Error when the separation
-/// constraint leaves no room for a training location.
+/// Builds the data set from rasters and polygons already loaded, on geoloc's thread pool
+/// (geoloc::set_num_threads). Deterministic: the same config gives the same bytes for any number of
+/// threads (every location and view has its own random stream derived from (seed, split, index)).
+/// ValueError for a bad config; Error when the separation constraint leaves no room for a training
+/// location.
 EarthViews build_earth_views(const EarthViewsConfig& config, const EarthImagery& imagery,
                              const geo::CountryIndex& countries, const ProgressFn& progress = {});
 /// Same, loading EarthImagery::load() and CountryIndex::load_default() first.

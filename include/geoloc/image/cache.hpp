@@ -60,7 +60,7 @@ class CacheShard {
 struct CacheBuildOptions {
   int width = 256, height = 256;   // every image is resized to cover this and centre-cropped
   size_t samples_per_shard = 1024; // a shard is built in memory before it is written
-  int threads = 2;                 // decoding threads
+  int threads = 2;                 // samples decoded at once, at most (on geoloc's pool, so also <= num_threads())
   bool log_skipped = true;
 };
 

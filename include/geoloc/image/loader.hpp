@@ -86,6 +86,8 @@ struct Batch {
 
 struct LoaderOptions {
   size_t batch_size = 32;
+  // The loader's own producer threads, not geoloc's pool (thread_pool.hpp): they run concurrently with
+  // the training step that uses the pool, by design, and block on the queue rather than on tasks.
   int threads = 2;             // worker threads (>= 1)
   size_t prefetch = 4;         // batches being built or waiting, at most (>= 1); bounds memory
   bool shuffle = true;
