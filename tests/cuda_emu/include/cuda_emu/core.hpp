@@ -26,7 +26,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __noinline__ __attribute__((noinline))
+// __noinline__ is left undefined: libstdc++ spells __attribute__((__noinline__)) in its own headers.
 #define __launch_bounds__(...)
 #define __grid_constant__
 #define __constant__
