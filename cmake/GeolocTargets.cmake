@@ -38,10 +38,14 @@ function(geoloc_component name)
   set(GEOLOC_COMPONENT_TARGETS ${GEOLOC_COMPONENT_TARGETS} geoloc_${name} PARENT_SCOPE)
 endfunction()
 
-# geoloc_test(NAME [DEPS ...]): one doctest executable from tests/NAME/*.cpp, registered with CTest
+# geoloc_test(NAME [DEPS ...] [EXCLUDE file ...]): one doctest executable from tests/NAME/*.cpp (less the
+# EXCLUDE'd files, e.g. those of a library the executable links), registered with CTest
 function(geoloc_test name)
-  cmake_parse_arguments(A "" "" "DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(A "" "" "DEPS;LABELS;EXCLUDE" ${ARGN})
   file(GLOB _src CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/tests/${name}/*.cpp ${PROJECT_SOURCE_DIR}/tests/${name}/*.cu)
+  foreach(_x ${A_EXCLUDE})
+    list(REMOVE_ITEM _src ${PROJECT_SOURCE_DIR}/tests/${name}/${_x})
+  endforeach()
   if(NOT _src)
     return()
   endif()
@@ -57,4 +61,18 @@ function(geoloc_test name)
   if(A_LABELS)
     set_tests_properties(${name} PROPERTIES LABELS "${A_LABELS}")
   endif()
+endfunction()
+
+# geoloc_op_table_library(): the op table (tests/ops/op_table.hpp) as a static library, shared by the ops
+# test and bench_ops (and by any build that runs the same rows against another backend implementation).
+function(geoloc_op_table_library)
+  if(TARGET geoloc_op_table)
+    return()
+  endif()
+  file(GLOB _rows CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/tests/ops/rows/*.cpp)
+  add_library(geoloc_op_table STATIC ${PROJECT_SOURCE_DIR}/tests/ops/op_table.cpp ${_rows})
+  target_link_libraries(geoloc_op_table PUBLIC geoloc_nn)
+  target_include_directories(geoloc_op_table PUBLIC ${PROJECT_SOURCE_DIR}/tests/ops)
+  geoloc_warnings(geoloc_op_table)
+  geoloc_optimise(geoloc_op_table)
 endfunction()
