@@ -69,6 +69,10 @@ struct CrossEntropyTarget {
 /// Nothing is read back to the host when the targets are CPU tensors.
 std::vector<Tensor> cross_entropy_multihead(const std::vector<Tensor>& logits,
                                             const std::vector<CrossEntropyTarget>& targets);
+/// ValueError naming `what` and the first non-finite element of a host tensor (an f32 CPU tensor); a
+/// device tensor is not read back (that would wait for the device), so inputs are best checked on the
+/// host before they are uploaded, as the losses do with their targets.
+void check_finite(const Tensor& t, const char* what);
 /// Mean squared error over all elements.
 Tensor mse_loss(const Tensor& pred, const Tensor& target);
 /// sum_i weights[i] * terms[i] for one-element tensors (the multitask loss).

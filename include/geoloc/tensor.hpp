@@ -140,6 +140,7 @@ class Tensor {
   // --- copies
   Tensor clone() const;                // same device, new storage, no autograd history
   Tensor to(Device d) const;           // copy to a device (self if already there)
+  Tensor to_dtype(DType t) const;      // f32 <-> bf16 on the tensor's device (backend convert); self if t
   Tensor detach() const;               // shares storage, no history, no requires_grad
   void copy_(const Tensor& src);       // same shape; any devices; no autograd
   void fill_(float value);             // F32 only; no autograd
@@ -185,5 +186,9 @@ template <> float* Tensor::data<float>() const;
 template <> int32_t* Tensor::data<int32_t>() const;
 template <> uint8_t* Tensor::data<uint8_t>() const;
 template <> uint16_t* Tensor::data<uint16_t>() const;
+
+/// Blocks until `device` has finished the work queued so far (a no-op on the CPU): for timing, and
+/// before the host reads memory that a device kernel writes asynchronously.
+void synchronize(Device device);
 
 }  // namespace geoloc

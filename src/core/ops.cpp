@@ -413,6 +413,14 @@ Tensor cross_entropy_soft(const Tensor& logits, const Tensor& targets) {
   return mean_loss_with_grad(logits, per, d, count, "cross_entropy_soft");
 }
 
+void check_finite(const Tensor& t, const char* what) {
+  if (!t.defined() || !t.device().is_cpu() || t.dtype() != DType::F32) return;
+  const float* v = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i)
+    GEOLOC_CHECK(std::isfinite(v[i]), ValueError, what, ": element ", i, " of ", t.shape().str(), " is ", v[i],
+                 " (not finite)");
+}
+
 Tensor mse_loss(const Tensor& pred, const Tensor& target) {
   check_float_input(pred, "mse_loss", "prediction");
   check_same_shape(pred, target, "mse_loss: prediction", "target");

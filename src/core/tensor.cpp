@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "geoloc/backend.hpp"
+#include "geoloc/dispatch.hpp"
 
 namespace geoloc {
 
@@ -262,6 +263,20 @@ Tensor Tensor::clone() const {
   Tensor t = empty(shape(), dtype(), device());
   t.copy_(*this);
   return t;
+}
+
+Tensor Tensor::to_dtype(DType t) const {
+  check_defined(*this, "to_dtype");
+  if (dtype() == t) return *this;
+  const bool ok = (dtype() == DType::F32 && t == DType::BF16) || (dtype() == DType::BF16 && t == DType::F32);
+  GEOLOC_CHECK(ok, ShapeError, "to_dtype: ", str(), " to ", dtype_name(t), " is not supported (f32 <-> bf16 only)");
+  Tensor out = empty(shape(), t, device());
+  GEOLOC_DISPATCH(device(), convert, *this, out);
+  return out;
+}
+
+void synchronize(Device device) {
+  if (device.is_cuda()) cuda::synchronize();
 }
 
 Tensor Tensor::to(Device d) const {

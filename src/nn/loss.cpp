@@ -17,12 +17,7 @@ Tensor haversine_loss(const Tensor& pred, const Tensor& target, DistanceUnit uni
   GEOLOC_CHECK(target.ndim() == 2 && target.dim(1) == 2 && target.dim(0) == pred.dim(0), ShapeError,
                "haversine_loss: target must be [", pred.dim(0), ", 2] (lat, lng) radians, got ", target.shape().str());
   const int64_t n = pred.dim(0);
-  if (target.device().is_cpu()) {  // checked where it is: a device target is not read back
-    const auto t = target.to_vector();
-    for (int64_t i = 0; i < n; ++i)
-      GEOLOC_CHECK(std::isfinite(t[i * 2]) && std::isfinite(t[i * 2 + 1]), ValueError, "haversine_loss: target ", i,
-                   " (", t[i * 2], ", ", t[i * 2 + 1], ") is not finite");
-  }
+  ops::check_finite(target, "haversine_loss target");  // where it is visible without a device sync
   const Tensor tgt = target.to(pred.device());
   // mean over the batch, in km or radians: k scales both the loss and the per-sample gradients
   const double k = (unit == DistanceUnit::Kilometres ? geo::kEarthRadiusKm : 1.0) / static_cast<double>(n);

@@ -107,12 +107,6 @@ float f16_to_f32(uint16_t h) {
   std::memcpy(&f, &bits, 4);
   return f;
 }
-float bf16_to_f32(uint16_t b) {
-  uint32_t bits = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
 
 // ---------------------------------------------------------------- reading
 File File::open(const std::string& path) {
@@ -291,15 +285,18 @@ Tensor File::tensor(const std::string& name) const {
       if (n) std::memcpy(t.raw(), src, static_cast<size_t>(n) * 4);
       return t;
     }
-    case StDType::F16:
-    case StDType::BF16: {
+    case StDType::BF16: {  // widened by the backend's convert (exact)
+      Tensor b = Tensor::empty(shape, DType::BF16);
+      if (n) std::memcpy(b.raw(), src, static_cast<size_t>(n) * 2);
+      return b.to_dtype(DType::F32);
+    }
+    case StDType::F16: {
       Tensor t = Tensor::empty(shape, DType::F32);
       float* d = t.data<float>();
-      const bool half = e.dtype == StDType::F16;
       for (int64_t i = 0; i < n; ++i) {
         uint16_t v;
         std::memcpy(&v, src + 2 * i, 2);
-        d[i] = half ? f16_to_f32(v) : bf16_to_f32(v);
+        d[i] = f16_to_f32(v);
       }
       return t;
     }

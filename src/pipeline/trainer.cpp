@@ -252,6 +252,7 @@ const TrainHistory& Trainer::run(int64_t until, const Dataset* val,
     images += x.dim(0);
     window_images += static_cast<double>(x.dim(0));
     if (step_ % log_every == 0 || step_ == last) {  // the only read-back of the step
+      synchronize(s_->device);  // the rate counts finished steps, not queued ones
       const auto now = std::chrono::steady_clock::now();
       const double dt = std::chrono::duration<double>(now - window_start).count();
       CurvePoint cp{step_, loss.total.item(), {}, lr, dt > 0 ? window_images / dt : 0.0};
