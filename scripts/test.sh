@@ -9,6 +9,8 @@ jobs=${JOBS:-2}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DGEOLOC_CUDA=AUTO
 cmake --build "$build" -j"$jobs"
 ctest --test-dir "$build" --output-on-failure -j1
+# the own CUDA kernels run under the emulator (tests/cuda_emu): each kernel, and the summary line
+grep -h -e '^emulated kernel ' -e '^emulated CUDA kernels: ' "$build/Testing/Temporary/LastTest.log" || true
 # find_package(geoloc) from an install prefix, used by an out-of-tree consumer
 bash scripts/check-install.sh "$build"
 # a short libFuzzer run of the safetensors reader (clang); GEOLOC_FUZZ=0 skips it
