@@ -191,8 +191,9 @@ void channel_reduce(Context& ctx, const float* a, const float* b, const float* m
                     int64_t rows, int64_t C, int mode, double* partial, int splits) {
   const int64_t cblocks = (C + 31) / 32;
   cudaStream_t s = detail::stream_of(ctx);
-  channel_reduce_kernel<<<dim3(static_cast<unsigned>(cblocks), static_cast<unsigned>(splits)),
-                          dim3(32, kRowsPerBlock), 0, s>>>(a, b, mean, invstd, rows, C, mode, partial);
+  GEOLOC_LAUNCH(dim3(static_cast<unsigned>(cblocks), static_cast<unsigned>(splits)), dim3(32, kRowsPerBlock),
+                0, s, channel_reduce_kernel)
+  (a, b, mean, invstd, rows, C, mode, partial);
   GEOLOC_CUDA_LAUNCH_CHECK(s, "channel_reduce_kernel");
 }
 
@@ -220,15 +221,17 @@ void launch_scale_shift_act(Context& ctx, const float* x, const float* scale, co
   const bool small = n < (int64_t(1) << 31);
   const unsigned g = grid_for(ctx, v4 ? n / 4 : n);
   if (small && v4)
-    scale_shift_act_kernel<uint32_t, true>
-        <<<g, dev::kThreads, 0, s>>>(x, scale, shift, res, y, uint32_t(n), uint32_t(C), relu);
+    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, scale_shift_act_kernel<uint32_t, true>)
+    (x, scale, shift, res, y, uint32_t(n), uint32_t(C), relu);
   else if (small)
-    scale_shift_act_kernel<uint32_t, false>
-        <<<g, dev::kThreads, 0, s>>>(x, scale, shift, res, y, uint32_t(n), uint32_t(C), relu);
+    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, scale_shift_act_kernel<uint32_t, false>)
+    (x, scale, shift, res, y, uint32_t(n), uint32_t(C), relu);
   else if (v4)
-    scale_shift_act_kernel<int64_t, true><<<g, dev::kThreads, 0, s>>>(x, scale, shift, res, y, n, C, relu);
+    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, scale_shift_act_kernel<int64_t, true>)
+    (x, scale, shift, res, y, n, C, relu);
   else
-    scale_shift_act_kernel<int64_t, false><<<g, dev::kThreads, 0, s>>>(x, scale, shift, res, y, n, C, relu);
+    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, scale_shift_act_kernel<int64_t, false>)
+    (x, scale, shift, res, y, n, C, relu);
   GEOLOC_CUDA_LAUNCH_CHECK(s, "scale_shift_act_kernel");
 }
 
@@ -266,9 +269,9 @@ void bn_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Te
   const int splits = plan_splits(ctx, rows, C);
   Scratch w = scratch(ctx, C, 2, splits);
   channel_reduce(ctx, fp(x), nullptr, nullptr, nullptr, rows, C, kSumSq, w.partial, splits);
-  bn_train_finalize_kernel<<<vec_grid(C), 256, 0, s>>>(w.partial, splits, C, rows, fp(gamma), fp(beta),
-                                                       momentum, eps, fp(running_mean), fp(running_var),
-                                                       fp(save_mean), fp(save_invstd), w.vec[0], w.vec[1]);
+  GEOLOC_LAUNCH(vec_grid(C), 256, 0, s, bn_train_finalize_kernel)
+  (w.partial, splits, C, rows, fp(gamma), fp(beta), momentum, eps, fp(running_mean), fp(running_var),
+   fp(save_mean), fp(save_invstd), w.vec[0], w.vec[1]);
   GEOLOC_CUDA_LAUNCH_CHECK(s, "bn_train_finalize_kernel");
   launch_scale_shift_act(ctx, fp(x), w.vec[0], w.vec[1], fp(residual), fp(y), x.numel(), C, relu);
 }
@@ -315,19 +318,20 @@ void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
   const int splits = plan_splits(ctx, rows, C);
   Scratch w = scratch(ctx, C, 3, splits);
   channel_reduce(ctx, fp(dy), fp(x), fp(save_mean), fp(save_invstd), rows, C, kSumDyXhat, w.partial, splits);
-  bn_bwd_finalize_kernel<<<vec_grid(C), 256, 0, s>>>(w.partial, splits, C, rows, fp(gamma), fp(save_invstd),
-                                                     fp(dgamma), fp(dbeta), w.vec[0], w.vec[1], w.vec[2]);
+  GEOLOC_LAUNCH(vec_grid(C), 256, 0, s, bn_bwd_finalize_kernel)
+  (w.partial, splits, C, rows, fp(gamma), fp(save_invstd), fp(dgamma), fp(dbeta), w.vec[0], w.vec[1],
+   w.vec[2]);
   GEOLOC_CUDA_LAUNCH_CHECK(s, "bn_bwd_finalize_kernel");
   if (!dx.defined()) return;
   const int64_t n = x.numel();
   const unsigned g = grid_for(ctx, n);
   if (n < (int64_t(1) << 31))
-    bn_bwd_dx_kernel<uint32_t><<<g, dev::kThreads, 0, s>>>(fp(dy), fp(x), fp(save_mean), fp(save_invstd),
-                                                           w.vec[0], w.vec[1], w.vec[2], fp(dx), uint32_t(n),
-                                                           uint32_t(C));
+    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, bn_bwd_dx_kernel<uint32_t>)
+    (fp(dy), fp(x), fp(save_mean), fp(save_invstd), w.vec[0], w.vec[1], w.vec[2], fp(dx), uint32_t(n),
+     uint32_t(C));
   else
-    bn_bwd_dx_kernel<int64_t><<<g, dev::kThreads, 0, s>>>(fp(dy), fp(x), fp(save_mean), fp(save_invstd),
-                                                          w.vec[0], w.vec[1], w.vec[2], fp(dx), n, C);
+    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, bn_bwd_dx_kernel<int64_t>)
+    (fp(dy), fp(x), fp(save_mean), fp(save_invstd), w.vec[0], w.vec[1], w.vec[2], fp(dx), n, C);
   GEOLOC_CUDA_LAUNCH_CHECK(s, "bn_bwd_dx_kernel");
 }
 
@@ -389,8 +393,8 @@ void batch_norm_eval_act(const Tensor& x, const Tensor& gamma, const Tensor& bet
   Context& ctx = detail::context_of(x, fn);
   cudaStream_t s = detail::stream_of(ctx);
   Scratch w = scratch(ctx, C, 2, 0);
-  bn_eval_fold_kernel<<<vec_grid(C), 256, 0, s>>>(C, fp(gamma), fp(beta), fp(running_mean), fp(running_var),
-                                                  eps, w.vec[0], w.vec[1]);
+  GEOLOC_LAUNCH(vec_grid(C), 256, 0, s, bn_eval_fold_kernel)
+  (C, fp(gamma), fp(beta), fp(running_mean), fp(running_var), eps, w.vec[0], w.vec[1]);
   GEOLOC_CUDA_LAUNCH_CHECK(s, "bn_eval_fold_kernel");
   launch_scale_shift_act(ctx, fp(x), w.vec[0], w.vec[1], fp(residual), fp(y), x.numel(), C, relu);
 }
@@ -405,7 +409,7 @@ void column_sum(Context& ctx, const float* x, int64_t rows, int64_t cols, float*
   const int splits = plan_splits(ctx, rows, cols);
   Scratch w = scratch(ctx, cols, 0, splits);
   channel_reduce(ctx, x, nullptr, nullptr, nullptr, rows, cols, kSum, w.partial, splits);
-  colsum_finalize_kernel<<<vec_grid(cols), 256, 0, s>>>(w.partial, splits, cols, out);
+  GEOLOC_LAUNCH(vec_grid(cols), 256, 0, s, colsum_finalize_kernel)(w.partial, splits, cols, out);
   GEOLOC_CUDA_LAUNCH_CHECK(s, "colsum_finalize_kernel");
 }
 }  // namespace detail

@@ -5,7 +5,7 @@
 #include <map>
 #include <mutex>
 
-#include "cuda_common.cuh"
+#include "cuda_libs.cuh"
 
 namespace geoloc::cuda {
 

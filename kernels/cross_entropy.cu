@@ -132,8 +132,9 @@ void launch(const std::vector<CrossEntropyHead>& heads, const char* fn) {
   Context& ctx = detail::context_of(heads[0].logits, fn);
   cudaStream_t s = detail::stream_of(ctx);
   const int threads = max_c >= 8192 ? kXentMaxThreads : 256;
-  multihead_xent_kernel<<<dim3(static_cast<unsigned>(max_n), static_cast<unsigned>(tab.count)), threads, 0,
-                          s>>>(tab);
+  GEOLOC_LAUNCH(dim3(static_cast<unsigned>(max_n), static_cast<unsigned>(tab.count)), threads, 0, s,
+                multihead_xent_kernel)
+  (tab);
   GEOLOC_CUDA_LAUNCH_CHECK(s, "multihead_xent_kernel");
 }
 }  // namespace

@@ -1,10 +1,9 @@
 #pragma once
 // Internal to the CUDA backend (kernels/ and src/cuda/): error checking, device guards and tensor
-// argument checks. Host code only, so that the .cpp files (cuDNN, cuBLASLt) can include it too.
-#include <cublasLt.h>
-#include <cublas_api.h>
+// argument checks. Host code only, so that the .cpp files can include it too. Only the CUDA runtime:
+// kernels/*.cu must compile without the cuDNN / cuBLAS headers (they also compile as host C++ under the
+// test emulator, tests/cuda_emu); the library checks are in cuda_libs.cuh, for src/cuda/*.cpp.
 #include <cuda_runtime.h>
-#include <cudnn.h>
 
 #include <cstdint>
 #include <string>
@@ -16,8 +15,6 @@
 namespace geoloc::cuda::detail {
 
 [[noreturn]] void throw_cuda(cudaError_t e, const char* expr, const char* file, int line);
-[[noreturn]] void throw_cudnn(cudnnStatus_t s, const char* expr, const char* file, int line);
-[[noreturn]] void throw_cublas(cublasStatus_t s, const char* expr, const char* file, int line);
 /// After a kernel launch: the launch error, and in GEOLOC_CUDA_SYNC=1 mode the execution error.
 void check_launch(cudaStream_t stream, const char* what, const char* file, int line);
 
@@ -46,18 +43,6 @@ inline unsigned blocks_for(int64_t n, int threads, int64_t max_blocks = 65535LL 
     cudaError_t geoloc_e_ = (call);                                                                         \
     if (geoloc_e_ != cudaSuccess) ::geoloc::cuda::detail::throw_cuda(geoloc_e_, #call, __FILE__, __LINE__); \
   } while (0)
-#define GEOLOC_CUDNN_CHECK(call)                                                 \
-  do {                                                                           \
-    cudnnStatus_t geoloc_s_ = (call);                                            \
-    if (geoloc_s_ != CUDNN_STATUS_SUCCESS)                                       \
-      ::geoloc::cuda::detail::throw_cudnn(geoloc_s_, #call, __FILE__, __LINE__); \
-  } while (0)
-#define GEOLOC_CUBLAS_CHECK(call)                                                 \
-  do {                                                                            \
-    cublasStatus_t geoloc_s_ = (call);                                            \
-    if (geoloc_s_ != CUBLAS_STATUS_SUCCESS)                                       \
-      ::geoloc::cuda::detail::throw_cublas(geoloc_s_, #call, __FILE__, __LINE__); \
-  } while (0)
-/// Use right after every kernel launch<<<...>>> (what = the kernel's name).
+/// Use right after every kernel launch, GEOLOC_LAUNCH(...)(...) (what = the kernel's name).
 #define GEOLOC_CUDA_LAUNCH_CHECK(stream, what) \
   ::geoloc::cuda::detail::check_launch((stream), (what), __FILE__, __LINE__)

@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "cuda_common.cuh"
+#include "launch.cuh"
 
 namespace geoloc::cuda::dev {
 

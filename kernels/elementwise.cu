@@ -239,7 +239,7 @@ void reduce_sum(const Tensor& x, float alpha, const Tensor& y) {
   GEOLOC_CHECK(y.numel() == 1, ShapeError, "cuda::reduce_sum: y must have one element, got ", y.str());
   Context& c = detail::context_of(y, fn);
   cudaStream_t s = detail::stream_of(c);
-  reduce_sum_kernel<<<1, kReduceThreads, 0, s>>>(fp(x), x.numel(), alpha, fp(y));
+  GEOLOC_LAUNCH(1, kReduceThreads, 0, s, reduce_sum_kernel)(fp(x), x.numel(), alpha, fp(y));
   GEOLOC_CUDA_LAUNCH_CHECK(s, "reduce_sum_kernel");
 }
 

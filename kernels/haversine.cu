@@ -67,13 +67,13 @@ void haversine_loss(const Tensor& pred, const Tensor& target, const Tensor& loss
   const unsigned g = detail::blocks_for(n, dev::kThreads, int64_t(ctx.sm_count()) * 32);
   float* dp = dpred.defined() ? static_cast<float*>(dpred.raw()) : nullptr;
   if (pred.dim(1) == 2) {
-    haversine_latlng_kernel<<<g, dev::kThreads, 0, s>>>(
-        static_cast<const float2*>(pred.raw()), static_cast<const float2*>(target.raw()),
-        static_cast<float*>(loss.raw()), reinterpret_cast<float2*>(dp), n, grad_scale);
+    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, haversine_latlng_kernel)
+    (static_cast<const float2*>(pred.raw()), static_cast<const float2*>(target.raw()),
+     static_cast<float*>(loss.raw()), reinterpret_cast<float2*>(dp), n, grad_scale);
   } else {
-    haversine_unitvec_kernel<<<g, dev::kThreads, 0, s>>>(static_cast<const float*>(pred.raw()),
-                                                         static_cast<const float2*>(target.raw()),
-                                                         static_cast<float*>(loss.raw()), dp, n, grad_scale);
+    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, haversine_unitvec_kernel)
+    (static_cast<const float*>(pred.raw()), static_cast<const float2*>(target.raw()),
+     static_cast<float*>(loss.raw()), dp, n, grad_scale);
   }
   GEOLOC_CUDA_LAUNCH_CHECK(s, "haversine_kernel");
 }

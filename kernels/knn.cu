@@ -176,8 +176,8 @@ void knn_topk(const Tensor& queries, const Tensor& refs, int k, KnnMetric metric
   Tensor rnorm;
   if (metric == KnnMetric::L2) {
     rnorm = Tensor::empty({R}, DType::F32, queries.device());
-    row_sqnorm_kernel<<<detail::blocks_for(R * 32, 256, INT_MAX), 256, 0, s>>>(
-        Rf, R, D, static_cast<float*>(rnorm.raw()));
+    GEOLOC_LAUNCH(detail::blocks_for(R * 32, 256, INT_MAX), 256, 0, s, row_sqnorm_kernel)
+    (Rf, R, D, static_cast<float*>(rnorm.raw()));
     GEOLOC_CUDA_LAUNCH_CHECK(s, "row_sqnorm_kernel");
   }
   const float* rn = rnorm.defined() ? static_cast<const float*>(rnorm.raw()) : nullptr;
@@ -187,9 +187,9 @@ void knn_topk(const Tensor& queries, const Tensor& refs, int k, KnnMetric metric
       const int64_t nc = std::min(cn, R - r0);
       detail::gemm_rm_xwt(ctx, mq, nc, D, Q + q0 * D, D, Rf + r0 * D, D, static_cast<float*>(tile.raw()), cn,
                           nullptr);
-      topk_merge_kernel<<<static_cast<unsigned>(mq), kTopkThreads, 0, s>>>(
-          static_cast<const float*>(tile.raw()), cn, static_cast<int>(nc), r0, rn, os, oi, k, r0 == 0,
-          r0 + nc >= R, Q, D, q0);
+      GEOLOC_LAUNCH(static_cast<unsigned>(mq), kTopkThreads, 0, s, topk_merge_kernel)
+      (static_cast<const float*>(tile.raw()), cn, static_cast<int>(nc), r0, rn, os, oi, k, r0 == 0,
+       r0 + nc >= R, Q, D, q0);
       GEOLOC_CUDA_LAUNCH_CHECK(s, "topk_merge_kernel");
     }
   }

@@ -19,7 +19,8 @@ template <class Op>
 void launch_map(Context& c, int64_t n, Op op, const char* name) {
   if (n <= 0) return;
   cudaStream_t s = detail::stream_of(c);
-  map_kernel<<<detail::blocks_for(n, kThreads, int64_t(c.sm_count()) * 32), kThreads, 0, s>>>(n, op);
+  GEOLOC_LAUNCH(detail::blocks_for(n, kThreads, int64_t(c.sm_count()) * 32), kThreads, 0, s, map_kernel)
+  (n, op);
   GEOLOC_CUDA_LAUNCH_CHECK(s, name);
 }
 

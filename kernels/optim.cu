@@ -146,7 +146,7 @@ void sgd_step(const std::vector<OptimSlot>& slots, float lr, float momentum, flo
               bool first_step) {
   const SgdHyper h{lr, momentum, dampening, nesterov, first_step};
   run_tables(with_grad(slots), false, "sgd_step", [&](const SegTable& t, unsigned blocks, cudaStream_t s) {
-    fused_sgd_kernel<<<blocks, dev::kThreads, 0, s>>>(t, h);
+    GEOLOC_LAUNCH(blocks, dev::kThreads, 0, s, fused_sgd_kernel)(t, h);
   });
 }
 
@@ -160,7 +160,7 @@ void adamw_step(const std::vector<OptimSlot>& slots, float lr, float beta1, floa
                     1.0f - std::pow(beta1, static_cast<float>(step)),
                     1.0f - std::pow(beta2, static_cast<float>(step))};
   run_tables(with_grad(slots), true, "adamw_step", [&](const SegTable& t, unsigned blocks, cudaStream_t s) {
-    fused_adamw_kernel<<<blocks, dev::kThreads, 0, s>>>(t, h);
+    GEOLOC_LAUNCH(blocks, dev::kThreads, 0, s, fused_adamw_kernel)(t, h);
   });
 }
 

@@ -11,6 +11,8 @@ cmake --build "$build" -j"$jobs"
 ctest --test-dir "$build" --output-on-failure -j1
 # the op table's rows as they passed on each backend (tests/ops; ctest keeps each test's output in LastTest.log)
 grep -h '^op table: ' "$build/Testing/Temporary/LastTest.log" || true
+# the own CUDA kernels run under the emulator (tests/cuda_emu): each kernel, and the summary line
+grep -h -e '^emulated kernel ' -e '^emulated CUDA kernels: ' "$build/Testing/Temporary/LastTest.log" || true
 # find_package(geoloc) from an install prefix, used by an out-of-tree consumer
 bash scripts/check-install.sh "$build"
 # a short libFuzzer run of the safetensors reader (clang); GEOLOC_FUZZ=0 skips it

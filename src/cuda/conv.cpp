@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "caches.cuh"
-#include "cuda_common.cuh"
+#include "cuda_libs.cuh"
 #include "internal.cuh"
 
 namespace geoloc::cuda {

@@ -543,6 +543,11 @@ void yield() {
   if (Fibre* t = tl_fibre) suspend(*t);  // stays Runnable: runs again next round
 }
 
+namespace {
+std::atomic<LaunchObserver> g_launch_observer{nullptr};
+}
+void set_launch_observer(LaunchObserver observer) { g_launch_observer.store(observer); }
+
 void run_grid(const LaunchConfig& cfg, void (*body)(void*), void* ctx) {
   const dim3 g = cfg.grid, b = cfg.block;
   const uint64_t threads = uint64_t(b.x) * b.y * b.z;
@@ -562,6 +567,7 @@ void run_grid(const LaunchConfig& cfg, void (*body)(void*), void* ctx) {
     return true;
   }();
   (void)hooked;
+  if (LaunchObserver obs = g_launch_observer.load()) obs(cfg);
   Grid grid(cfg, body, ctx);
   struct Reset {
     ~Reset() {

@@ -173,6 +173,10 @@ struct LaunchConfig {
   const char* file;
   int line;
 };
+/// Called (when set) for every launch whose configuration is valid, before it runs: lets a test count
+/// the kernels and grid shapes it exercised. nullptr removes it.
+using LaunchObserver = void (*)(const LaunchConfig&);
+void set_launch_observer(LaunchObserver observer);
 /// Validates the configuration (an invalid one sets the last error, like the hardware, and runs
 /// nothing), then runs body(ctx) once per thread of the grid. Throws KernelError.
 void run_grid(const LaunchConfig& cfg, void (*body)(void*), void* ctx);

@@ -1,7 +1,8 @@
 #pragma once
-// DRAFT for kernels/launch.cuh: the two macros through which .cu files launch kernels and declare
-// dynamic shared memory, so that the same source compiles under nvcc and under the test emulator
-// (tests/cuda_emu, selected by -DGEOLOC_CUDA_EMU=1 with tests/cuda_emu/include first on the path).
+// The two macros through which kernels/*.cu launch kernels and declare dynamic shared memory, so that
+// the same source compiles under nvcc and under the test emulator (tests/cuda_emu, selected by
+// -DGEOLOC_CUDA_EMU=1 with tests/cuda_emu/include first on the path). Every launch in kernels/ goes
+// through GEOLOC_LAUNCH: a raw <<<...>>> would not compile under the emulator.
 //
 //   GEOLOC_LAUNCH(grid, block, shmem, stream, kernel)(args...);
 //       == kernel<<<grid, block, shmem, stream>>>(args...)
@@ -16,12 +17,13 @@
 #if defined(GEOLOC_CUDA_EMU)
 #include <cuda_runtime.h>  // the emulator's
 
-#define GEOLOC_LAUNCH(grid, block, shmem, stream, ...) CUDA_EMU_LAUNCH(grid, block, shmem, stream, __VA_ARGS__)
+#define GEOLOC_LAUNCH(grid, block, shmem, stream, ...) \
+  CUDA_EMU_LAUNCH(grid, block, shmem, stream, __VA_ARGS__)
 #define GEOLOC_DYNAMIC_SHARED(T, name) CUDA_EMU_DYNAMIC_SHARED(T, name)
 
 #else
 #define GEOLOC_LAUNCH(grid, block, shmem, stream, ...) __VA_ARGS__<<<(grid), (block), (shmem), (stream)>>>
-#define GEOLOC_DYNAMIC_SHARED(T, name)                                   \
+#define GEOLOC_DYNAMIC_SHARED(T, name)                                    \
   extern __shared__ __align__(16) unsigned char geoloc_dynamic_shared_[]; \
   T* const name = reinterpret_cast<T*>(geoloc_dynamic_shared_)
 #endif
