@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The one command for the GPU machine: CUDA tests (normal and GEOLOC_CUDA_SYNC=1), compute-sanitizer
-# (memcheck on the op tests, racecheck/synccheck on the shared-memory kernels), the CUDA benchmarks and
-# the PyTorch ResNet-50 reference, all written under $OUT; a short table is printed last.
+# The one command for the GPU machine: the op table on the GPU against the CPU and the CUDA tests (normal
+# and GEOLOC_CUDA_SYNC=1), compute-sanitizer (memcheck, racecheck, synccheck over the op table's GPU rows),
+# the op and CUDA benchmarks and the PyTorch ResNet-50 reference, all written under $OUT; a short table
+# is printed last. The first-GPU checklist is in docs/cuda.md ("Running on a GPU machine").
 #
 # NOT YET RUN ON A GPU (written 2026-11-22 without a device): expect to fix paths on first use.
 #
@@ -29,9 +30,10 @@ if [ "$mode" = bundle ]; then
   fi
   cmake -S . -B build-gpu -DGEOLOC_CUDA=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DGEOLOC_NATIVE=OFF -DGEOLOC_BUILD_BENCH=ON -DGEOLOC_BUILD_TESTS=ON
-  cmake --build build-gpu -j2 --target geoloc_cuda_tests geoloc_bench_cuda
+  cmake --build build-gpu -j2 --target geoloc_ops_tests geoloc_cuda_tests geoloc_bench_ops geoloc_bench_cuda
   rm -rf .gpu
-  ../shared/tools/gpu-bundle .gpu build-gpu/tests/geoloc_cuda_tests build-gpu/bin/geoloc_bench_cuda
+  ../shared/tools/gpu-bundle .gpu build-gpu/tests/geoloc_ops_tests build-gpu/tests/geoloc_cuda_tests \
+    build-gpu/bin/geoloc_bench_ops build-gpu/bin/geoloc_bench_cuda
   cp tools/resnet50_pytorch_compare.py .gpu/
   exit 0
 fi
@@ -57,16 +59,24 @@ step() {  # step NAME LOGFILE COMMAND... : runs, records the exit status
 
 SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 TESTS=.gpu/geoloc_cuda_tests
+OPS=.gpu/geoloc_ops_tests
+CMP="op table: every other backend against the CPU"  # the op table's GPU-vs-CPU test case
 
+# 1. the op table: every backend function, every row, on the GPU against the CPU twin (junk-filled outputs)
+step ops ops.log .gpu/run geoloc_ops_tests --force-colors=0
+step ops_sync ops_sync.log env GEOLOC_CUDA_SYNC=1 .gpu/run geoloc_ops_tests --force-colors=0 -tc="$CMP"
+# 2. the rest of the CUDA suite: context, allocator, bf16, a 3-step training run against the CPU
 step tests tests.log .gpu/run geoloc_cuda_tests --force-colors=0 --reporters=console
 .gpu/run geoloc_cuda_tests --force-colors=0 --reporters=junit --out="$OUT/tests.junit.xml" > /dev/null 2>&1
 step tests_sync tests_sync.log env GEOLOC_CUDA_SYNC=1 .gpu/run geoloc_cuda_tests --force-colors=0
+# 3. compute-sanitizer over the op table's GPU rows (memcheck: bounds, leaks; racecheck / synccheck:
+#    shared memory and barriers, what the CPU emulator cannot see between two barriers)
 step memcheck memcheck.log .gpu/run "$SAN" --tool memcheck --leak-check full --error-exitcode 3 \
-  "$TESTS" --force-colors=0 -tc="cuda*,fused*,haversine*,BN-apply*,k-NN*,bf16*,a small*"
-step racecheck racecheck.log .gpu/run "$SAN" --tool racecheck --error-exitcode 3 \
-  "$TESTS" --force-colors=0 -tc="k-NN*,fused multi-head*,cuda batch norm*"
-step synccheck synccheck.log .gpu/run "$SAN" --tool synccheck --error-exitcode 3 \
-  "$TESTS" --force-colors=0 -tc="k-NN*,fused multi-head*"
+  "$OPS" --force-colors=0 -tc="$CMP"
+step racecheck racecheck.log .gpu/run "$SAN" --tool racecheck --error-exitcode 3 "$OPS" --force-colors=0 -tc="$CMP"
+step synccheck synccheck.log .gpu/run "$SAN" --tool synccheck --error-exitcode 3 "$OPS" --force-colors=0 -tc="$CMP"
+step bench_ops bench_ops.log .gpu/run geoloc_bench_ops --benchmark_filter=/cuda --benchmark_out="$OUT/bench_ops.json" \
+  --benchmark_out_format=json
 step bench bench.log .gpu/run geoloc_bench_cuda --benchmark_out="$OUT/bench_cuda.json" \
   --benchmark_out_format=json --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 if python3 -c 'import torch, torchvision' 2>/dev/null; then
@@ -89,7 +99,7 @@ fi
 
 echo
 echo "step               result"
-for k in tests tests_sync memcheck racecheck synccheck bench resnet50_pytorch; do
+for k in ops ops_sync tests tests_sync memcheck racecheck synccheck bench_ops bench resnet50_pytorch; do
   printf '%-18s %s\n' "$k" "${status[$k]:-not run}"
 done
 if [ -f "$OUT/bench_cuda.json" ]; then
