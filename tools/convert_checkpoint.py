@@ -14,7 +14,13 @@ Accepted inputs
         --heads coarse:partition,middle:partition,fine:partition,scene:scene
 
 Head specs are NAME[:KIND] with KIND partition (default), scene, country or coords; class counts are read
-from the weights. Needs torch (pip install torch).
+from the weights. Without --heads, Lightning classifiers are named coarse, middle, fine (three heads) or
+cells0, cells1, ... Then `geoloc import --weights OUT --partitions coarse.csv,middle.csv,fine.csv --out M`
+makes a model file (docs/import.md).
+
+Loading is safe by default: torch.load(..., weights_only=True), which unpickles only tensors and plain
+containers. --unsafe-unpickle allows any Python object, which means running code from the file: use it
+only for checkpoints you trust. Needs torch (pip install torch).
 """
 import argparse
 import re
@@ -31,8 +37,23 @@ _ARCH = {  # blocks per stage -> torchvision name, for guessing --arch
     ("bottleneck", (3, 4, 6, 3)): "resnet50", ("bottleneck", (3, 4, 23, 3)): "resnet101"}
 
 
-def load_state_dict(path):
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+def load_state_dict(path, unsafe_unpickle=False):
+    if unsafe_unpickle:
+        print(f"warning: --unsafe-unpickle: loading '{path}' with full unpickling, which runs any code the file "
+              "contains; use it only for checkpoints from a source you trust", file=sys.stderr)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=not unsafe_unpickle)
+    except Exception as e:  # torch raises UnpicklingError (or RuntimeError) for objects outside the allow-list
+        if unsafe_unpickle:
+            sys.exit(f"{path}: cannot load: {e}")
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        why = [ln for ln in lines if "Unsupported global" in ln or "WeightsUnpickler error" in ln]
+        first = (why or lines or [type(e).__name__])[0]
+        sys.exit(f"{path}: cannot load with weights_only=True (the safe loader): {first}\n"
+                 "The checkpoint holds Python objects beyond tensors and plain containers (e.g. a Lightning "
+                 "AttributeDict in its hyper-parameters). If you trust its source, rerun with --unsafe-unpickle, "
+                 "which runs code from the file.")
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if hasattr(obj, "state_dict") and not isinstance(obj, dict):
@@ -63,12 +84,15 @@ def rename(sd, head_specs, fc_head):
             continue
         sys.exit(f"unexpected key '{k}' {list(v.shape)}: not a ResNet backbone or head tensor")
     idx = sorted(heads_found)
+    if idx and not head_specs:  # ECCV 2018 names its three partitionings coarse, middle, fine
+        names = ["coarse", "middle", "fine"] if len(idx) == 3 else [f"cells{i}" for i in range(len(idx))]
+        head_specs = [(n, "partition") for n in names]
     if idx and len(idx) != len(head_specs):
         sys.exit(f"checkpoint has {len(idx)} classifier heads (indices {idx}); --heads names {len(head_specs)}")
     for i, (name, _) in zip(idx, head_specs):
         for part, t in heads_found[i].items():
             out[f"heads.{name}.{part}"] = t
-    return out
+    return out, head_specs
 
 
 def guess_arch(sd):
@@ -94,6 +118,9 @@ def main():
     ap.add_argument("--arch", help="resnet18|resnet34|resnet50|resnet101|small|resnet:... (default: guessed)")
     ap.add_argument("--heads", default="", help="comma-separated NAME[:KIND] for classifier.0, classifier.1, ...")
     ap.add_argument("--fc-head", default="", help="keep a torchvision fc layer as this head")
+    ap.add_argument("--unsafe-unpickle", action="store_true",
+                    help="load with full unpickling (torch.load weights_only=False): runs code from the file; "
+                         "only for trusted checkpoints that the safe loader refuses")
     a = ap.parse_args()
 
     specs = []
@@ -103,7 +130,7 @@ def main():
         if kind not in _KINDS or not re.fullmatch(r"[A-Za-z0-9_-]+", name):
             sys.exit(f"--heads: bad item '{item}' (NAME[:partition|scene|country|coords])")
         specs.append((name, kind))
-    sd = rename(load_state_dict(a.input), specs, a.fc_head)
+    sd, specs = rename(load_state_dict(a.input, a.unsafe_unpickle), specs, a.fc_head)
     if "conv1.weight" not in sd:
         sys.exit(f"{a.input}: no conv1.weight after renaming: not a ResNet checkpoint")
     kinds = dict(specs)

@@ -47,6 +47,9 @@ struct Options {
   int top_cells = 5;
   bool snap_to_land = false;   // move a prediction at sea to the nearest coast
   bool five_crop = false;      // average the probabilities of five crops (slower, a little better)
+  /// How five crops are combined: "mean" or "max" (per class, then renormalised; the published
+  /// ECCV 2018 pipeline takes the max). ValueError at load for anything else.
+  std::string crop_aggregation = "mean";
   std::string device = "cpu";  // "cpu" or "cuda[:N]" (when geoloc was built with CUDA)
 };
 

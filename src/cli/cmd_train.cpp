@@ -14,6 +14,7 @@
 #include "geoloc/nn/weights.hpp"
 #include "geoloc/pipeline/eval.hpp"
 #include "geoloc/pipeline/trainer.hpp"
+#include "geoloc/safetensors.hpp"
 
 namespace geoloc::cli {
 namespace {
@@ -71,6 +72,43 @@ int64_t steps_for(const Args& args, int64_t fallback, size_t n, int batch) {
   return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(e * static_cast<double>(n) / batch)));
 }
 
+// With --partitions: counts the training points outside the given cells, and returns the rows to drop
+// (those outside every partitioning, under --outside skip).
+std::vector<size_t> check_coverage(const Args& args, const pipeline::ModelSpec& spec, std::span<const geo::LatLng> coords) {
+  if (spec.partitions.empty()) return {};
+  const pipeline::Coverage c = pipeline::coverage(spec.partitions, coords);
+  for (size_t p = 0; p < c.outside.size(); ++p)
+    if (c.outside[p])
+      std::fprintf(stderr, "partitioning %s: %zu of %zu training images lie outside its cells (%s)\n",
+                   spec.partitions[p].name.c_str(), c.outside[p], coords.size(),
+                   args.get("outside") == "nearest" ? "labelled with the nearest cell" : "no label for this head");
+  if (args.get("outside") == "nearest" || c.outside_all_rows.empty()) return {};
+  std::fprintf(stderr, "%zu of %zu training images lie outside every partitioning: skipped\n",
+               c.outside_all_rows.size(), coords.size());
+  GEOLOC_CHECK(c.outside_all_rows.size() < coords.size(), ValueError, "no training image lies inside the cells of ",
+               args.get("partitions"), " (check that the coordinates and the partitionings belong together)");
+  return c.outside_all_rows;
+}
+
+// --pretrained: a file with exactly the model's heads (an imported or earlier geoloc model) fine-tunes
+// everything; otherwise only the backbone is taken.
+void load_pretrained(const Args& args, pipeline::GeoModel& model) {
+  if (!args.has("pretrained")) return;
+  const std::string path = args.get("pretrained");
+  const auto file = safetensors::File::open(path);
+  bool same_heads = false;
+  try {
+    same_heads = nn::geonet_config_from(file, model.net->config().name()).heads == model.net->geo_config().heads;
+  } catch (const Error&) {
+  }
+  if (same_heads) {
+    nn::load_state(*model.net, file);
+    std::fprintf(stderr, "fine-tuning every layer of %s (its heads match the partitionings)\n", path.c_str());
+  } else {
+    nn::load_backbone(*model.net, path);
+  }
+}
+
 int train_streaming(const Args& args, const pipeline::ModelSpec& spec, pipeline::TrainConfig tc) {
   GEOLOC_CHECK(!args.flag("propagate-scenes"), ValueError,
                "--propagate-scenes needs the training set in memory; it cannot be combined with --stream");
@@ -83,9 +121,24 @@ int train_streaming(const Args& args, const pipeline::ModelSpec& spec, pipeline:
     coords.push_back({e.latitude, e.longitude});
     countries.push_back(e.country);
   }
+  if (const auto drop = check_coverage(args, spec, coords); !drop.empty()) {
+    std::vector<bool> gone(coords.size(), false);
+    for (size_t r : drop) gone[r] = true;
+    image::Manifest kept = manifest;
+    kept.entries.clear();
+    coords.clear();
+    countries.clear();
+    for (size_t i = 0; i < manifest.entries.size(); ++i) {
+      if (gone[i]) continue;
+      kept.entries.push_back(manifest.entries[i]);
+      coords.push_back({manifest.entries[i].latitude, manifest.entries[i].longitude});
+      countries.push_back(manifest.entries[i].country);
+    }
+    manifest = std::move(kept);
+  }
   tc.steps = steps_for(args, tc.steps, coords.size(), tc.batch_size);
   pipeline::GeoModel model = pipeline::build_model(spec, coords, countries);
-  if (args.has("pretrained")) nn::load_backbone(*model.net, args.get("pretrained"));
+  load_pretrained(args, model);
   const int threads = static_cast<int>(args.get_int("loader-threads"));
   std::shared_ptr<const image::SampleSource> source = std::make_shared<image::ManifestSource>(std::move(manifest));
   if (args.has("cache")) {
@@ -128,12 +181,15 @@ int run_train(int argc, char** argv) {
             {{"train", "training manifest (image,latitude,longitude[,scene][,country])"},
              {"val", "validation manifest, evaluated every --eval-every steps"},
              {"out", "model file to write"},
-             {"arch", "backbone: small, resnet18, resnet34, resnet50, resnet101", false, "small"},
+             {"arch", "backbone: small, resnet18, resnet34, resnet50, resnet101 (with --pretrained: that file's)", false, "small"},
              {"pretrained", "initialise the backbone from these weights (torchvision names)"},
              {"freeze-backbone", "train the heads only", true},
              {"image-size", "network input size (square)", false, "64"},
              {"resize", "shorter side before cropping", false, ""},
              {"cells", "tau_max of each S2 partitioning, coarse to fine", false, "2000,1000,500"},
+             {"partitions", "train on these partition CSVs (ECCV 2018 format), coarse to fine, instead of building cells"},
+             {"outside", "with --partitions, images outside a partitioning's cells: skip (no label there; dropped when "
+                         "outside all) or nearest (the nearest cell)", false, "skip"},
              {"tau-min", "drop cells with fewer training images", false, "20"},
              {"min-level", "first S2 level", false, "2"},
              {"max-level", "last S2 level", false, "30"},
@@ -168,7 +224,12 @@ int run_train(int argc, char** argv) {
   args.get("out");  // required: a missing --out fails before any work
   // Every option is checked before the (slow) decoding of the data set.
   pipeline::ModelSpec spec;
-  spec.backbone = nn::ResNetConfig::parse(args.get("arch"));
+  std::string arch = args.get("arch");
+  if (args.has("pretrained") && !args.has("arch")) {  // fine-tuning: the pretrained file's architecture
+    const auto meta = safetensors::File::open(args.get("pretrained")).metadata();
+    if (auto it = meta.find("arch"); it != meta.end()) arch = it->second;
+  }
+  spec.backbone = nn::ResNetConfig::parse(arch);
   spec.preprocess.crop = size;
   spec.preprocess.resize = static_cast<int>(args.get_int("resize", size));
   spec.cells.tau_max = parse_int_list(args.get("cells"), "cells");
@@ -176,6 +237,12 @@ int run_train(int argc, char** argv) {
   spec.cells.min_level = static_cast<int>(args.get_int("min-level"));
   spec.cells.max_level = static_cast<int>(args.get_int("max-level"));
   spec.kmeans_k = static_cast<int>(args.get_int("kmeans", 0));
+  if (args.has("partitions")) {
+    GEOLOC_CHECK(!args.has("kmeans") && !args.has("cells"), ValueError, "--partitions replaces --cells and --kmeans");
+    spec.partitions = pipeline::read_partitions(Args::split(args.get("partitions")));
+  }
+  GEOLOC_CHECK(args.get("outside") == "skip" || args.get("outside") == "nearest", ValueError,
+               "--outside must be skip or nearest, got '", args.get("outside"), "'");
   if (args.has("scenes")) spec.scene_names = Args::split(args.get("scenes"));
   spec.country_head = args.flag("country-head");
   spec.coords_head = args.flag("coords-head");
@@ -193,6 +260,7 @@ int run_train(int argc, char** argv) {
   tc.warmup_steps = args.get_int("warmup");
   tc.clip_grad_norm = static_cast<float>(args.get_double("clip"));
   tc.soft_targets_tau_km = args.get_double("soft-tau");
+  tc.outside_nearest = args.get("outside") == "nearest";
   tc.eval_every = args.get_int("eval-every");
   tc.checkpoint_path = args.get("checkpoint", "");
   tc.checkpoint_every = args.get_int("checkpoint-every");
@@ -206,6 +274,14 @@ int run_train(int argc, char** argv) {
   if (args.flag("stream")) return train_streaming(args, spec, tc);
   GEOLOC_CHECK(!args.has("cache"), ValueError, "--cache needs --stream");
   pipeline::Dataset train = pipeline::Dataset::from_manifest(args.get("train"), spec.preprocess.resize);
+  if (const auto drop = check_coverage(args, spec, train.coords); !drop.empty()) {
+    std::vector<bool> gone(train.size(), false);
+    for (size_t r : drop) gone[r] = true;
+    std::vector<size_t> keep;
+    for (size_t i = 0; i < train.size(); ++i)
+      if (!gone[i]) keep.push_back(i);
+    train = train.subset(keep);
+  }
   const std::unique_ptr<pipeline::Dataset> val = validation_set(args, spec);
   tc.steps = steps_for(args, tc.steps, train.size(), tc.batch_size);
   for (size_t i = 0; i < train.size(); ++i)
@@ -221,7 +297,7 @@ int run_train(int argc, char** argv) {
     std::fprintf(stderr, "scene labels propagated to %zu training images\n", n);
   }
   pipeline::GeoModel model = pipeline::build_model(spec, train.coords, train.country);
-  if (args.has("pretrained")) nn::load_backbone(*model.net, args.get("pretrained"));
+  load_pretrained(args, model);
   for (const auto& p : model.partitions)
     std::fprintf(stderr, "partitioning %s: %zu classes\n", p.name.c_str(), p.partition->size());
   pipeline::Trainer trainer(model, tc);
@@ -240,6 +316,7 @@ int run_eval(int argc, char** argv) {
              {"thresholds", "accuracy thresholds in km (Sy & Day: 10,100,1000,10000)", false, "1,25,200,750,2500"},
              {"unit", "distances in the table: km or miles (the JSON stays in km)", false, "km"},
              {"five-crop", "average five crops per image", true},
+             {"max-crops", "with --five-crop: max instead of mean over the crops", true},
              {"knn-k", "neighbours for the knn strategy", false, "16"},
              {"knn-mode", "mean or mean-shift", false, "mean"},
              {"device", "cpu or cuda", false, "cpu"}});
@@ -259,6 +336,7 @@ int run_eval(int argc, char** argv) {
   for (const auto& s : Args::split(args.get("strategies"))) eo.strategies.push_back(pipeline::parse_strategy(s));
   eo.thresholds_km = thresholds;
   eo.five_crop = args.flag("five-crop");
+  eo.max_crops = args.flag("max-crops");
   eo.predict.knn_k = static_cast<int>(args.get_int("knn-k"));
   eo.predict.knn_mode = pipeline::parse_knn_mode(args.get("knn-mode"));
   const pipeline::EvalReport report = pipeline::evaluate_strategies(model, data, &countries, eo);

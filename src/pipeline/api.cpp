@@ -66,6 +66,8 @@ Locator Locator::load(const std::string& model_path, const Options& options, con
   impl->po.strategy = pipeline::parse_strategy(options.strategy);
   impl->po.top_cells = options.top_cells;
   impl->po.snap_to_land = options.snap_to_land;
+  GEOLOC_CHECK(options.crop_aggregation == "mean" || options.crop_aggregation == "max", ValueError,
+               "crop_aggregation '", options.crop_aggregation, "' is neither 'mean' nor 'max'");
   GEOLOC_CHECK(impl->po.strategy != pipeline::Strategy::Knn || !impl->model.knn.empty(), ValueError,
                "strategy 'knn' needs a k-NN index (geoloc index); none was given");
   return Locator(std::move(impl));
@@ -74,7 +76,7 @@ Locator Locator::load(const std::string& model_path, const Options& options, con
 std::vector<Result> Locator::predict(const std::vector<RgbImage>& images) const {
   if (images.empty()) return {};
   auto hp = impl_->predictor->probabilities(impl_->input(images));
-  if (impl_->options.five_crop) hp = pipeline::Predictor::aggregate(hp, 5);
+  if (impl_->options.five_crop) hp = pipeline::Predictor::aggregate(hp, 5, impl_->options.crop_aggregation == "max");
   if (impl_->po.strategy == pipeline::Strategy::Knn) impl_->predictor->find_neighbours(hp, impl_->po);
   std::vector<Result> out;
   for (int64_t i = 0; i < hp.n; ++i) out.push_back(impl_->result(hp, i));

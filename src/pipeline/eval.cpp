@@ -61,7 +61,7 @@ EvalReport evaluate_strategies(const GeoModel& model, const Dataset& data, const
   for (size_t start = 0; start < data.size(); start += static_cast<size_t>(o.batch_size)) {
     const size_t m = std::min<size_t>(static_cast<size_t>(o.batch_size), data.size() - start);
     HeadProbabilities hp = pred.probabilities(eval_batch(model, data, start, m, o.five_crop));
-    if (o.five_crop) hp = Predictor::aggregate(hp, 5);
+    if (o.five_crop) hp = Predictor::aggregate(hp, 5, o.max_crops);
     append(r.probabilities, hp);
   }
   auto& hp = r.probabilities;

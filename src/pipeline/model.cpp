@@ -252,6 +252,32 @@ GeoModel GeoModel::load(const std::string& path) {
   return m;
 }
 
+std::vector<GeoPartition> read_partitions(const std::vector<std::string>& csv_paths) {
+  GEOLOC_CHECK(!csv_paths.empty(), ValueError, "no partition CSV given");
+  static const char* kNames3[] = {"coarse", "middle", "fine"};
+  std::vector<GeoPartition> out;
+  for (size_t i = 0; i < csv_paths.size(); ++i) {
+    auto cells = std::make_shared<geo::CellPartition>(geo::CellPartition::read_csv(csv_paths[i]));
+    GEOLOC_CHECK(cells->size() >= 1, IoError, csv_paths[i], ": no cells");
+    out.push_back({csv_paths.size() == 3 ? kNames3[i] : "cells" + std::to_string(i), std::move(cells)});
+  }
+  return out;
+}
+
+Coverage coverage(const std::vector<GeoPartition>& partitions, std::span<const geo::LatLng> coords) {
+  Coverage c;
+  std::vector<size_t> inside(coords.size(), 0);
+  for (const auto& gp : partitions) {
+    const std::vector<int> a = gp.partition->assign_all(coords);
+    size_t n = 0;
+    for (size_t i = 0; i < a.size(); ++i) (a[i] < 0 ? n : inside[i]) += 1;
+    c.outside.push_back(n);
+  }
+  for (size_t i = 0; i < coords.size(); ++i)
+    if (inside[i] == 0) c.outside_all_rows.push_back(i);
+  return c;
+}
+
 GeoModel build_model(const ModelSpec& spec, std::span<const geo::LatLng> train_coords,
                      std::span<const int> train_countries) {
   GEOLOC_CHECK(!train_coords.empty(), ValueError, "cannot build a model from an empty training set");
@@ -262,7 +288,10 @@ GeoModel build_model(const ModelSpec& spec, std::span<const geo::LatLng> train_c
   cfg.backbone = spec.backbone;
   cfg.dropout = spec.dropout;
   cfg.freeze_backbone = spec.freeze_backbone;
-  if (spec.kmeans_k > 0) {
+  if (!spec.partitions.empty()) {
+    GEOLOC_CHECK(spec.kmeans_k == 0, ValueError, "give partitionings or k-means clusters, not both");
+    m.partitions = spec.partitions;
+  } else if (spec.kmeans_k > 0) {
     auto km = std::make_shared<geo::KMeansPartition>(
         geo::KMeansPartition::fit(train_coords, {.k = spec.kmeans_k, .seed = spec.seed}));
     m.partitions.push_back({"clusters", km});

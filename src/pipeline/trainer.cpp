@@ -205,7 +205,9 @@ nn::MultitaskTargets Trainer::targets(const BatchLabels& y) const {
         t.soft[h.name] =
             Tensor::from_vector({static_cast<int64_t>(b), static_cast<int64_t>(part.size())}, soft);
       } else {
-        t.labels[h.name] = labels([&](size_t j) { return part.assign(y.coords[j]); });
+        t.labels[h.name] = labels([&](size_t j) {
+          return cfg_.outside_nearest ? part.assign_nearest(y.coords[j]) : part.assign(y.coords[j]);
+        });
       }
     } else if (h.kind == nn::HeadKind::Scene) {
       t.labels[h.name] = labels([&](size_t j) { return y.scene[j]; });

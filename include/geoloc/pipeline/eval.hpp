@@ -19,6 +19,7 @@ struct EvalOptions {
   /// Accuracy thresholds (km), in the order given; Sy & Day's are geo::kDistanceBucketsKm.
   std::vector<double> thresholds_km = geo::kDefaultThresholdsKm;
   bool five_crop = false;  // average the probabilities of five crops per image
+  bool max_crops = false;  // with five_crop: per-class max over the crops (renormalised) instead of the mean
   int batch_size = 128;
   PredictOptions predict;  // centroid_k, knn_k, ...
 };

@@ -95,6 +95,9 @@ struct ModelSpec {
   nn::ResNetConfig backbone = nn::ResNetConfig::small();
   geo::AdaptiveOptions cells;     // used when kmeans_k == 0
   int kmeans_k = 0;               // > 0: one k-means partitioning instead of S2 cells
+  /// Given partitionings (coarse to fine, e.g. read from ECCV 2018 CSVs) used instead of building
+  /// any: the heads are named after them and have their class counts.
+  std::vector<GeoPartition> partitions;
   std::vector<std::string> scene_names;  // empty: no scene head
   bool country_head = false;      // classes = the countries present in the training set
   bool coords_head = false;       // unit 3-vector regression trained with the haversine loss
@@ -103,6 +106,18 @@ struct ModelSpec {
   Preprocess preprocess;
   uint64_t seed = 1;
 };
+
+/// Reads partition CSVs (coarse to fine) as given partitionings, named coarse/middle/fine for three
+/// and cells0, cells1, ... otherwise. IoError naming the file and line for a malformed one.
+std::vector<GeoPartition> read_partitions(const std::vector<std::string>& csv_paths);
+
+/// How many training points lie outside every cell of each partitioning (first: per partitioning,
+/// coarse to fine) and outside every cell of all of them (`outside_all`, their rows in `rows`).
+struct Coverage {
+  std::vector<size_t> outside;
+  std::vector<size_t> outside_all_rows;
+};
+Coverage coverage(const std::vector<GeoPartition>& partitions, std::span<const geo::LatLng> coords);
 
 /// Builds an initialised model for `spec` from the training coordinates (and countries).
 GeoModel build_model(const ModelSpec& spec, std::span<const geo::LatLng> train_coords,

@@ -39,6 +39,9 @@ struct TrainConfig {
   float clip_grad_norm = 0.0f;           // 0 = off
   // Targets: 0 = hard cell labels; > 0 = haversine-smoothed soft targets with this tau (km)
   double soft_targets_tau_km = 0.0;
+  // A training point outside every cell of a partitioning: false = no label for that head (it adds
+  // nothing to that head's loss), true = labelled with the cell whose mean is nearest.
+  bool outside_nearest = false;
   nn::MultitaskWeights loss_weights;
   // Augmentation (training only): random-resized crop scale range, horizontal flip, colour jitter
   double crop_scale_min = 0.6;
