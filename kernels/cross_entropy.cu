@@ -4,10 +4,12 @@
 // One block per (row, head). Pass 1 reads the row once with an online log-sum-exp (and, for soft
 // targets, sum t and sum t*x); pass 2 reads it again (mostly from L2) and writes the gradient. The loss
 // uses sum_c t_c (lse - x_c) = tsum*lse - sum t*x, the same quantity as the CPU's.
+// Logits and dlogits f32 or bf16 per head (loaded to float, dlogits rounded once); loss and targets f32.
 #include <algorithm>
 #include <cstdint>
 #include <vector>
 
+#include "bf16.cuh"
 #include "cuda_common.cuh"
 #include "device.cuh"
 
@@ -19,15 +21,16 @@ using detail::expect;
 constexpr int kMaxLossHeads = 16;
 
 struct HeadArgs {
-  const float* logits;
+  const void* logits;     // f32 or bf16 (bf16 below), as dlogits
   const int32_t* labels;  // hard labels, or nullptr
-  const float* targets;   // soft targets, or nullptr
-  float* loss;
-  float* dlogits;
+  const float* targets;   // soft targets (f32), or nullptr
+  float* loss;            // f32 whatever the logits' dtype
+  void* dlogits;
   int64_t n, c;
   float grad_scale;
+  bool bf16;  // logits and dlogits are bf16: loaded to float, dlogits rounded once
 };
-// Passed by value as a kernel parameter (16 heads * 64 B): no host-to-device copy of a table;
+// Passed by value as a kernel parameter (16 heads * 72 B): no host-to-device copy of a table;
 // __grid_constant__ lets blocks index it without a per-thread copy to local memory.
 struct HeadTable {
   HeadArgs h[kMaxLossHeads];
@@ -45,32 +48,42 @@ __global__ void __launch_bounds__(kXentMaxThreads)
   if (row >= H.n) return;
   __shared__ float sm_m[32], sm_s[32], sm_r[32];
   const int64_t C = H.c;
-  const float* x = H.logits + row * C;
-  float* d = H.dlogits + row * C;
+  const bool b16 = H.bf16;
+  const float* xf = static_cast<const float*>(H.logits) + row * C;
+  const dev::bf16* xb = static_cast<const dev::bf16*>(H.logits) + row * C;
+  float* df = static_cast<float*>(H.dlogits) + row * C;
+  dev::bf16* db = static_cast<dev::bf16*>(H.dlogits) + row * C;
+  auto x = [&](int64_t j) { return b16 ? dev::ld(xb, j) : xf[j]; };
+  auto set_d = [&](int64_t j, float v) {
+    if (b16)
+      dev::st(db, j, v);
+    else
+      df[j] = v;
+  };
   const float gs = H.grad_scale;
   if (H.labels) {
     const int32_t y = H.labels[row];
     if (y < 0) {  // ignored sample
-      for (int64_t j = threadIdx.x; j < C; j += blockDim.x) d[j] = 0.0f;
+      for (int64_t j = threadIdx.x; j < C; j += blockDim.x) set_d(j, 0.0f);
       if (threadIdx.x == 0) H.loss[row] = 0.0f;
       return;
     }
     dev::Lse st{-INFINITY, 0.0f};
-    for (int64_t j = threadIdx.x; j < C; j += blockDim.x) st = dev::lse_push(st, x[j]);
+    for (int64_t j = threadIdx.x; j < C; j += blockDim.x) st = dev::lse_push(st, x(j));
     st = dev::block_lse(st, sm_m, sm_s);
     const float lse = st.m + logf(st.s);
     for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
-      const float g = gs * expf(x[j] - lse);
-      d[j] = j == y ? g - gs : g;
+      const float g = gs * expf(x(j) - lse);
+      set_d(j, j == y ? g - gs : g);
     }
-    if (threadIdx.x == 0) H.loss[row] = y < C ? lse - x[y] : NAN;  // ops.cpp rejects y >= C before this
+    if (threadIdx.x == 0) H.loss[row] = y < C ? lse - x(y) : NAN;  // ops.cpp rejects y >= C before this
     return;
   }
   const float* t = H.targets + row * C;
   dev::Lse st{-INFINITY, 0.0f};
   float tsum = 0.0f, tx = 0.0f;
   for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
-    const float v = x[j], tv = t[j];
+    const float v = x(j), tv = t[j];
     st = dev::lse_push(st, v);
     tsum += tv;
     if (tv != 0.0f) tx += tv * v;
@@ -79,7 +92,7 @@ __global__ void __launch_bounds__(kXentMaxThreads)
   tsum = dev::block_sum(tsum, sm_r);
   tx = dev::block_sum(tx, sm_r);
   const float lse = st.m + logf(st.s);
-  for (int64_t j = threadIdx.x; j < C; j += blockDim.x) d[j] = gs * (tsum * expf(x[j] - lse) - t[j]);
+  for (int64_t j = threadIdx.x; j < C; j += blockDim.x) set_d(j, gs * (tsum * expf(x(j) - lse) - t[j]));
   if (threadIdx.x == 0) H.loss[row] = tsum != 0.0f ? tsum * lse - tx : 0.0f;
 }
 
@@ -92,9 +105,9 @@ void launch(const std::vector<CrossEntropyHead>& heads, const char* fn) {
   const Device dev0 = heads[0].logits.defined() ? heads[0].logits.device() : Device::cpu();
   for (size_t i = 0; i < heads.size(); ++i) {
     const CrossEntropyHead& h = heads[i];
-    expect(h.logits, DType::F32, fn, "logits");
+    const DType t = detail::expect_fp(h.logits, h.logits.dtype(), fn, "logits");
     expect(h.loss, DType::F32, fn, "loss");
-    expect(h.dlogits, DType::F32, fn, "dlogits");
+    detail::expect_fp(h.dlogits, t, fn, "dlogits");
     GEOLOC_CHECK(h.logits.ndim() == 2, ShapeError, "cuda::", fn, ": head ", i, " logits must be [N,C], got ",
                  h.logits.str());
     GEOLOC_CHECK(h.logits.device() == dev0, ShapeError, "cuda::", fn, ": head ", i, " is on ",
@@ -117,9 +130,10 @@ void launch(const std::vector<CrossEntropyHead>& heads, const char* fn) {
                    h.targets.str(), " do not match logits ", h.logits.str());
       a.targets = static_cast<const float*>(h.targets.raw());
     }
-    a.logits = static_cast<const float*>(h.logits.raw());
+    a.logits = h.logits.raw();
     a.loss = static_cast<float*>(h.loss.raw());
-    a.dlogits = static_cast<float*>(h.dlogits.raw());
+    a.dlogits = h.dlogits.raw();
+    a.bf16 = t == DType::BF16;
     a.n = c > 0 ? n : 0;  // a head without classes has nothing to write but its loss (see below)
     a.c = c;
     a.grad_scale = h.grad_scale;

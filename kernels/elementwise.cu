@@ -1,10 +1,11 @@
-// cuda:: elementwise ops and dropout of backend.hpp (float32; relu, add, add_relu, axpy, scale and fill
-// also bf16, computing in float), mul_scalar / reduce_sum, and the f32 <-> bf16 convert. Same per-element
+// cuda:: elementwise ops, dropout, mul_scalar / reduce_sum of backend.hpp (float32 or bf16, computing in
+// float; reduce_sum's y and mul_scalar's s are f32 always), and the f32 <-> bf16 convert. Same per-element
 // math as the CPU backend (geoloc/detail/math.hpp); src/core/cpu/elementwise.cpp is the spec.
 #include <cuda_bf16.h>
 
 #include <cstdint>
 
+#include "bf16.cuh"
 #include "cuda_common.cuh"
 #include "device.cuh"
 #include "map.cuh"
@@ -17,10 +18,8 @@ using detail::expect;
 using dev::kThreads;
 
 // Storage <-> float: the bf16 ops load to float, compute in float and round once (nearest even) on store.
-__device__ __forceinline__ float ld(const float* p, int64_t i) { return p[i]; }
-__device__ __forceinline__ float ld(const __nv_bfloat16* p, int64_t i) { return __bfloat162float(p[i]); }
-__device__ __forceinline__ void st(float* p, int64_t i, float v) { p[i] = v; }
-__device__ __forceinline__ void st(__nv_bfloat16* p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
+using dev::ld;
+using dev::st;
 
 template <class T>
 struct ReluOp {
@@ -70,43 +69,47 @@ struct ConvertOp {
   D* y;
   __device__ void operator()(int64_t i) const { st(y, i, ld(x, i)); }
 };
+template <class T>
 struct MulScalarOp {
-  const float* x;
-  const float* s;  // one element on the device: read by every thread, no host round trip
-  float* y;
-  __device__ void operator()(int64_t i) const { y[i] = x[i] * s[0]; }
+  const T* x;
+  const float* s;  // one element on the device (f32 also for bf16 x, y): no host round trip
+  T* y;
+  __device__ void operator()(int64_t i) const { st(y, i, ld(x, i) * s[0]); }
 };
 using bf16 = __nv_bfloat16;
 template <class T>
 T* tp(const Tensor& t) {
   return static_cast<T*>(t.raw());
 }
+template <class T>
 struct DropoutOp {
-  const float* x;
+  const T* x;
   uint8_t* mask;
-  float* y;
+  T* y;
   float p, keep_scale;
   uint64_t seed;
   __device__ void operator()(int64_t i) const {
     const bool keep = math::dropout_keep(seed, static_cast<uint64_t>(i), p);
     mask[i] = keep ? 1 : 0;
-    y[i] = keep ? x[i] * keep_scale : 0.0f;
+    st(y, i, keep ? ld(x, i) * keep_scale : 0.0f);
   }
 };
+template <class T>
 struct DropoutBwdOp {
-  const float* dy;
+  const T* dy;
   const uint8_t* mask;
-  float* dx;
+  T* dx;
   float keep_scale;
-  __device__ void operator()(int64_t i) const { dx[i] = mask[i] ? dy[i] * keep_scale : 0.0f; }
+  __device__ void operator()(int64_t i) const { st(dx, i, mask[i] ? ld(dy, i) * keep_scale : 0.0f); }
 };
 // y[0] = alpha * sum(x) in double, one block: the losses' per-sample vectors (a few thousand elements).
 // Deterministic: each thread sums a fixed strided subset, then a fixed tree.
 constexpr int kReduceThreads = 1024;
-__global__ void reduce_sum_kernel(const float* __restrict__ x, int64_t n, float alpha, float* __restrict__ y) {
+template <class T>
+__global__ void reduce_sum_kernel(const T* __restrict__ x, int64_t n, float alpha, float* __restrict__ y) {
   __shared__ double part[32];
   double acc = 0.0;
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) acc += x[i];
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) acc += ld(x, i);
   for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
   if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = acc;
   __syncthreads();
@@ -223,46 +226,61 @@ void convert(const Tensor& src, const Tensor& dst) {
 
 void mul_scalar(const Tensor& x, const Tensor& s, const Tensor& y) {
   const char* fn = "mul_scalar";
-  expect(x, DType::F32, fn, "x");
+  const DType t = detail::expect_fp(x, x.dtype(), fn, "x");
   expect(s, DType::F32, fn, "s");
-  expect(y, DType::F32, fn, "y");
+  detail::expect_fp(y, t, fn, "y");
   same_numel(x, y, fn);
   GEOLOC_CHECK(s.numel() == 1, ShapeError, "cuda::mul_scalar: s must have one element, got ", s.str());
   Context& c = detail::context_of(x, fn);
-  launch_map(c, x.numel(), MulScalarOp{fp(x), fp(s), fp(y)}, fn);
+  if (t == DType::BF16)
+    launch_map(c, x.numel(), MulScalarOp<bf16>{tp<bf16>(x), fp(s), tp<bf16>(y)}, fn);
+  else
+    launch_map(c, x.numel(), MulScalarOp<float>{fp(x), fp(s), fp(y)}, fn);
 }
 
 void reduce_sum(const Tensor& x, float alpha, const Tensor& y) {
   const char* fn = "reduce_sum";
-  expect(x, DType::F32, fn, "x");
+  const DType t = detail::expect_fp(x, x.dtype(), fn, "x");  // y is f32 also for a bf16 x
   expect(y, DType::F32, fn, "y");
   GEOLOC_CHECK(y.numel() == 1, ShapeError, "cuda::reduce_sum: y must have one element, got ", y.str());
   Context& c = detail::context_of(y, fn);
   cudaStream_t s = detail::stream_of(c);
-  GEOLOC_LAUNCH(1, kReduceThreads, 0, s, reduce_sum_kernel)(fp(x), x.numel(), alpha, fp(y));
+  if (t == DType::BF16)
+    GEOLOC_LAUNCH(1, kReduceThreads, 0, s, reduce_sum_kernel)(tp<bf16>(x), x.numel(), alpha, fp(y));
+  else
+    GEOLOC_LAUNCH(1, kReduceThreads, 0, s, reduce_sum_kernel)(fp(x), x.numel(), alpha, fp(y));
   GEOLOC_CUDA_LAUNCH_CHECK(s, "reduce_sum_kernel");
 }
 
 void dropout_forward(const Tensor& x, const Tensor& mask, const Tensor& y, float p, uint64_t seed) {
-  expect(x, DType::F32, "dropout_forward", "x");
+  const DType t = detail::expect_fp(x, x.dtype(), "dropout_forward", "x");
   expect(mask, DType::U8, "dropout_forward", "mask");
-  expect(y, DType::F32, "dropout_forward", "y");
+  detail::expect_fp(y, t, "dropout_forward", "y");
   same_numel(x, mask, "dropout_forward");
   same_numel(x, y, "dropout_forward");
   Context& c = detail::context_of(x, "dropout_forward");
-  launch_map(c, x.numel(), DropoutOp{fp(x), mask.data<uint8_t>(), fp(y), p, 1.0f / (1.0f - p), seed},
-             "dropout_forward");
+  if (t == DType::BF16)
+    launch_map(c, x.numel(),
+               DropoutOp<bf16>{tp<bf16>(x), mask.data<uint8_t>(), tp<bf16>(y), p, 1.0f / (1.0f - p), seed},
+               "dropout_forward");
+  else
+    launch_map(c, x.numel(), DropoutOp<float>{fp(x), mask.data<uint8_t>(), fp(y), p, 1.0f / (1.0f - p), seed},
+               "dropout_forward");
 }
 
 void dropout_backward(const Tensor& dy, const Tensor& mask, const Tensor& dx, float p) {
-  expect(dy, DType::F32, "dropout_backward", "dy");
+  const DType t = detail::expect_fp(dy, dy.dtype(), "dropout_backward", "dy");
   expect(mask, DType::U8, "dropout_backward", "mask");
-  expect(dx, DType::F32, "dropout_backward", "dx");
+  detail::expect_fp(dx, t, "dropout_backward", "dx");
   same_numel(dy, mask, "dropout_backward");
   same_numel(dy, dx, "dropout_backward");
   Context& c = detail::context_of(dy, "dropout_backward");
-  launch_map(c, dy.numel(), DropoutBwdOp{fp(dy), mask.data<uint8_t>(), fp(dx), 1.0f / (1.0f - p)},
-             "dropout_backward");
+  if (t == DType::BF16)
+    launch_map(c, dy.numel(), DropoutBwdOp<bf16>{tp<bf16>(dy), mask.data<uint8_t>(), tp<bf16>(dx), 1.0f / (1.0f - p)},
+               "dropout_backward");
+  else
+    launch_map(c, dy.numel(), DropoutBwdOp<float>{fp(dy), mask.data<uint8_t>(), fp(dx), 1.0f / (1.0f - p)},
+               "dropout_backward");
 }
 
 }  // namespace geoloc::cuda

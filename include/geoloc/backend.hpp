@@ -5,6 +5,15 @@
 // accumulation) unless its comment says otherwise. Layouts: activations NHWC [N, H, W, C]; conv
 // weights OHWI [Cout, KH, KW, Cin] (cuDNN's NHWC filter layout, "KRSC"); linear weights [C_out, D_in].
 // Shapes are validated by the ops in ops.hpp before they reach this layer.
+//
+// bf16 (mixed precision): the float tensors of one call are all f32 or all bf16 (a mix is a ShapeError),
+// computed in float with one round-to-nearest-even per output element, except these, f32 always: the
+// batch-norm parameters, running and saved statistics and dgamma/dbeta; the losses' per-sample loss,
+// soft targets and haversine target; reduce_sum's y (x may be bf16); mul_scalar's s; the optimisers' params
+// and states (the f32 masters: a slot's grad may be bf16, the gradient of a bf16 working copy). Masks (U8),
+// labels, argmax and indices keep their dtypes; knn_topk is f32 only; convert is f32 <-> bf16. The CPU
+// twins are the reference for every bf16 function (src/core/cpu/bf16.hpp: widen the bf16 inputs, run the
+// f32 code, round each output once); which CUDA twins have bf16 kernels: geoloc/cuda/precision.hpp.
 #include <cstdint>
 #include <functional>
 #include <vector>

@@ -80,11 +80,21 @@ class Module {
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
 };
 
-/// 2-D convolution over NHWC input; weight [Cout, K, K, Cin] (OHWI), optional bias.
+/// Mixed precision: parameter p as the working copy for an input of dtype t. A bf16 input makes a bf16 copy
+/// of the f32 master (ops::to_dtype, in every forward), whose gradient reaches the master as f32; otherwise
+/// p.
+inline Tensor working_copy(const Tensor& p, DType t) {
+  return p.defined() && p.dtype() != t ? ops::to_dtype(p, t) : p;
+}
+
+/// 2-D convolution over NHWC input; weight [Cout, K, K, Cin] (OHWI), optional bias; with a bf16 input, in
+/// bf16 (working copies of the weights).
 class Conv2d : public Module {
  public:
   Conv2d(int64_t in, int64_t out, int kernel, int stride, int pad, bool bias, Rng& rng);
-  Tensor forward(const Tensor& x) const { return ops::conv2d(x, weight, bias, stride, pad); }
+  Tensor forward(const Tensor& x) const {
+    return ops::conv2d(x, working_copy(weight, x.dtype()), working_copy(bias, x.dtype()), stride, pad);
+  }
   Tensor weight, bias;
   int stride, pad;
 };
@@ -100,11 +110,13 @@ class BatchNorm2d : public Module {
   float eps, momentum;
 };
 
-/// y = x W^T + b with W [out, in].
+/// y = x W^T + b with W [out, in]; with a bf16 input, in bf16 (working copies of the weights).
 class Linear : public Module {
  public:
   Linear(int64_t in, int64_t out, bool bias, Rng& rng);
-  Tensor forward(const Tensor& x) const { return ops::linear(x, weight, bias); }
+  Tensor forward(const Tensor& x) const {
+    return ops::linear(x, working_copy(weight, x.dtype()), working_copy(bias, x.dtype()));
+  }
   Tensor weight, bias;
 };
 

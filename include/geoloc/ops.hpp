@@ -2,6 +2,9 @@
 // Differentiable operations. Each checks its inputs (throwing ShapeError that names both shapes),
 // runs the kernel of the inputs' device (backend.hpp) and, when an input requires a gradient and
 // grad mode is on, records its backward. All tensors of one call must be on one device.
+// Float inputs are f32 or bf16, one dtype per call (a mix is a ShapeError naming both), except the
+// batch-norm parameters and running statistics and the soft targets, always f32; outputs and gradients
+// have their tensor's dtype; the losses' values are f32 whatever the logits' dtype; mse_loss is f32 only.
 #include <cstdint>
 #include <vector>
 
@@ -46,6 +49,10 @@ Tensor max_pool2d(const Tensor& x, int kernel, int stride, int pad = 0);
 Tensor global_avg_pool(const Tensor& x);
 /// x [N,D], w [C,D], bias [C] or undefined -> [N,C].
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias = {});
+/// x converted between f32 and bf16 (round to nearest even; x itself when already of dtype t); the
+/// gradient is converted back to x's dtype. Mixed precision: the f32 master weights enter a bf16 forward
+/// through it, so their gradients arrive in f32.
+Tensor to_dtype(const Tensor& x, DType t);
 /// Same data, another shape of the same element count (a view; gradients reshape back).
 Tensor reshape(const Tensor& x, const Shape& shape);
 /// [N, ...] -> [N, rest].

@@ -218,6 +218,7 @@ int run_train(int argc, char** argv) {
              {"cache", "with --stream: decode once into memory-mapped shards with this path prefix, then train from them"},
              {"loader-threads", "with --stream: decoding threads", false, "2"},
              {"device", "cpu or cuda", false, "cpu"},
+             {"precision", "f32, or bf16 (mixed precision: bf16 activations, f32 master weights)", false, "f32"},
              {"curve", "training curve file stem (.json and .png)", false, ""}});
   if (!args.parse(argc, argv)) return 0;
   const int size = static_cast<int>(args.get_int("image-size"));
@@ -266,6 +267,7 @@ int run_train(int argc, char** argv) {
   tc.checkpoint_every = args.get_int("checkpoint-every");
   tc.seed = spec.seed;
   tc.device = args.get("device");
+  tc.precision = args.get("precision");
   tc.validate();
   spec.preprocess.validate();
   check_output_path(args.get("out"));

@@ -110,6 +110,8 @@ void Tensor::backward(const Tensor& seed) const {
       if (!gi.defined() || !in.defined() || !in.requires_grad()) continue;
       GEOLOC_CHECK(gi.shape() == in.shape(), ShapeError, "op ", node->name(), " produced gradient ",
                    gi.shape().str(), " for input ", i, " of shape ", in.shape().str());
+      GEOLOC_CHECK(gi.dtype() == in.dtype(), ShapeError, "op ", node->name(), " produced gradient ", gi.str(),
+                   " for input ", i, " ", in.str(), " (a gradient has its tensor's dtype)");
       if (in.impl().grad_fn) {
         add_into(pending[in.impl().grad_fn.get()], gi);
       } else {

@@ -13,10 +13,25 @@ Tensor like(const Tensor& t, const Shape& s) { return Tensor::empty(s, t.dtype()
 // Allocates a gradient buffer only where the input wants one.
 Tensor grad_for(const Tensor& t) { return t.defined() && t.requires_grad() ? like(t) : Tensor(); }
 
+// A float input: f32, or bf16 (mixed precision: the backend computes in float and rounds each output once).
 void check_float_input(const Tensor& t, const char* op, const char* what) {
   GEOLOC_CHECK(t.defined(), ShapeError, op, ": ", what, " is undefined");
-  GEOLOC_CHECK(t.dtype() == DType::F32, ShapeError, op, ": ", what, " must be f32, got ", t.str());
+  GEOLOC_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::BF16, ShapeError, op, ": ", what,
+               " must be f32 or bf16, got ", t.str());
   GEOLOC_CHECK(t.numel() > 0, ShapeError, op, ": ", what, " is empty (shape ", t.shape().str(), ")");
+}
+
+// Inputs that stay f32 in a bf16 call: batch-norm parameters and statistics, the losses' soft targets.
+void check_f32_input(const Tensor& t, const char* op, const char* what) {
+  check_float_input(t, op, what);
+  GEOLOC_CHECK(t.dtype() == DType::F32, ShapeError, op, ": ", what, " must be f32, got ", t.str());
+}
+
+// The tensors of one call share the input's dtype (no silent mixing of f32 and bf16).
+void check_same_dtype(const Tensor& ref, const Tensor& t, const char* op, const char* what) {
+  if (!t.defined()) return;
+  GEOLOC_CHECK(t.dtype() == ref.dtype(), ShapeError, op, ": ", what, " ", t.str(), " and the input ",
+               ref.str(), " differ in dtype (convert one with ops::to_dtype)");
 }
 
 void check_device(const Tensor& ref, const Tensor& t, const char* op, const char* what) {
@@ -35,6 +50,8 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, 
                " channels but weight ", w.shape().str(), " expects ", w.dim(3));
   GEOLOC_CHECK(stride >= 1 && pad >= 0, ValueError, "conv2d: stride ", stride, " / padding ", pad, " invalid");
   check_device(x, w, "conv2d", "weight");
+  check_same_dtype(x, w, "conv2d", "weight");
+  check_same_dtype(x, bias, "conv2d", "bias");
   if (bias.defined()) {
     check_device(x, bias, "conv2d", "bias");
     GEOLOC_CHECK(bias.ndim() == 1 && bias.dim(0) == w.dim(0), ShapeError, "conv2d: bias ", bias.shape().str(),
@@ -67,7 +84,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, cons
   const int64_t c = x.dim(-1);
   for (auto [t, what] : {std::pair{&gamma, "weight"}, {&beta, "bias"}, {&running_mean, "running_mean"},
                          {&running_var, "running_var"}}) {
-    check_float_input(*t, "batch_norm", what);
+    check_f32_input(*t, "batch_norm", what);
     check_device(x, *t, "batch_norm", what);
     GEOLOC_CHECK(t->ndim() == 1 && t->dim(0) == c, ShapeError, "batch_norm: ", what, " is ", t->shape().str(),
                  " but the input ", x.shape().str(), " has ", c, " channels");
@@ -102,7 +119,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, cons
   const int64_t m = x.numel() / c;
   GEOLOC_CHECK(m > 1, ValueError, "batch_norm: training needs more than one value per channel, input is ",
                x.shape().str());
-  Tensor mean = like(x, {c}), invstd = like(x, {c});
+  // the statistics stay f32 whatever x's dtype
+  Tensor mean = Tensor::empty({c}, DType::F32, x.device()),
+         invstd = Tensor::empty({c}, DType::F32, x.device());
   GEOLOC_DISPATCH(x.device(), batch_norm_forward_train, x, gamma, beta, running_mean, running_var, momentum, eps, y,
                   mean, invstd);
   record(y, "batch_norm", {x, gamma, beta}, [x, gamma, beta, mean, invstd](const Tensor& dy) -> std::vector<Tensor> {
@@ -121,7 +140,7 @@ Tensor batch_norm_act(const Tensor& x, const Tensor& gamma, const Tensor& beta, 
   const int64_t c = x.dim(-1);
   for (auto [t, what] : {std::pair{&gamma, "weight"}, {&beta, "bias"}, {&running_mean, "running_mean"},
                          {&running_var, "running_var"}}) {
-    check_float_input(*t, "batch_norm_act", what);
+    check_f32_input(*t, "batch_norm_act", what);
     check_device(x, *t, "batch_norm_act", what);
     GEOLOC_CHECK(t->ndim() == 1 && t->dim(0) == c, ShapeError, "batch_norm_act: ", what, " is ",
                  t->shape().str(), " but the input ", x.shape().str(), " has ", c, " channels");
@@ -129,12 +148,15 @@ Tensor batch_norm_act(const Tensor& x, const Tensor& gamma, const Tensor& beta, 
   if (residual.defined()) {
     check_float_input(residual, "batch_norm_act", "residual");
     check_same_shape(x, residual, "batch_norm_act: input", "residual");
+    check_same_dtype(x, residual, "batch_norm_act", "residual");
     check_device(x, residual, "batch_norm_act", "residual");
   }
   const int64_t m = x.numel() / c;
   GEOLOC_CHECK(m > 1, ValueError, "batch_norm_act: training needs more than one value per channel, input is ",
                x.shape().str());
-  Tensor y = like(x), mean = like(x, {c}), invstd = like(x, {c});
+  Tensor y = like(x);
+  Tensor mean = Tensor::empty({c}, DType::F32, x.device()),
+         invstd = Tensor::empty({c}, DType::F32, x.device());
   GEOLOC_DISPATCH(x.device(), batch_norm_act_forward_train, x, gamma, beta, running_mean, running_var, momentum,
                   eps, residual, relu, y, mean, invstd);
   const bool has_res = residual.defined();
@@ -164,9 +186,10 @@ Tensor conv2d_bn_act(const Tensor& x, const Tensor& w, const Tensor& gamma, cons
                x.shape().str(), " and weight ", w.shape().str(), " must be NHWC [N,H,W,C] and [Cout,KH,KW,C]");
   GEOLOC_CHECK(stride >= 1 && pad >= 0, ValueError, "conv2d_bn_act: stride ", stride, " / padding ", pad, " invalid");
   check_device(x, w, "conv2d_bn_act", "weight");
+  check_same_dtype(x, w, "conv2d_bn_act", "weight");
   for (auto [t, what] : {std::pair{&gamma, "weight"}, {&beta, "bias"}, {&running_mean, "running_mean"},
                          {&running_var, "running_var"}}) {
-    check_float_input(*t, "conv2d_bn_act", what);
+    check_f32_input(*t, "conv2d_bn_act", what);
     check_device(x, *t, "conv2d_bn_act", what);
     GEOLOC_CHECK(t->ndim() == 1 && t->dim(0) == w.dim(0), ShapeError, "conv2d_bn_act: batch-norm ", what, " is ",
                  t->shape().str(), " but the convolution has ", w.dim(0), " output channels");
@@ -179,6 +202,7 @@ Tensor conv2d_bn_act(const Tensor& x, const Tensor& w, const Tensor& gamma, cons
   if (residual.defined()) {
     check_float_input(residual, "conv2d_bn_act", "residual");
     check_same_shape(y, residual, "conv2d_bn_act: output", "residual");
+    check_same_dtype(x, residual, "conv2d_bn_act", "residual");
     check_device(x, residual, "conv2d_bn_act", "residual");
   }
   GEOLOC_CHECK(!needs_grad({&x, &w, &gamma, &beta, &residual}), ValueError,
@@ -206,6 +230,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
   check_float_input(b, "add", "b");
   check_same_shape(a, b, "add: a", "b");
   check_device(a, b, "add", "b");
+  check_same_dtype(a, b, "add", "b");
   Tensor y = like(a);
   GEOLOC_DISPATCH(a.device(), add_forward, a, b, y);
   record(y, "add", {a, b}, [](const Tensor& dy) -> std::vector<Tensor> { return {dy, dy}; });
@@ -217,6 +242,7 @@ Tensor add_relu(const Tensor& a, const Tensor& b) {
   check_float_input(b, "add_relu", "b");
   check_same_shape(a, b, "add_relu: a", "b");
   check_device(a, b, "add_relu", "b");
+  check_same_dtype(a, b, "add_relu", "b");
   Tensor y = like(a);
   GEOLOC_DISPATCH(a.device(), add_relu_forward, a, b, y);
   Tensor yd = y.detach();
@@ -280,6 +306,8 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
   GEOLOC_CHECK(x.ndim() == 2 && w.ndim() == 2 && x.dim(1) == w.dim(1), ShapeError, "linear: input ",
                x.shape().str(), " does not match weight ", w.shape().str(), " (expected [N,D] and [C,D])");
   check_device(x, w, "linear", "weight");
+  check_same_dtype(x, w, "linear", "weight");
+  check_same_dtype(x, bias, "linear", "bias");
   if (bias.defined()) {
     check_device(x, bias, "linear", "bias");
     GEOLOC_CHECK(bias.ndim() == 1 && bias.dim(0) == w.dim(0), ShapeError, "linear: bias ", bias.shape().str(),
@@ -292,6 +320,17 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
     GEOLOC_DISPATCH(dy.device(), linear_backward, dy, x, w, dx, dw, db);
     return {dx, dw, db};
   });
+  return y;
+}
+
+Tensor to_dtype(const Tensor& x, DType t) {
+  check_float_input(x, "to_dtype", "input");
+  GEOLOC_CHECK(t == DType::F32 || t == DType::BF16, ShapeError, "to_dtype: ", x.str(), " to ", dtype_name(t),
+               " (f32 <-> bf16 only)");
+  if (x.dtype() == t) return x;
+  Tensor y = x.to_dtype(t);
+  const DType from = x.dtype();
+  record(y, "to_dtype", {x}, [from](const Tensor& dy) -> std::vector<Tensor> { return {dy.to_dtype(from)}; });
   return y;
 }
 
@@ -379,11 +418,12 @@ std::vector<Tensor> cross_entropy_multihead(const std::vector<Tensor>& logits,
   std::vector<int64_t> counts(logits.size());
   for (size_t i = 0; i < logits.size(); ++i) {
     check_device(logits[0], logits[i], "cross_entropy_multihead", "a head's logits");
+    check_same_dtype(logits[0], logits[i], "cross_entropy_multihead", "a head's logits");
     const Tensor t = check_xent_target(logits[i], targets[i], "cross_entropy_multihead", counts[i]);
     CrossEntropyHead& h = heads[i];
     h.logits = logits[i];
     (targets[i].labels.defined() ? h.labels : h.targets) = t;
-    h.loss = like(logits[i], {logits[i].dim(0)});
+    h.loss = Tensor::empty({logits[i].dim(0)}, DType::F32, logits[i].device());  // f32 also for bf16 logits
     h.dlogits = like(logits[i]);
     h.grad_scale = counts[i] ? 1.0f / static_cast<float>(counts[i]) : 0.0f;
   }
@@ -399,7 +439,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
   GEOLOC_CHECK(labels.defined(), ShapeError, "cross_entropy: labels are undefined");
   int64_t count = 0;
   const Tensor l = check_xent_target(logits, {labels, Tensor()}, "cross_entropy", count);
-  Tensor per = like(logits, {logits.dim(0)}), d = like(logits);
+  Tensor per = Tensor::empty({logits.dim(0)}, DType::F32, logits.device()), d = like(logits);
   GEOLOC_DISPATCH(logits.device(), cross_entropy_hard, logits, l, per, d, count ? 1.0f / count : 0.0f);
   return mean_loss_with_grad(logits, per, d, count, "cross_entropy");
 }
@@ -408,7 +448,7 @@ Tensor cross_entropy_soft(const Tensor& logits, const Tensor& targets) {
   GEOLOC_CHECK(targets.defined(), ShapeError, "cross_entropy_soft: targets are undefined");
   int64_t count = 0;
   const Tensor t = check_xent_target(logits, {Tensor(), targets}, "cross_entropy_soft", count);
-  Tensor per = like(logits, {logits.dim(0)}), d = like(logits);
+  Tensor per = Tensor::empty({logits.dim(0)}, DType::F32, logits.device()), d = like(logits);
   GEOLOC_DISPATCH(logits.device(), cross_entropy_soft, logits, t, per, d, count ? 1.0f / count : 0.0f);
   return mean_loss_with_grad(logits, per, d, count, "cross_entropy_soft");
 }
@@ -422,7 +462,7 @@ void check_finite(const Tensor& t, const char* what) {
 }
 
 Tensor mse_loss(const Tensor& pred, const Tensor& target) {
-  check_float_input(pred, "mse_loss", "prediction");
+  check_f32_input(pred, "mse_loss", "prediction");
   check_same_shape(pred, target, "mse_loss: prediction", "target");
   check_device(pred, target, "mse_loss", "target");
   // diff = pred - target, loss = mean(diff^2); small tensors (regression heads), so host math is fine

@@ -54,9 +54,10 @@ MultitaskLoss multitask_loss(const GeoNet& net, const GeoOutput& out, const Mult
                          : spec.kind == HeadKind::Country ? w.country
                                                           : w.coords;
     if (weight == 0.0f) continue;
-    const Tensor& logits = out.at(spec.name);
+    const Tensor& logits = out.at(spec.name);  // f32 or bf16; the loss values are f32
     Term term{spec.name, weight, Tensor(), -1};
     if (spec.kind == HeadKind::Coordinates) {
+      const Tensor coords = ops::to_dtype(logits, DType::F32);  // the regression losses are f32 only
       GEOLOC_CHECK(targets.latlng.defined(), ValueError, "multitask_loss: coordinate head '", spec.name,
                    "' needs targets.latlng [N, 2]");
       if (spec.classes == 2) {
@@ -67,9 +68,10 @@ MultitaskLoss multitask_loss(const GeoNet& net, const GeoOutput& out, const Mult
           scaled[k] = ll[k] / 1.5707963267948966f;
           scaled[k + 1] = ll[k + 1] / 3.141592653589793f;
         }
-        term.value = ops::mse_loss(logits, Tensor::from_vector(targets.latlng.shape(), scaled, logits.device()));
+        term.value =
+            ops::mse_loss(coords, Tensor::from_vector(targets.latlng.shape(), scaled, coords.device()));
       } else {
-        term.value = haversine_loss(logits, targets.latlng, DistanceUnit::Radians);
+        term.value = haversine_loss(coords, targets.latlng, DistanceUnit::Radians);
       }
     } else if (auto s = targets.soft.find(spec.name); s != targets.soft.end()) {
       term.xent = static_cast<int>(xent_logits.size());

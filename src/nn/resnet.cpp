@@ -142,8 +142,8 @@ namespace {
 Tensor conv_bn_act(const Conv2d& conv, const BatchNorm2d& bn, const Tensor& x, bool bn_training, bool relu,
                    const Tensor& residual = {}) {
   if (!bn_training && !conv.bias.defined() && !needs_grad({&x, &conv.weight, &bn.weight, &bn.bias, &residual}))
-    return ops::conv2d_bn_act(x, conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps, residual,
-                              relu, conv.stride, conv.pad);
+    return ops::conv2d_bn_act(x, working_copy(conv.weight, x.dtype()), bn.weight, bn.bias, bn.running_mean,
+                              bn.running_var, bn.eps, residual, relu, conv.stride, conv.pad);
   Tensor y = conv.forward(x);
   if (bn_training)
     return ops::batch_norm_act(y, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.momentum, bn.eps,

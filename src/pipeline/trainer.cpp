@@ -58,6 +58,8 @@ void TrainConfig::validate() const {
   GEOLOC_CHECK(eval_every >= 0 && checkpoint_every >= 0, ValueError, "eval/checkpoint intervals must be >= 0");
   GEOLOC_CHECK(checkpoint_every == 0 || !checkpoint_path.empty(), ValueError,
                "checkpoints every ", checkpoint_every, " steps need a checkpoint path");
+  GEOLOC_CHECK(precision == "f32" || precision == "bf16", ValueError, "unknown precision '", precision,
+               "' (expected f32 or bf16)");
   Device::parse(device);
 }
 
@@ -238,7 +240,8 @@ const TrainHistory& Trainer::run(int64_t until, const Dataset* val,
   model_.net->train();
   while (step_ < last) {
     BatchLabels y;
-    const Tensor x = next_batch(step_, y).to(s_->device);
+    Tensor x = next_batch(step_, y).to(s_->device);
+    if (cfg_.precision == "bf16") x = x.to_dtype(DType::BF16);  // once per batch, on the device
     const nn::MultitaskTargets t = targets(y);
     const float lr = learning_rate(cfg_, step_);
     s_->opt->set_lr(lr);

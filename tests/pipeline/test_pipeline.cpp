@@ -389,3 +389,29 @@ TEST_CASE("aggregating crops: mean or renormalised max of probabilities, mean of
   const auto a = pipeline::Predictor::aggregate(ll, 2);
   CHECK(std::fabs(std::fabs(a.p.at("latlng")[1]) - 1.0f) < 1e-4f);
 }
+
+TEST_CASE("--precision bf16 on the CPU: the bf16 reference trains, close to f32, masters stay f32") {
+  const PhotoSet set = make_photos("bf16", 8, 4);
+  const pipeline::Dataset train = pipeline::Dataset::from_manifest(set.manifest, 40, nullptr, false);
+  auto spec = tiny_spec();
+  spec.coords_head = true;  // the regression loss takes its bf16 output through an f32 conversion
+  spec.dropout = 0.1f;
+  pipeline::GeoModel m32 = pipeline::build_model(spec, train.coords), m16 = pipeline::build_model(spec, train.coords);
+  auto tc = tiny_train(12);
+  tc.optimizer = "adamw";
+  tc.lr = 2e-3f;
+  const auto h32 = pipeline::Trainer(m32, tc).fit(train);
+  tc.precision = "bf16";
+  const auto h16 = pipeline::Trainer(m16, tc).fit(train);
+  REQUIRE(h16.curve.size() == 12);
+  for (size_t i = 0; i < h16.curve.size(); ++i) {
+    INFO("step ", i, ": bf16 ", h16.curve[i].loss, ", f32 ", h32.curve[i].loss);
+    CHECK(std::isfinite(h16.curve[i].loss));
+    if (i < 3) CHECK(h16.curve[i].loss == doctest::Approx(h32.curve[i].loss).epsilon(0.03));
+  }
+  CHECK(h16.curve.back().loss < h16.curve.front().loss);
+  CHECK(h16.curve.front().loss != h32.curve.front().loss);  // it did run in bf16
+  for (const auto& [name, t] : m16.net->named_parameters()) CHECK(t.dtype() == DType::F32);
+  tc.precision = "f16";
+  CHECK_THROWS_AS(tc.validate(), ValueError);
+}

@@ -56,6 +56,12 @@ struct TrainConfig {
   std::string checkpoint_path;
   uint64_t seed = 1;
   std::string device = "cpu";
+  // "f32", or "bf16": mixed precision. The batch is converted to bf16 once, the network runs in bf16 (NHWC
+  // activations and their gradients; conv/linear weights as bf16 working copies of the f32 masters, made in
+  // every forward by ops::to_dtype; batch-norm parameters and statistics f32), the losses are f32, and the
+  // optimiser updates the f32 masters with the working copies' gradients (widened, exactly). On the CPU it
+  // runs the backend's bf16 reference (f32 math on widened inputs, one rounding per output).
+  std::string precision = "f32";
   bool progress = true;
   /// ValueError naming the first invalid field.
   void validate() const;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "bf16.hpp"
 #include "common.hpp"
 namespace geoloc::cpu {
 using namespace detail;
@@ -97,6 +98,11 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor
                               const Tensor& running_mean, const Tensor& running_var, float momentum,
                               float eps, const Tensor& y, const Tensor& save_mean,
                               const Tensor& save_invstd) {
+  if (bf16::widened("batch_norm_forward_train", {x, y}, [&](bf16::Widen& v) {
+        batch_norm_forward_train(v.in(x), gamma, beta, running_mean, running_var, momentum, eps, v.out(y),
+                                 save_mean, save_invstd);
+      }))
+    return;
   bn_train_impl<false, false>(x, gamma, beta, running_mean, running_var, momentum, eps, nullptr, y, save_mean,
                               save_invstd);
 }
@@ -105,6 +111,11 @@ void batch_norm_act_forward_train(const Tensor& x, const Tensor& gamma, const Te
                                   const Tensor& running_mean, const Tensor& running_var, float momentum,
                                   float eps, const Tensor& residual, bool relu, const Tensor& y,
                                   const Tensor& save_mean, const Tensor& save_invstd) {
+  if (bf16::widened("batch_norm_act_forward_train", {x, residual, y}, [&](bf16::Widen& v) {
+        batch_norm_act_forward_train(v.in(x), gamma, beta, running_mean, running_var, momentum, eps,
+                                     v.in(residual), relu, v.out(y), save_mean, save_invstd);
+      }))
+    return;
   const float* res = residual.defined() ? f(residual) : nullptr;
   if (res && relu)
     bn_train_impl<true, true>(x, gamma, beta, running_mean, running_var, momentum, eps, res, y, save_mean,
@@ -123,6 +134,10 @@ void batch_norm_act_forward_train(const Tensor& x, const Tensor& gamma, const Te
 void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                              const Tensor& running_mean, const Tensor& running_var, float eps,
                              const Tensor& y) {
+  if (bf16::widened("batch_norm_forward_eval", {x, y}, [&](bf16::Widen& v) {
+        batch_norm_forward_eval(v.in(x), gamma, beta, running_mean, running_var, eps, v.out(y));
+      }))
+    return;
   const int64_t m = rows(x), c = channels(x);
   const float *X = f(x), *G = f(gamma), *B = f(beta), *rm = f(running_mean), *rv = f(running_var);
   float* Y = f(y);
@@ -223,12 +238,21 @@ void bn_backward_impl(const Tensor& dy, const Tensor& x, const Tensor& gamma, co
 void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& save_mean,
                          const Tensor& save_invstd, const Tensor& dx, const Tensor& dgamma,
                          const Tensor& dbeta) {
+  if (bf16::widened("batch_norm_backward", {dy, x, dx}, [&](bf16::Widen& v) {
+        batch_norm_backward(v.in(dy), v.in(x), gamma, save_mean, save_invstd, v.out(dx), dgamma, dbeta);
+      }))
+    return;
   bn_backward_impl<false>(dy, x, gamma, nullptr, save_mean, save_invstd, dx, dgamma, dbeta);
 }
 
 void batch_norm_act_backward(const Tensor& dy, const Tensor& x, const Tensor& y, const Tensor& gamma,
                              const Tensor& beta, const Tensor& save_mean, const Tensor& save_invstd, bool relu,
                              const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta, const Tensor& dresidual) {
+  if (bf16::widened("batch_norm_act_backward", {dy, x, y, dx, dresidual}, [&](bf16::Widen& v) {
+        batch_norm_act_backward(v.in(dy), v.in(x), v.in(y), gamma, beta, save_mean, save_invstd, relu,
+                                v.out(dx), dgamma, dbeta, v.out(dresidual));
+      }))
+    return;
   if (!dresidual.defined()) {
     // no residual: ReLU's mask recomputed from x inside the BN backward's passes (y is not read)
     if (relu)

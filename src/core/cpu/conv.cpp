@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "bf16.hpp"
 #include "common.hpp"
 #include "direct_conv.hpp"
 namespace geoloc::cpu {
@@ -495,6 +496,9 @@ bool direct_backward_data(const float*, const float*, float*, const ConvGeom&) {
 // ---------------------------------------------------------------- convolution
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
                     const Conv2dArgs& a) {
+  if (bf16::widened("conv2d_forward", {x, w, bias, y},
+                    [&](bf16::Widen& v) { conv2d_forward(v.in(x), v.in(w), v.in(bias), v.out(y), a); }))
+    return;
   ConvEpilogue e;
   if (bias.defined()) e.shift = f(bias);
   conv_forward_engine(f(x), f(w), f(y), geom(x, w, a), e, nullptr);
@@ -503,6 +507,11 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const 
 void conv2d_bn_act_forward(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
                              const Tensor& running_mean, const Tensor& running_var, float eps,
                              const Tensor& residual, bool relu, const Tensor& y, const Conv2dArgs& a) {
+  if (bf16::widened("conv2d_bn_act_forward", {x, w, residual, y}, [&](bf16::Widen& v) {
+        conv2d_bn_act_forward(v.in(x), v.in(w), gamma, beta, running_mean, running_var, eps, v.in(residual),
+                              relu, v.out(y), a);
+      }))
+    return;
   const int64_t co = w.dim(0);
   float* ss = thread_buffer(2, static_cast<size_t>(2 * co));
   const float *G = f(gamma), *B = f(beta), *RM = f(running_mean), *RV = f(running_var);
@@ -515,6 +524,9 @@ void conv2d_bn_act_forward(const Tensor& x, const Tensor& w, const Tensor& gamma
 }
 
 void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dArgs& a) {
+  if (bf16::widened("conv2d_backward_data", {dy, w, dx},
+                    [&](bf16::Widen& v) { conv2d_backward_data(v.in(dy), v.in(w), v.out(dx), a); }))
+    return;
   const ConvGeom g = geom(dx, w, a);
   if (direct_enabled() && direct_backward_data(f(dy), f(w), f(dx), g)) return;
   CMapM W(f(w), g.co, g.k);
@@ -579,6 +591,10 @@ void conv_backward_filter_eigen(const float* X, const float* DY, float* DW, cons
 
 void conv2d_backward_filter(const Tensor& x, const Tensor& dy, const Tensor& dw, const Tensor& dbias,
                             const Conv2dArgs& a) {
+  if (bf16::widened("conv2d_backward_filter", {x, dy, dw, dbias}, [&](bf16::Widen& v) {
+        conv2d_backward_filter(v.in(x), v.in(dy), v.out(dw), v.out(dbias), a);
+      }))
+    return;
   const ConvGeom g = geom(x, dw, a);
   if (!(direct_enabled() && direct_backward_filter(f(x), f(dy), f(dw), g)))
     conv_backward_filter_eigen(f(x), f(dy), f(dw), g);

@@ -3,9 +3,9 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-
 #include <vector>
 
+#include "bf16.hpp"
 #include "common.hpp"
 
 namespace geoloc::cpu {
@@ -13,6 +13,10 @@ using namespace detail;
 
 void cross_entropy_hard(const Tensor& logits, const Tensor& labels, const Tensor& loss, const Tensor& dlogits,
                        float grad_scale) {
+  if (bf16::widened("cross_entropy_hard", {logits, dlogits}, [&](bf16::Widen& v) {
+        cross_entropy_hard(v.in(logits), labels, v.out(loss), v.out(dlogits), grad_scale);
+      }))
+    return;
   const int64_t n = logits.dim(0), c = logits.dim(1);
   const float* L = f(logits);
   const int32_t* Y = labels.data<int32_t>();
@@ -43,6 +47,10 @@ void cross_entropy_hard(const Tensor& logits, const Tensor& labels, const Tensor
 
 void cross_entropy_soft(const Tensor& logits, const Tensor& targets, const Tensor& loss, const Tensor& dlogits,
                        float grad_scale) {
+  if (bf16::widened("cross_entropy_soft", {logits, dlogits}, [&](bf16::Widen& v) {
+        cross_entropy_soft(v.in(logits), v.in(targets), v.out(loss), v.out(dlogits), grad_scale);
+      }))
+    return;
   const int64_t n = logits.dim(0), c = logits.dim(1);
   const float *L = f(logits), *T = f(targets);
   float *LOSS = f(loss), *D = f(dlogits);

@@ -4,11 +4,13 @@
 #include <cstdint>
 #include <cstring>
 
+#include "bf16.hpp"
 #include "common.hpp"
 namespace geoloc::cpu {
 using namespace detail;
 
 void relu_forward(const Tensor& x, const Tensor& y) {
+  if (bf16::widened("relu_forward", {x, y}, [&](bf16::Widen& v) { relu_forward(v.in(x), v.out(y)); })) return;
   const int64_t n = x.numel();
   const float* X = f(x);
   float* Y = f(y);
@@ -21,6 +23,9 @@ void relu_forward(const Tensor& x, const Tensor& y) {
 }
 
 void relu_backward(const Tensor& dy, const Tensor& y, const Tensor& dx) {
+  if (bf16::widened("relu_backward", {dy, y, dx},
+                    [&](bf16::Widen& v) { relu_backward(v.in(dy), v.in(y), v.out(dx)); }))
+    return;
   const int64_t n = y.numel();
   const float *DY = f(dy), *Y = f(y);
   float* DX = f(dx);
@@ -34,6 +39,9 @@ void relu_backward(const Tensor& dy, const Tensor& y, const Tensor& dx) {
 }
 
 void add_forward(const Tensor& a, const Tensor& b, const Tensor& y) {
+  if (bf16::widened("add_forward", {a, b, y},
+                    [&](bf16::Widen& v) { add_forward(v.in(a), v.in(b), v.out(y)); }))
+    return;
   const int64_t n = a.numel();
   const float *A = f(a), *B = f(b);
   float* Y = f(y);
@@ -47,6 +55,9 @@ void add_forward(const Tensor& a, const Tensor& b, const Tensor& y) {
 }
 
 void add_relu_forward(const Tensor& a, const Tensor& b, const Tensor& y) {
+  if (bf16::widened("add_relu_forward", {a, b, y},
+                    [&](bf16::Widen& v) { add_relu_forward(v.in(a), v.in(b), v.out(y)); }))
+    return;
   const int64_t n = a.numel();
   const float *A = f(a), *B = f(b);
   float* Y = f(y);
@@ -60,6 +71,8 @@ void add_relu_forward(const Tensor& a, const Tensor& b, const Tensor& y) {
 }
 
 void axpy(float alpha, const Tensor& src, const Tensor& dst) {
+  if (bf16::widened("axpy", {src, dst}, [&](bf16::Widen& v) { axpy(alpha, v.in(src), v.inout(dst)); }))
+    return;
   const int64_t n = src.numel();
   const float* S = f(src);
   float* D = f(dst);
@@ -72,6 +85,7 @@ void axpy(float alpha, const Tensor& src, const Tensor& dst) {
 }
 
 void scale(const Tensor& x, float alpha, const Tensor& y) {
+  if (bf16::widened("scale", {x, y}, [&](bf16::Widen& v) { scale(v.in(x), alpha, v.out(y)); })) return;
   const int64_t n = x.numel();
   const float* X = f(x);
   float* Y = f(y);
@@ -84,11 +98,14 @@ void scale(const Tensor& x, float alpha, const Tensor& y) {
 }
 
 void mul_scalar(const Tensor& x, const Tensor& s, const Tensor& y) {
+  if (bf16::widened("mul_scalar", {x, y}, [&](bf16::Widen& v) { mul_scalar(v.in(x), v.in(s), v.out(y)); }))
+    return;
   const float alpha = *f(s);  // the same products as scale(x, s[0], y)
   scale(x, alpha, y);
 }
 
 void reduce_sum(const Tensor& x, float alpha, const Tensor& y) {
+  if (bf16::widened("reduce_sum", {x}, [&](bf16::Widen& v) { reduce_sum(v.in(x), alpha, v.out(y)); })) return;
   const int64_t n = x.numel();
   const float* X = f(x);
   double acc = 0.0;
@@ -115,10 +132,16 @@ void convert(const Tensor& src, const Tensor& dst) {
   }
 }
 
-void fill(const Tensor& y, float value) { std::fill_n(f(y), y.numel(), value); }
+void fill(const Tensor& y, float value) {
+  if (bf16::widened("fill", {y}, [&](bf16::Widen& v) { fill(v.out(y), value); })) return;
+  std::fill_n(f(y), y.numel(), value);
+}
 
 // ---------------------------------------------------------------- dropout
 void dropout_forward(const Tensor& x, const Tensor& mask, const Tensor& y, float p, uint64_t seed) {
+  if (bf16::widened("dropout_forward", {x, y},
+                    [&](bf16::Widen& v) { dropout_forward(v.in(x), mask, v.out(y), p, seed); }))
+    return;
   const int64_t n = x.numel();
   const float* X = f(x);
   float* Y = f(y);
@@ -136,6 +159,9 @@ void dropout_forward(const Tensor& x, const Tensor& mask, const Tensor& y, float
 }
 
 void dropout_backward(const Tensor& dy, const Tensor& mask, const Tensor& dx, float p) {
+  if (bf16::widened("dropout_backward", {dy, dx},
+                    [&](bf16::Widen& v) { dropout_backward(v.in(dy), mask, v.out(dx), p); }))
+    return;
   const int64_t n = dy.numel();
   const float* DY = f(dy);
   const uint8_t* M = mask.data<uint8_t>();

@@ -1,15 +1,21 @@
 // The great-circle (haversine) loss of the CPU backend: per-sample math from geoloc/detail/haversine.hpp
 // (shared with the CUDA kernel), one pass for the loss and its gradient.
+#include "geoloc/detail/haversine.hpp"
+
 #include <cstdint>
 
+#include "bf16.hpp"
 #include "common.hpp"
-#include "geoloc/detail/haversine.hpp"
 
 namespace geoloc::cpu {
 using namespace detail;
 
 void haversine_loss(const Tensor& pred, const Tensor& target, const Tensor& loss, const Tensor& dpred,
                     float grad_scale) {
+  if (bf16::widened("haversine_loss", {pred, dpred}, [&](bf16::Widen& v) {
+        haversine_loss(v.in(pred), v.in(target), v.out(loss), v.out(dpred), grad_scale);
+      }))
+    return;
   const int64_t n = pred.dim(0), d = pred.dim(1);
   const float *P = f(pred), *T = f(target);
   float* L = f(loss);

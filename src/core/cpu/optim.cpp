@@ -1,9 +1,9 @@
 // Optimiser steps of the CPU backend (SGD with momentum / Nesterov, AdamW).
 #include <cmath>
 #include <cstdint>
-
 #include <vector>
 
+#include "bf16.hpp"
 #include "common.hpp"
 
 namespace geoloc::cpu {
@@ -45,17 +45,21 @@ void adamw_one(const Tensor& param, const Tensor& grad, const Tensor& m, const T
 }
 }  // namespace
 
-// One tensor after the other; each tensor's elements are spread over the pool.
+// One tensor after the other; each tensor's elements are spread over the pool. A bf16 gradient (of a bf16
+// working copy) is widened, exactly; parameters and states are the f32 masters.
 void sgd_step(const std::vector<OptimSlot>& slots, float lr, float momentum, float dampening, bool nesterov,
               bool first_step) {
   for (const OptimSlot& s : slots)
     if (s.grad.defined())
-      sgd_one(s.param, s.grad, s.state1, lr, momentum, dampening, s.weight_decay, nesterov, first_step);
+      sgd_one(s.param, bf16::Widen().in(s.grad), s.state1, lr, momentum, dampening, s.weight_decay, nesterov,
+              first_step);
 }
 
 void adamw_step(const std::vector<OptimSlot>& slots, float lr, float beta1, float beta2, float eps, int64_t step) {
   for (const OptimSlot& s : slots)
-    if (s.grad.defined()) adamw_one(s.param, s.grad, s.state1, s.state2, lr, beta1, beta2, eps, s.weight_decay, step);
+    if (s.grad.defined())
+      adamw_one(s.param, bf16::Widen().in(s.grad), s.state1, s.state2, lr, beta1, beta2, eps, s.weight_decay,
+                step);
 }
 
 }  // namespace geoloc::cpu

@@ -5,11 +5,15 @@
 #include <cstring>
 #include <limits>
 
+#include "bf16.hpp"
 #include "common.hpp"
 namespace geoloc::cpu {
 using namespace detail;
 
 void max_pool2d_forward(const Tensor& x, const Tensor& y, const Tensor& argmax, const Pool2dArgs& a) {
+  if (bf16::widened("max_pool2d_forward", {x, y},
+                    [&](bf16::Widen& v) { max_pool2d_forward(v.in(x), v.out(y), argmax, a); }))
+    return;
   const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3), ho = y.dim(1), wo = y.dim(2);
   const float* X = f(x);
   float* Y = f(y);
@@ -50,6 +54,9 @@ void max_pool2d_forward(const Tensor& x, const Tensor& y, const Tensor& argmax, 
 }
 
 void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Tensor& dx) {
+  if (bf16::widened("max_pool2d_backward", {dy, dx},
+                    [&](bf16::Widen& v) { max_pool2d_backward(v.in(dy), argmax, v.out(dx)); }))
+    return;
   const int64_t n = dx.dim(0), hw = dx.dim(1) * dx.dim(2), c = dx.dim(3), howo = dy.dim(1) * dy.dim(2);
   std::memset(f(dx), 0, dx.nbytes());
   const float* DY = f(dy);
@@ -69,12 +76,18 @@ void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Tensor& d
 }
 
 void global_avg_pool_forward(const Tensor& x, const Tensor& y) {
+  if (bf16::widened("global_avg_pool_forward", {x, y},
+                    [&](bf16::Widen& v) { global_avg_pool_forward(v.in(x), v.out(y)); }))
+    return;
   const int64_t n = x.dim(0), hw = x.dim(1) * x.dim(2), c = x.dim(3);
   for (int64_t b = 0; b < n; ++b)
     MapV(f(y) + b * c, c) = CMapM(f(x) + b * hw * c, hw, c).colwise().mean().transpose();
 }
 
 void global_avg_pool_backward(const Tensor& dy, const Tensor& dx) {
+  if (bf16::widened("global_avg_pool_backward", {dy, dx},
+                    [&](bf16::Widen& v) { global_avg_pool_backward(v.in(dy), v.out(dx)); }))
+    return;
   const int64_t n = dx.dim(0), hw = dx.dim(1) * dx.dim(2), c = dx.dim(3);
   const float inv = 1.0f / static_cast<float>(hw);
   parallel_for(n, dx.numel(), [&](int64_t b0, int64_t b1) {
