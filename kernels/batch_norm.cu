@@ -9,9 +9,14 @@
 // src/core/cpu/batch_norm.cpp step for step: per-channel sums accumulated in double, the same formulas for
 // mean / biased variance / invstd / unbiased running variance, then one apply pass. The reduction is
 // deterministic (fixed split of the rows, partial sums combined in a fixed order).
+//
+// bf16 (backend.hpp's table): x, y, residual, dy, dx, dresidual may be bf16, loaded to float, summed in
+// double as in f32, and rounded once on store; gamma, beta, the statistics and dgamma / dbeta stay f32.
+// detail::column_sum (the bias gradients) takes bf16 rows and writes a bf16 sum, rounded once.
 #include <algorithm>
 #include <cstdint>
 
+#include "bf16.cuh"
 #include "cuda_common.cuh"
 #include "device.cuh"
 #include "internal.cuh"
@@ -19,13 +24,17 @@
 namespace geoloc::cuda {
 namespace {
 using detail::expect;
+using dev::bf16;
+using dev::ld;
+using dev::st;
 
 constexpr int kRowsPerBlock = 8;  // blockDim = (32 channels, 8 rows)
 
 enum ReduceMode : int { kSum = 0, kSumSq = 1, kSumDyXhat = 2 };
 
 // partial[(split*2 + {0,1}) * C + c]: the two sums of channel c over the rows of one split.
-__global__ void channel_reduce_kernel(const float* __restrict__ a, const float* __restrict__ b,
+template <class T>
+__global__ void channel_reduce_kernel(const T* __restrict__ a, const T* __restrict__ b,
                                       const float* __restrict__ mean, const float* __restrict__ invstd,
                                       int64_t rows, int64_t C, int mode, double* __restrict__ partial) {
   __shared__ double sh1[kRowsPerBlock][32], sh2[kRowsPerBlock][32];
@@ -36,12 +45,12 @@ __global__ void channel_reduce_kernel(const float* __restrict__ a, const float* 
     const float mu = mode == kSumDyXhat ? mean[c] : 0.0f, is = mode == kSumDyXhat ? invstd[c] : 0.0f;
     for (int64_t r = blockIdx.y * int64_t(kRowsPerBlock) + ty; r < rows;
          r += int64_t(gridDim.y) * kRowsPerBlock) {
-      const float v = a[r * C + c];
+      const float v = ld(a, r * C + c);
       s1 += v;
       if (mode == kSumSq)
         s2 += static_cast<double>(v) * v;
       else if (mode == kSumDyXhat)
-        s2 += static_cast<double>(v) * (b[r * C + c] - mu) * is;
+        s2 += static_cast<double>(v) * (ld(b, r * C + c) - mu) * is;
     }
   }
   sh1[ty][tx] = s1;
@@ -112,21 +121,23 @@ __global__ void bn_bwd_finalize_kernel(const double* partial, int splits, int64_
   mdyx[c] = static_cast<float>(sdyx / m);
 }
 
-__global__ void colsum_finalize_kernel(const double* partial, int splits, int64_t C, float* out) {
+template <class T>
+__global__ void colsum_finalize_kernel(const double* partial, int splits, int64_t C, T* out) {
   const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (c >= C) return;
   double s1, s2;
   combine(partial, splits, C, c, s1, s2);
-  out[c] = static_cast<float>(s1);
+  st(out, c, static_cast<float>(s1));
 }
 
 // y = act(x*scale[c] + shift[c] (+ res)). Idx is uint32_t when the tensor is small enough, since a 64-bit
 // modulo per element would make this memory-bound kernel compute-bound. V4: float4 loads and stores
-// (C % 4 == 0 and every pointer 16-byte aligned).
-template <class Idx, bool V4>
-__global__ void scale_shift_act_kernel(const float* __restrict__ x, const float* __restrict__ scale,
-                                       const float* __restrict__ shift, const float* res, float* y, Idx n,
-                                       Idx C, bool relu) {
+// (f32, C % 4 == 0 and every pointer 16-byte aligned); bf16 takes the scalar loop.
+template <class T, class Idx, bool V4>
+__global__ void scale_shift_act_kernel(const T* __restrict__ x, const float* __restrict__ scale,
+                                       const float* __restrict__ shift, const T* res, T* y, Idx n, Idx C,
+                                       bool relu) {
+  static_assert(!V4 || sizeof(T) == 4, "float4 path is f32 only");
   const Idx stride = Idx(gridDim.x) * blockDim.x;
   if constexpr (V4) {
     const Idx n4 = n / 4, c4 = C / 4;
@@ -152,28 +163,32 @@ __global__ void scale_shift_act_kernel(const float* __restrict__ x, const float*
   } else {
     for (Idx i = Idx(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
       const Idx c = i % C;
-      float o = x[i] * __ldg(scale + c) + __ldg(shift + c);
-      if (res) o += res[i];
+      float o = ld(x, i) * __ldg(scale + c) + __ldg(shift + c);
+      if (res) o += ld(res, i);
       if (relu) o = o > 0.0f ? o : 0.0f;
-      y[i] = o;
+      st(y, i, o);
     }
   }
 }
 
-template <class Idx>
-__global__ void bn_bwd_dx_kernel(const float* __restrict__ dy, const float* __restrict__ x,
+template <class T, class Idx>
+__global__ void bn_bwd_dx_kernel(const T* __restrict__ dy, const T* __restrict__ x,
                                  const float* __restrict__ mean, const float* __restrict__ invstd,
                                  const float* __restrict__ k1, const float* __restrict__ mdy,
-                                 const float* __restrict__ mdyx, float* dx, Idx n, Idx C) {
+                                 const float* __restrict__ mdyx, T* dx, Idx n, Idx C) {
   const Idx stride = Idx(gridDim.x) * blockDim.x;
   for (Idx i = Idx(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
     const Idx c = i % C;
-    const float xhat = (x[i] - mean[c]) * invstd[c];
-    dx[i] = k1[c] * (dy[i] - mdy[c] - xhat * mdyx[c]);
+    const float xhat = (ld(x, i) - mean[c]) * invstd[c];
+    st(dx, i, k1[c] * (ld(dy, i) - mdy[c] - xhat * mdyx[c]));
   }
 }
 
 float* fp(const Tensor& t) { return t.defined() ? static_cast<float*>(t.raw()) : nullptr; }
+template <class T>
+T* tp(const Tensor& t) {
+  return t.defined() ? static_cast<T*>(t.raw()) : nullptr;
+}
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 unsigned grid_for(Context& ctx, int64_t n) {
   return detail::blocks_for(n, dev::kThreads, int64_t(ctx.sm_count()) * 16);
@@ -187,12 +202,13 @@ int plan_splits(Context& ctx, int64_t rows, int64_t C) {
   return static_cast<int>(std::max<int64_t>(splits, 1));
 }
 
-void channel_reduce(Context& ctx, const float* a, const float* b, const float* mean, const float* invstd,
+template <class T>
+void channel_reduce(Context& ctx, const T* a, const T* b, const float* mean, const float* invstd,
                     int64_t rows, int64_t C, int mode, double* partial, int splits) {
   const int64_t cblocks = (C + 31) / 32;
   cudaStream_t s = detail::stream_of(ctx);
   GEOLOC_LAUNCH(dim3(static_cast<unsigned>(cblocks), static_cast<unsigned>(splits)), dim3(32, kRowsPerBlock),
-                0, s, channel_reduce_kernel)
+                0, s, channel_reduce_kernel<T>)
   (a, b, mean, invstd, rows, C, mode, partial);
   GEOLOC_CUDA_LAUNCH_CHECK(s, "channel_reduce_kernel");
 }
@@ -212,6 +228,19 @@ Scratch scratch(Context& ctx, int64_t C, int nvec, int splits) {
   return s;
 }
 
+void launch_scale_shift_act(Context& ctx, const bf16* x, const float* scale, const float* shift, const bf16* res,
+                            bf16* y, int64_t n, int64_t C, bool relu) {
+  if (n <= 0) return;
+  cudaStream_t s = detail::stream_of(ctx);
+  const unsigned g = grid_for(ctx, n);
+  if (n < (int64_t(1) << 31))
+    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, scale_shift_act_kernel<bf16, uint32_t, false>)
+    (x, scale, shift, res, y, uint32_t(n), uint32_t(C), relu);
+  else
+    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, scale_shift_act_kernel<bf16, int64_t, false>)
+    (x, scale, shift, res, y, n, C, relu);
+  GEOLOC_CUDA_LAUNCH_CHECK(s, "scale_shift_act_kernel");
+}
 void launch_scale_shift_act(Context& ctx, const float* x, const float* scale, const float* shift,
                             const float* res, float* y, int64_t n, int64_t C, bool relu) {
   if (n <= 0) return;
@@ -221,18 +250,35 @@ void launch_scale_shift_act(Context& ctx, const float* x, const float* scale, co
   const bool small = n < (int64_t(1) << 31);
   const unsigned g = grid_for(ctx, v4 ? n / 4 : n);
   if (small && v4)
-    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, scale_shift_act_kernel<uint32_t, true>)
+    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, scale_shift_act_kernel<float, uint32_t, true>)
     (x, scale, shift, res, y, uint32_t(n), uint32_t(C), relu);
   else if (small)
-    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, scale_shift_act_kernel<uint32_t, false>)
+    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, scale_shift_act_kernel<float, uint32_t, false>)
     (x, scale, shift, res, y, uint32_t(n), uint32_t(C), relu);
   else if (v4)
-    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, scale_shift_act_kernel<int64_t, true>)
+    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, scale_shift_act_kernel<float, int64_t, true>)
     (x, scale, shift, res, y, n, C, relu);
   else
-    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, scale_shift_act_kernel<int64_t, false>)
+    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, scale_shift_act_kernel<float, int64_t, false>)
     (x, scale, shift, res, y, n, C, relu);
   GEOLOC_CUDA_LAUNCH_CHECK(s, "scale_shift_act_kernel");
+}
+
+// By the dtype of the activations (f32 or bf16; the per-channel vectors are f32 either way).
+void reduce_by_dtype(Context& ctx, DType t, const Tensor& a, const Tensor& b, const float* mean, const float* invstd,
+                     int64_t rows, int64_t C, int mode, double* partial, int splits) {
+  if (t == DType::BF16)
+    channel_reduce(ctx, tp<const bf16>(a), tp<const bf16>(b), mean, invstd, rows, C, mode, partial, splits);
+  else
+    channel_reduce(ctx, tp<const float>(a), tp<const float>(b), mean, invstd, rows, C, mode, partial, splits);
+}
+void apply_by_dtype(Context& ctx, DType t, const Tensor& x, const float* scale, const float* shift, const Tensor& res,
+                    const Tensor& y, bool relu) {
+  if (t == DType::BF16)
+    launch_scale_shift_act(ctx, tp<const bf16>(x), scale, shift, tp<const bf16>(res), tp<bf16>(y), x.numel(),
+                           x.dim(-1), relu);
+  else
+    launch_scale_shift_act(ctx, fp(x), scale, shift, fp(res), fp(y), x.numel(), x.dim(-1), relu);
 }
 
 unsigned vec_grid(int64_t C) { return static_cast<unsigned>((C + 255) / 256); }
@@ -247,8 +293,8 @@ void check_vec(const Tensor& v, int64_t C, const char* fn, const char* what) {
 void bn_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
               const Tensor& running_var, float momentum, float eps, const Tensor& residual, bool relu,
               const Tensor& y, const Tensor& save_mean, const Tensor& save_invstd, const char* fn) {
-  expect(x, DType::F32, fn, "x");
-  expect(y, DType::F32, fn, "y");
+  const DType t = detail::expect_fp(x, x.dtype(), fn, "x");
+  detail::expect_fp(y, t, fn, "y");
   GEOLOC_CHECK(x.ndim() >= 1 && y.numel() == x.numel(), ShapeError, "cuda::", fn, ": y ", y.str(),
                " does not match x ", x.str());
   const int64_t C = x.dim(-1), rows = C ? x.numel() / C : 0;
@@ -259,7 +305,7 @@ void bn_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Te
   check_vec(save_mean, C, fn, "save_mean");
   check_vec(save_invstd, C, fn, "save_invstd");
   if (residual.defined()) {
-    expect(residual, DType::F32, fn, "residual");
+    detail::expect_fp(residual, t, fn, "residual");
     GEOLOC_CHECK(residual.numel() == x.numel(), ShapeError, "cuda::", fn, ": residual ", residual.str(),
                  " does not match x ", x.str());
   }
@@ -268,12 +314,12 @@ void bn_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Te
   cudaStream_t s = detail::stream_of(ctx);
   const int splits = plan_splits(ctx, rows, C);
   Scratch w = scratch(ctx, C, 2, splits);
-  channel_reduce(ctx, fp(x), nullptr, nullptr, nullptr, rows, C, kSumSq, w.partial, splits);
+  reduce_by_dtype(ctx, t, x, Tensor(), nullptr, nullptr, rows, C, kSumSq, w.partial, splits);
   GEOLOC_LAUNCH(vec_grid(C), 256, 0, s, bn_train_finalize_kernel)
   (w.partial, splits, C, rows, fp(gamma), fp(beta), momentum, eps, fp(running_mean), fp(running_var),
    fp(save_mean), fp(save_invstd), w.vec[0], w.vec[1]);
   GEOLOC_CUDA_LAUNCH_CHECK(s, "bn_train_finalize_kernel");
-  launch_scale_shift_act(ctx, fp(x), w.vec[0], w.vec[1], fp(residual), fp(y), x.numel(), C, relu);
+  apply_by_dtype(ctx, t, x, w.vec[0], w.vec[1], residual, y, relu);
 }
 }  // namespace
 
@@ -297,8 +343,8 @@ void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
                          const Tensor& save_invstd, const Tensor& dx, const Tensor& dgamma,
                          const Tensor& dbeta) {
   const char* fn = "batch_norm_backward";
-  expect(dy, DType::F32, fn, "dy");
-  expect(x, DType::F32, fn, "x");
+  const DType t = detail::expect_fp(dy, dy.dtype(), fn, "dy");
+  detail::expect_fp(x, t, fn, "x");
   GEOLOC_CHECK(x.ndim() >= 1 && dy.numel() == x.numel(), ShapeError, "cuda::", fn, ": dy ", dy.str(),
                " does not match x ", x.str());
   const int64_t C = x.dim(-1), rows = C ? x.numel() / C : 0;
@@ -306,7 +352,7 @@ void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
   check_vec(save_mean, C, fn, "save_mean");
   check_vec(save_invstd, C, fn, "save_invstd");
   if (dx.defined()) {
-    expect(dx, DType::F32, fn, "dx");
+    detail::expect_fp(dx, t, fn, "dx");
     GEOLOC_CHECK(dx.numel() == x.numel(), ShapeError, "cuda::", fn, ": dx ", dx.str(), " does not match x ",
                  x.str());
   }
@@ -317,7 +363,7 @@ void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
   cudaStream_t s = detail::stream_of(ctx);
   const int splits = plan_splits(ctx, rows, C);
   Scratch w = scratch(ctx, C, 3, splits);
-  channel_reduce(ctx, fp(dy), fp(x), fp(save_mean), fp(save_invstd), rows, C, kSumDyXhat, w.partial, splits);
+  reduce_by_dtype(ctx, t, dy, x, fp(save_mean), fp(save_invstd), rows, C, kSumDyXhat, w.partial, splits);
   GEOLOC_LAUNCH(vec_grid(C), 256, 0, s, bn_bwd_finalize_kernel)
   (w.partial, splits, C, rows, fp(gamma), fp(save_invstd), fp(dgamma), fp(dbeta), w.vec[0], w.vec[1],
    w.vec[2]);
@@ -325,12 +371,21 @@ void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
   if (!dx.defined()) return;
   const int64_t n = x.numel();
   const unsigned g = grid_for(ctx, n);
-  if (n < (int64_t(1) << 31))
-    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, bn_bwd_dx_kernel<uint32_t>)
+  const bool small = n < (int64_t(1) << 31);
+  if (t == DType::BF16 && small)
+    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, bn_bwd_dx_kernel<bf16, uint32_t>)
+    (tp<const bf16>(dy), tp<const bf16>(x), fp(save_mean), fp(save_invstd), w.vec[0], w.vec[1], w.vec[2],
+     tp<bf16>(dx), uint32_t(n), uint32_t(C));
+  else if (t == DType::BF16)
+    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, bn_bwd_dx_kernel<bf16, int64_t>)
+    (tp<const bf16>(dy), tp<const bf16>(x), fp(save_mean), fp(save_invstd), w.vec[0], w.vec[1], w.vec[2],
+     tp<bf16>(dx), n, C);
+  else if (small)
+    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, bn_bwd_dx_kernel<float, uint32_t>)
     (fp(dy), fp(x), fp(save_mean), fp(save_invstd), w.vec[0], w.vec[1], w.vec[2], fp(dx), uint32_t(n),
      uint32_t(C));
   else
-    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, bn_bwd_dx_kernel<int64_t>)
+    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, bn_bwd_dx_kernel<float, int64_t>)
     (fp(dy), fp(x), fp(save_mean), fp(save_invstd), w.vec[0], w.vec[1], w.vec[2], fp(dx), n, C);
   GEOLOC_CUDA_LAUNCH_CHECK(s, "bn_bwd_dx_kernel");
 }
@@ -350,17 +405,18 @@ void batch_norm_act_backward(const Tensor& dy, const Tensor& x, const Tensor& y,
                              const Tensor& beta, const Tensor& save_mean, const Tensor& save_invstd, bool relu,
                              const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta, const Tensor& dresidual) {
   const char* fn = "batch_norm_act_backward";
-  expect(dy, DType::F32, fn, "dy");
+  const DType t = detail::expect_fp(dy, dy.dtype(), fn, "dy");
   check_vec(beta, x.dim(-1), fn, "beta");
   if (dresidual.defined()) {
-    expect(dresidual, DType::F32, fn, "dresidual");
+    detail::expect_fp(dresidual, t, fn, "dresidual");
     GEOLOC_CHECK(dresidual.numel() == dy.numel(), ShapeError, "cuda::", fn, ": dresidual ", dresidual.str(),
                  " does not match dy ", dy.str());
   }
   Tensor d = dy;
   if (relu) {
-    expect(y, DType::F32, fn, "y (the forward output, needed for the ReLU mask)");
-    d = dresidual.defined() ? dresidual : Tensor::empty(dy.shape(), DType::F32, dy.device());
+    detail::expect_fp(y, t, fn, "y (the forward output, needed for the ReLU mask)");
+    // bf16: dy masked is exact in bf16, so d loses nothing against the CPU's f32 intermediate
+    d = dresidual.defined() ? dresidual : Tensor::empty(dy.shape(), t, dy.device());
     relu_backward(dy, y, d);
   } else if (dresidual.defined() && dy.numel() > 0) {
     Context& ctx = detail::context_of(dy, fn);
@@ -375,8 +431,8 @@ namespace detail {
 void batch_norm_eval_act(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                          const Tensor& running_var, float eps, const Tensor& residual, bool relu, const Tensor& y,
                          const char* fn) {
-  expect(x, DType::F32, fn, "x");
-  expect(y, DType::F32, fn, "y");
+  const DType t = detail::expect_fp(x, x.dtype(), fn, "x");
+  detail::expect_fp(y, t, fn, "y");
   GEOLOC_CHECK(x.ndim() >= 1 && y.numel() == x.numel(), ShapeError, "cuda::", fn, ": y ", y.str(),
                " does not match x ", x.str());
   const int64_t C = x.dim(-1);
@@ -385,7 +441,7 @@ void batch_norm_eval_act(const Tensor& x, const Tensor& gamma, const Tensor& bet
   check_vec(running_mean, C, fn, "running_mean");
   check_vec(running_var, C, fn, "running_var");
   if (residual.defined()) {
-    expect(residual, DType::F32, fn, "residual");
+    detail::expect_fp(residual, t, fn, "residual");
     GEOLOC_CHECK(residual.numel() == x.numel(), ShapeError, "cuda::", fn, ": residual ", residual.str(),
                  " does not match x ", x.str());
   }
@@ -396,20 +452,30 @@ void batch_norm_eval_act(const Tensor& x, const Tensor& gamma, const Tensor& bet
   GEOLOC_LAUNCH(vec_grid(C), 256, 0, s, bn_eval_fold_kernel)
   (C, fp(gamma), fp(beta), fp(running_mean), fp(running_var), eps, w.vec[0], w.vec[1]);
   GEOLOC_CUDA_LAUNCH_CHECK(s, "bn_eval_fold_kernel");
-  launch_scale_shift_act(ctx, fp(x), w.vec[0], w.vec[1], fp(residual), fp(y), x.numel(), C, relu);
+  apply_by_dtype(ctx, t, x, w.vec[0], w.vec[1], residual, y, relu);
 }
 
-void column_sum(Context& ctx, const float* x, int64_t rows, int64_t cols, float* out) {
+void column_sum(Context& ctx, DType t, const void* x, int64_t rows, int64_t cols, void* out) {
+  GEOLOC_CHECK(t == DType::F32 || t == DType::BF16, CudaError, "not implemented: column_sum of ", dtype_name(t));
   if (cols <= 0) return;
   cudaStream_t s = detail::stream_of(ctx);
-  if (rows <= 0) {
-    GEOLOC_CUDA_CHECK(cudaMemsetAsync(out, 0, size_t(cols) * sizeof(float), s));
+  if (rows <= 0) {  // all-zero bits are 0.0 in both dtypes
+    GEOLOC_CUDA_CHECK(cudaMemsetAsync(out, 0, size_t(cols) * dtype_size(t), s));
     return;
   }
   const int splits = plan_splits(ctx, rows, cols);
   Scratch w = scratch(ctx, cols, 0, splits);
-  channel_reduce(ctx, x, nullptr, nullptr, nullptr, rows, cols, kSum, w.partial, splits);
-  GEOLOC_LAUNCH(vec_grid(cols), 256, 0, s, colsum_finalize_kernel)(w.partial, splits, cols, out);
+  if (t == DType::BF16) {
+    channel_reduce(ctx, static_cast<const bf16*>(x), static_cast<const bf16*>(nullptr), nullptr, nullptr, rows, cols,
+                   kSum, w.partial, splits);
+    GEOLOC_LAUNCH(vec_grid(cols), 256, 0, s, colsum_finalize_kernel<bf16>)
+    (w.partial, splits, cols, static_cast<bf16*>(out));
+  } else {
+    channel_reduce(ctx, static_cast<const float*>(x), static_cast<const float*>(nullptr), nullptr, nullptr, rows,
+                   cols, kSum, w.partial, splits);
+    GEOLOC_LAUNCH(vec_grid(cols), 256, 0, s, colsum_finalize_kernel<float>)
+    (w.partial, splits, cols, static_cast<float*>(out));
+  }
   GEOLOC_CUDA_LAUNCH_CHECK(s, "colsum_finalize_kernel");
 }
 }  // namespace detail

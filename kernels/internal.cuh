@@ -27,7 +27,8 @@ void batch_norm_eval_act(const Tensor& x, const Tensor& gamma, const Tensor& bet
                          const Tensor& running_var, float eps, const Tensor& residual, bool relu, const Tensor& y,
                          const char* fn);
 
-/// out[c] = sum over rows r of x[r*C + c], accumulated in double, deterministic (kernels/batchnorm.cu).
-void column_sum(Context& ctx, const float* x, int64_t rows, int64_t cols, float* out);
+/// out[c] = sum over rows r of x[r*C + c], accumulated in double, deterministic (kernels/batch_norm.cu);
+/// x and out both of dtype t (F32, or BF16: loaded to float, out rounded once). The bias gradients.
+void column_sum(Context& ctx, DType t, const void* x, int64_t rows, int64_t cols, void* out);
 
 }  // namespace geoloc::cuda::detail

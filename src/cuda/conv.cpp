@@ -202,8 +202,7 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dy, const Tensor& dw,
   const char* fn = "conv2d_backward_filter";
   const Geom g = check_conv(x, dw, dy, a, fn, "x", "dy");
   if (dbias.defined()) {
-    GEOLOC_CHECK(!g.bf16(), CudaError, "not implemented: bf16 conv2d_backward_filter bias gradient");
-    expect(dbias, DType::F32, fn, "dbias");
+    detail::expect_fp(dbias, g.dtype, fn, "dbias");
     GEOLOC_CHECK(dbias.numel() == g.co, ShapeError, "cuda::", fn, ": dbias ", dbias.str(), " must have ",
                  g.co, " elements");
   }
@@ -234,11 +233,11 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dy, const Tensor& dw,
   GEOLOC_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &one, xd.d, x.raw(), yd.d, dy.raw(), cd.d,
                                                     static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo), ws,
                                                     c.workspace, &zero, wd.d, dw.raw()));
-  if (dbias.defined()) {
-    TensorDesc bd(1, 1, 1, g.co);
-    GEOLOC_CUDNN_CHECK(cudnnConvolutionBackwardBias(h, &one, yd.d, dy.raw(), &zero, bd.d, dbias.raw()));
-  }
   GEOLOC_CUDA_LAUNCH_CHECK(s, fn);
+  // The bias gradient: the own deterministic column sum over the N*Ho*Wo rows of dy (double accumulation,
+  // f32 or bf16 rounded once) rather than cudnnConvolutionBackwardBias, so that both dtypes take one path,
+  // the one the emulator runs (tests/cuda_emu/host_standins.cpp).
+  if (dbias.defined()) detail::column_sum(ctx, g.dtype, dy.raw(), dy.numel() / g.co, g.co, dbias.raw());
 }
 
 }  // namespace geoloc::cuda

@@ -54,8 +54,7 @@ void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const T
                  w.str());
   }
   if (dbias.defined()) {
-    GEOLOC_CHECK(t == DType::F32, CudaError, "not implemented: bf16 linear_backward bias gradient");
-    expect(dbias, DType::F32, fn, "dbias");
+    detail::expect_fp(dbias, t, fn, "dbias");
     GEOLOC_CHECK(dbias.numel() == c, ShapeError, "cuda::", fn, ": dbias ", dbias.str(), " must have ", c,
                  " elements");
   }
@@ -76,7 +75,7 @@ void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const T
                         t);
   }
   if (dbias.defined() && c > 0)
-    detail::column_sum(ctx, static_cast<const float*>(dy.raw()), n, c, static_cast<float*>(dbias.raw()));
+    detail::column_sum(ctx, t, dy.raw(), n, c, dbias.raw());
 }
 
 }  // namespace geoloc::cuda

@@ -25,8 +25,8 @@ TEST_CASE("cuda copies, the caching allocator and argument errors") {
   a.empty_cache();
   CHECK(a.stats().bytes_cached == 0);
   cuda::synchronize();
-  // a bf16 tensor where only f32 is implemented: CudaError "not implemented"
-  Tensor bf = Tensor::empty({4}, DType::BF16, gpu()), y = junk({4});
+  // an f16 tensor (only f32 and bf16 are implemented): CudaError "not implemented"
+  Tensor bf = Tensor::empty({4}, DType::F16, gpu()), y = junk({4});
   CHECK_THROWS_WITH_AS(cuda::relu_forward(bf, y), doctest::Contains("not implemented"), CudaError);
   // a CPU tensor given to a CUDA op
   CHECK_THROWS_AS(cuda::relu_forward(h, y), ShapeError);

@@ -2,7 +2,8 @@
 // cannot run, computed on the host instead so that the own kernels around them still run emulated:
 //
 //   cuda::conv2d_forward / conv2d_backward_data / conv2d_backward_filter  (src/cuda/conv.cpp, cuDNN)
-//       -> the cpu:: twin on host views of the same (emulated device) memory;
+//       -> the cpu:: twin on host views of the same (emulated device) memory; the bias gradient of
+//          conv2d_backward_filter as in conv.cpp: the real detail::column_sum (emulated kernels);
 //   cuda::conv2d_bn_act_forward (src/cuda/conv.cpp)
 //       -> the same composition as the real one: the conv stand-in into a scratch tensor, then the real
 //          detail::batch_norm_eval_act (kernels/batch_norm.cu, emulated: fold + scale_shift_act kernels);
@@ -45,8 +46,10 @@ void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx, c
 
 void conv2d_backward_filter(const Tensor& x, const Tensor& dy, const Tensor& dw, const Tensor& dbias,
                             const Conv2dArgs& a) {
-  detail::context_of(x, "conv2d_backward_filter");
-  cpu::conv2d_backward_filter(host_view(x), host_view(dy), host_view(dw), host_view(dbias), a);
+  Context& ctx = detail::context_of(x, "conv2d_backward_filter");
+  cpu::conv2d_backward_filter(host_view(x), host_view(dy), host_view(dw), Tensor(), a);
+  if (dbias.defined() && dbias.numel() > 0)  // as src/cuda/conv.cpp
+    detail::column_sum(ctx, dy.dtype(), dy.raw(), dy.numel() / dbias.numel(), dbias.numel(), dbias.raw());
 }
 
 // Mirrors src/cuda/conv.cpp's conv2d_bn_act_forward.
