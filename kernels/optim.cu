@@ -4,10 +4,14 @@
 // The table of tensors is a kernel parameter (CUDA >= 12.1 allows 32 KiB of parameters on sm_70+), so a
 // step costs no host-to-device copy. Each tensor is cut into chunks of kChunk elements; block b finds its
 // tensor by binary search over the chunk prefix sums and updates one chunk.
+//
+// Parameters and states are f32 (the masters); a slot's grad is f32 or bf16 (the gradient of a bf16
+// working copy), per slot in the table, loaded to float (exact).
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
+#include "bf16.cuh"
 #include "cuda_common.cuh"
 #include "device.cuh"
 #include "geoloc/detail/math.hpp"
@@ -21,11 +25,12 @@ constexpr int kMaxFusedParams = 192;
 
 struct Seg {
   float* p;
-  const float* g;
+  const void* g;  // f32, or bf16 when g_bf16
   float* s1;
   float* s2;
   int64_t n;
   float wd;
+  bool g_bf16;
 };
 struct SegTable {
   Seg seg[kMaxFusedParams];
@@ -41,6 +46,10 @@ struct SgdHyper {
 struct AdamHyper {
   float lr, beta1, beta2, eps, bc1, bc2;
 };
+
+__device__ __forceinline__ float grad_at(const Seg& s, int64_t i) {
+  return s.g_bf16 ? dev::ld(static_cast<const dev::bf16*>(s.g), i) : static_cast<const float*>(s.g)[i];
+}
 
 __device__ __forceinline__ int find_seg(const SegTable& t, int64_t block) {
   int lo = 0, hi = t.count - 1;
@@ -62,7 +71,7 @@ __global__ void fused_sgd_kernel(const __grid_constant__ SegTable t, const SgdHy
   const float momentum = s.s1 ? h.momentum : 0.0f;  // no buffer = plain SGD, as the CPU backend
   for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
     float b = s.s1 ? s.s1[i] : 0.0f;
-    s.p[i] = math::sgd_update(s.p[i], s.g[i], b, h.lr, momentum, h.dampening, s.wd, h.nesterov, h.first_step);
+    s.p[i] = math::sgd_update(s.p[i], grad_at(s, i), b, h.lr, momentum, h.dampening, s.wd, h.nesterov, h.first_step);
     if (s.s1) s.s1[i] = b;
   }
 }
@@ -73,13 +82,13 @@ __global__ void fused_adamw_kernel(const __grid_constant__ SegTable t, const Ada
   const int64_t begin = (blockIdx.x - t.chunk_begin[si]) * kChunk;
   const int64_t end = begin + kChunk < s.n ? begin + kChunk : s.n;
   for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x)
-    s.p[i] = math::adamw_update(s.p[i], s.g[i], s.s1[i], s.s2[i], h.lr, h.beta1, h.beta2, h.eps, s.wd, h.bc1,
+    s.p[i] = math::adamw_update(s.p[i], grad_at(s, i), s.s1[i], s.s2[i], h.lr, h.beta1, h.beta2, h.eps, s.wd, h.bc1,
                                 h.bc2);
 }
 
 void check_slot(const OptimSlot& sl, size_t i, bool adam, const char* fn) {
   expect(sl.param, DType::F32, fn, "param");
-  expect(sl.grad, DType::F32, fn, "grad");
+  detail::expect_fp(sl.grad, sl.grad.dtype(), fn, "grad");  // f32 or bf16
   GEOLOC_CHECK(sl.grad.numel() == sl.param.numel() && sl.grad.device() == sl.param.device(), ShapeError,
                "cuda::", fn, ": slot ", i, " grad ", sl.grad.str(), " does not match param ", sl.param.str());
   auto state = [&](const Tensor& s, const char* what) {
@@ -124,7 +133,8 @@ void run_tables(const std::vector<OptimSlot>& slots, bool adam, const char* fn, 
       if (sl.param.numel() == 0) continue;
       Seg& g = t.seg[t.count];
       g.p = static_cast<float*>(sl.param.raw());
-      g.g = static_cast<const float*>(sl.grad.raw());
+      g.g = sl.grad.raw();
+      g.g_bf16 = sl.grad.dtype() == DType::BF16;
       g.s1 = sl.state1.defined() ? static_cast<float*>(sl.state1.raw()) : nullptr;
       g.s2 = sl.state2.defined() ? static_cast<float*>(sl.state2.raw()) : nullptr;
       g.n = sl.param.numel();
