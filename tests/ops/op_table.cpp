@@ -88,6 +88,7 @@ std::vector<OpRow> build() {
   rows::optim_rows(t);
   rows::knn_rows(t);
   rows::convert_rows(t);
+  rows::bf16_rows(t);
   return std::move(t.rows);
 }
 }  // namespace

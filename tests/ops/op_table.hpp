@@ -20,7 +20,8 @@
 namespace geoloc::optest {
 
 /// How one output of a row is compared with the CPU's: |x - cpu| <= atol + rtol * |cpu| for F32 (equal
-/// infinities pass, NaN fails); other dtypes (I32 indices, U8 masks, BF16 bits) bit for bit.
+/// infinities pass, NaN fails); BF16 bit for bit when rtol = atol = 0, else the same test on the widened
+/// values (rtol 2^-7 = one bf16 ulp); other dtypes (I32 indices, U8 masks) bit for bit.
 struct OutSpec {
   std::string name;
   float rtol = 0.0f, atol = 0.0f;

@@ -52,14 +52,29 @@ std::string compare(const OutSpec& spec, const Tensor& ref, const Tensor& got) {
       << spec.atol << "); worst [" << worst << "]: " << a[worst] << ", the CPU's " << b[worst];
     return o.str();
   }
-  if (ref.dtype() == DType::BF16) {
+  if (ref.dtype() == DType::BF16) {  // bit for bit, or within rtol/atol of the widened values (rtol 2^-7 = 1 ulp)
     const uint16_t *a = got.data<uint16_t>(), *b = ref.data<uint16_t>();
-    for (int64_t i = 0; i < n; ++i)
-      if (a[i] != b[i] && !(bf16_nan(a[i]) && bf16_nan(b[i]))) {
-        o << spec.name << "[" << i << "]: bf16 0x" << std::hex << a[i] << ", the CPU's 0x" << b[i];
-        return o.str();
-      }
-    return "";
+    auto widen = [](uint16_t v) {
+      const uint32_t u = uint32_t(v) << 16;
+      float f;
+      std::memcpy(&f, &u, 4);
+      return double(f);
+    };
+    int64_t bad = 0, worst = -1;
+    double worst_excess = -1;
+    for (int64_t i = 0; i < n; ++i) {
+      if (a[i] == b[i] || (bf16_nan(a[i]) && bf16_nan(b[i]))) continue;
+      const double ga = widen(a[i]), rb = widen(b[i]);
+      const double diff = std::fabs(ga - rb), lim = spec.atol + spec.rtol * std::fabs(rb);
+      if (!std::isnan(diff) && diff <= lim) continue;
+      const double excess = std::isnan(diff) ? 1e300 : diff - lim;
+      if (++bad && excess > worst_excess) worst_excess = excess, worst = i;
+    }
+    if (!bad) return "";
+    o << spec.name << ": " << bad << " of " << n << " bf16 elements out of tolerance (rtol " << spec.rtol << ", atol "
+      << spec.atol << "); worst [" << worst << "]: " << widen(a[worst]) << " (0x" << std::hex << a[worst]
+      << "), the CPU's " << std::dec << widen(b[worst]) << " (0x" << std::hex << b[worst] << ")";
+    return o.str();
   }
   if (std::memcmp(got.raw(), ref.raw(), ref.nbytes()) == 0) return "";
   const size_t es = dtype_size(ref.dtype());

@@ -114,7 +114,7 @@ void batch_norm_rows(Table& t) {
     const std::string lab = shape_str(s) + (residual ? " +residual" : "") + (relu ? " +relu" : "") + " (" + ac.note + ")";
     const uint32_t sd = t.seeds(8);
     auto params = [=] {
-      return V{randn(s, sd, 2.0f, 0.5f), unif({c}, sd + 1, 0.5f, 1.5f), randn({c}, sd + 2),
+      return V{bf16_exact(randn(s, sd, 2.0f, 0.5f)), unif({c}, sd + 1, 0.5f, 1.5f), randn({c}, sd + 2),
                randn({c}, sd + 3, 0.2f), unif({c}, sd + 4, 0.5f, 2.0f), residual ? randn(s, sd + 5) : Tensor()};
     };
     const double n = numel(s);

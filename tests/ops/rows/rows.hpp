@@ -84,7 +84,25 @@ inline Tensor soft_targets(int64_t n, int64_t c, uint32_t seed, int64_t zero_row
 inline Tensor on(const Tensor& t, Device d) { return t.defined() ? t.to(d) : Tensor(); }
 // A copy for the functions that update a tensor in place (the CPU's to() would share the input).
 inline Tensor mut(const Tensor& t, Device d) { return t.defined() ? t.clone().to(d) : Tensor(); }
-inline Tensor J(const Shape& s, Device d, int j, DType t = DType::F32) { return junk_tensor(s, t, d, j); }
+// The bf16 twins (rows/bf16.cpp): while a twin's prepare() runs, the float outputs it asks J for are bf16,
+// except the 1-D ones (per-sample losses, batch-norm statistics, reduce_sum's y) where the twin says so.
+struct Bf16Outputs {
+  bool vec_f32 = false;
+};
+inline thread_local const Bf16Outputs* bf16_outputs = nullptr;
+inline Tensor J(const Shape& s, Device d, int j, DType t = DType::F32) {
+  if (bf16_outputs && t == DType::F32 && !(bf16_outputs->vec_f32 && s.ndim() == 1)) t = DType::BF16;
+  return junk_tensor(s, t, d, j);
+}
+// An f32 tensor holding bf16 values (rounded to nearest even): inputs whose bf16 twin must compute the same
+// thing as the f32 row (e.g. a ReLU mask taken from y on one backend, recomputed from x on the other).
+inline Tensor bf16_exact(const Tensor& t) {
+  Tensor b = Tensor::empty(t.shape(), DType::BF16);
+  cpu::convert(t, b);
+  Tensor r = Tensor::empty(t.shape());
+  cpu::convert(b, r);
+  return r;
+}
 inline double numel(const Shape& s) { return static_cast<double>(s.numel()); }
 
 // "name3" (GCC 12 warns falsely, -Wrestrict, about "literal" + std::to_string(i))
@@ -156,5 +174,6 @@ void loss_rows(Table& t);
 void optim_rows(Table& t);
 void knn_rows(Table& t);
 void convert_rows(Table& t);
+void bf16_rows(Table& t);  // last: bf16 twins of the rows above
 
 }  // namespace geoloc::optest::rows
