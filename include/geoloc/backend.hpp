@@ -11,7 +11,9 @@
 // batch-norm parameters, running and saved statistics and dgamma/dbeta; the losses' per-sample loss,
 // soft targets and haversine target; reduce_sum's y (x may be bf16); mul_scalar's s; the optimisers' params
 // and states (the f32 masters: a slot's grad may be bf16, the gradient of a bf16 working copy). Masks (U8),
-// labels, argmax and indices keep their dtypes; knn_topk is f32 only; convert is f32 <-> bf16. The CPU
+// labels, argmax and indices keep their dtypes; knn_topk is f32 only; convert is f32 <-> bf16. The CUDA
+// twins may deviate where geoloc/cuda/precision.hpp says (conv2d_bn_act_forward rounds twice; no bf16 conv
+// bias). The CPU
 // twins are the reference for every bf16 function (src/core/cpu/bf16.hpp: widen the bf16 inputs, run the
 // f32 code, round each output once); which CUDA twins have bf16 kernels: geoloc/cuda/precision.hpp.
 #include <cstdint>
