@@ -4,10 +4,15 @@
 //   BM_decode_only / BM_resize_only / BM_train_augment: the parts, to see where time goes.
 //   BM_loader/threads: the Loader turning the same JPEG into batches of 32 (random-resized crop,
 //     flip, colour jitter, normalisation) with 1 and 2 worker threads.
+//   BM_jpeg_to_256/decoder/width/threads: decode + shorter side to 256 of a 640x480 or 1600x1200 JPEG,
+//     decoder 0 = stb_image, 1 = libjpeg-turbo at full size, 2 = libjpeg-turbo with DCT scaling
+//     (min_size 256); threads decoding independent copies at once (items/s summed over threads).
 #include <benchmark/benchmark.h>
 
 #include <cmath>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 
 #include "geoloc/image/image.hpp"
@@ -117,6 +122,45 @@ void BM_loader(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(images));
 }
 BENCHMARK(BM_loader)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+const std::vector<uint8_t>& photo_jpeg(int w, int h) {
+  static std::map<int, std::vector<uint8_t>> cache;
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lk(mu);
+  auto& jpg = cache[w];
+  if (jpg.empty()) {
+    Image img(w, h);
+    std::mt19937 g(2);
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x) {
+        uint8_t* p = img.at(x, y);
+        const int n = static_cast<int>(g() % 24) - 12;
+        p[0] = static_cast<uint8_t>(std::clamp(int(128 + 90 * std::sin(x * 0.008) + n), 0, 255));
+        p[1] = static_cast<uint8_t>(std::clamp(int(128 + 90 * std::cos(y * 0.012 + x * 0.004) + n), 0, 255));
+        p[2] = static_cast<uint8_t>(std::clamp(int((x + 2 * y) / 20 + n), 0, 255));
+      }
+    jpg = encode_jpeg(img, 90);
+  }
+  return jpg;
+}
+
+void BM_jpeg_to_256(benchmark::State& state) {
+  const int w = static_cast<int>(state.range(1)), h = w * 3 / 4;
+  const auto& jpg = photo_jpeg(w, h);
+  DecodeOptions o;
+  o.jpeg = state.range(0) == 0 ? DecodeOptions::Jpeg::Stb : DecodeOptions::Jpeg::Turbo;
+  o.min_size = state.range(0) == 2 ? 256 : 0;
+  for (auto _ : state) benchmark::DoNotOptimize(resize_shorter(decode_memory(jpg.data(), jpg.size(), "b.jpg", o), 256).pixels.data());
+  state.SetItemsProcessed(state.iterations());
+  state.SetLabel(std::string(state.range(0) == 0 ? "stb" : state.range(0) == 1 ? "turbo" : "turbo+dct") + " " +
+                 std::to_string(w) + "x" + std::to_string(h));
+}
+BENCHMARK(BM_jpeg_to_256)
+    ->ArgsProduct({{0, 1, 2}, {640, 1600}})
+    ->Threads(1)
+    ->Threads(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -4,6 +4,28 @@ find_package(Threads REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)
 find_package(s2 REQUIRED)    # cmake/Finds2.cmake: Debian's libs2-dev has no CMake config
 find_package(stb REQUIRED)   # cmake/Findstb.cmake: Debian's libstb-dev (header + libstb.so)
+# Data at scale (issue #17): JPEG decoding with DCT scaling, tar shards, ECCV 2018 MessagePack shards.
+# Required, not optional: scripts/install-deps.sh installs them, and a build that silently lacked a
+# decoder or a shard format would fail later on a user's data set instead of here.
+find_package(libjpeg-turbo 2.0 CONFIG QUIET)  # libturbojpeg0-dev: libjpeg-turbo::turbojpeg
+if(NOT TARGET libjpeg-turbo::turbojpeg)
+  message(FATAL_ERROR "libjpeg-turbo's TurboJPEG library was not found: install libturbojpeg0-dev (scripts/install-deps.sh)")
+endif()
+find_package(LibArchive 3.4)                 # libarchive-dev, through CMake's FindLibArchive
+if(NOT TARGET LibArchive::LibArchive)
+  message(FATAL_ERROR "libarchive was not found: install libarchive-dev (scripts/install-deps.sh)")
+endif()
+# msgpack-cxx is header-only; its CMake package insists on Boost, which geoloc does not need
+# (MSGPACK_NO_BOOST), so only the header is looked for and used privately by geoloc_image.
+find_path(MSGPACK_CXX_INCLUDE_DIR msgpack.hpp)
+if(NOT MSGPACK_CXX_INCLUDE_DIR OR NOT EXISTS ${MSGPACK_CXX_INCLUDE_DIR}/msgpack/version_master.hpp)
+  message(FATAL_ERROR "msgpack-cxx was not found: install libmsgpack-cxx-dev (scripts/install-deps.sh)")
+endif()
+file(STRINGS ${MSGPACK_CXX_INCLUDE_DIR}/msgpack/version_master.hpp _v REGEX "define MSGPACK_VERSION_(MAJOR|MINOR|REVISION) ")
+string(REGEX REPLACE ".*MAJOR +([0-9]+).*MINOR +([0-9]+).*REVISION +([0-9]+).*" "\\1.\\2.\\3" MSGPACK_CXX_VERSION "${_v}")
+if(MSGPACK_CXX_VERSION VERSION_LESS 4.0)
+  message(FATAL_ERROR "msgpack-cxx ${MSGPACK_CXX_VERSION} is too old (4.0 or newer needed, Debian 12 has 4.1.3)")
+endif()
 if(GEOLOC_BUILD_TESTS)
   find_package(doctest REQUIRED)
 endif()

@@ -11,6 +11,7 @@
 #include "geoloc/geo/countries.hpp"
 #include "geoloc/image/cache.hpp"
 #include "geoloc/image/loader.hpp"
+#include "geoloc/image/shards.hpp"
 #include "geoloc/nn/weights.hpp"
 #include "geoloc/pipeline/eval.hpp"
 #include "geoloc/pipeline/trainer.hpp"
@@ -109,38 +110,88 @@ void load_pretrained(const Args& args, pipeline::GeoModel& model) {
   }
 }
 
+// --shards and --shard-labels: the shard set, indexed (every shard read once: corrupt ones fail here).
+std::shared_ptr<image::ShardSet> open_shards(const Args& args) {
+  auto shards = std::make_shared<image::ShardSet>(image::expand_shard_pattern(args.get("shards")),
+                                                  args.get("shard-labels", ""));
+  std::fprintf(stderr, "shards: %zu records in %zu shards", shards->size(), shards->paths().size());
+  if (shards->left_out())
+    std::fprintf(stderr, " (%zu left out: %zu without coordinates, %zu without an image, %zu unreadable)",
+                 shards->left_out(), shards->without_label(), shards->without_image(), shards->corrupt());
+  std::fprintf(stderr, "\n");
+  return shards;
+}
+
+// The evaluation / index data: --data (a manifest) or --shards.
+pipeline::Dataset read_data(const Args& args, int size) {
+  if (args.has("shards")) {
+    GEOLOC_CHECK(!args.has("data"), ValueError, "give --data or --shards, not both");
+    return pipeline::Dataset::from_shards(*open_shards(args), size);
+  }
+  return pipeline::Dataset::from_manifest(args.get("data"), size);
+}
+
 int train_streaming(const Args& args, const pipeline::ModelSpec& spec, pipeline::TrainConfig tc) {
   GEOLOC_CHECK(!args.flag("propagate-scenes"), ValueError,
-               "--propagate-scenes needs the training set in memory; it cannot be combined with --stream");
-  image::Manifest manifest = image::read_manifest(args.get("train"));
+               "--propagate-scenes needs the training set in memory; it cannot be combined with --stream or --shards");
+  const bool from_shards = args.has("shards");
+  GEOLOC_CHECK(!from_shards || !args.has("cache"), ValueError,
+               "--cache decodes the --train manifest; shards are read as they are (leave out --cache)");
+  std::shared_ptr<image::ShardSet> shards;
+  image::Manifest manifest;
   std::vector<geo::LatLng> coords;
   std::vector<int> countries;
-  for (const auto& e : manifest.entries) {
-    GEOLOC_CHECK(e.scene < static_cast<int>(spec.scene_names.size()), ValueError, args.get("train"), " line ", e.line,
-                 ": scene ", e.scene, " but only ", spec.scene_names.size(), " scene names (--scenes) given");
-    coords.push_back({e.latitude, e.longitude});
-    countries.push_back(e.country);
+  const std::string data_name = from_shards ? args.get("shards") : args.get("train");
+  auto check_scene = [&](int scene, const std::string& where) {
+    GEOLOC_CHECK(scene < static_cast<int>(spec.scene_names.size()), ValueError, where, ": scene ", scene, " but only ",
+                 spec.scene_names.size(), " scene names (--scenes) given");
+  };
+  if (from_shards) {
+    shards = open_shards(args);
+    for (size_t i = 0; i < shards->size(); ++i) {
+      const auto& l = shards->labels()[i];
+      check_scene(l.scene, data_name + " record " + std::to_string(i));
+      coords.push_back({l.latitude, l.longitude});
+      countries.push_back(l.country);
+    }
+  } else {
+    manifest = image::read_manifest(args.get("train"));
+    for (const auto& e : manifest.entries) {
+      check_scene(e.scene, args.get("train") + " line " + std::to_string(e.line));
+      coords.push_back({e.latitude, e.longitude});
+      countries.push_back(e.country);
+    }
   }
   if (const auto drop = check_coverage(args, spec, coords); !drop.empty()) {
     std::vector<bool> gone(coords.size(), false);
     for (size_t r : drop) gone[r] = true;
-    image::Manifest kept = manifest;
-    kept.entries.clear();
-    coords.clear();
-    countries.clear();
-    for (size_t i = 0; i < manifest.entries.size(); ++i) {
-      if (gone[i]) continue;
-      kept.entries.push_back(manifest.entries[i]);
-      coords.push_back({manifest.entries[i].latitude, manifest.entries[i].longitude});
-      countries.push_back(manifest.entries[i].country);
+    std::vector<geo::LatLng> kept_coords;
+    std::vector<int> kept_countries;
+    for (size_t i = 0; i < coords.size(); ++i)
+      if (!gone[i]) {
+        kept_coords.push_back(coords[i]);
+        kept_countries.push_back(countries[i]);
+      }
+    coords = std::move(kept_coords);
+    countries = std::move(kept_countries);
+    if (from_shards) {
+      shards->drop(drop);
+    } else {
+      image::Manifest kept = manifest;
+      kept.entries.clear();
+      for (size_t i = 0; i < manifest.entries.size(); ++i)
+        if (!gone[i]) kept.entries.push_back(manifest.entries[i]);
+      manifest = std::move(kept);
     }
-    manifest = std::move(kept);
   }
   tc.steps = steps_for(args, tc.steps, coords.size(), tc.batch_size);
   pipeline::GeoModel model = pipeline::build_model(spec, coords, countries);
   load_pretrained(args, model);
   const int threads = static_cast<int>(args.get_int("loader-threads"));
-  std::shared_ptr<const image::SampleSource> source = std::make_shared<image::ManifestSource>(std::move(manifest));
+  // The photos only need to cover the resize size: JPEGs are decoded DCT-scaled where that is enough.
+  const image::DecodeOptions decode{.min_size = spec.preprocess.resize};
+  std::shared_ptr<const image::SampleSource> source;
+  if (!from_shards) source = std::make_shared<image::ManifestSource>(std::move(manifest), decode);
   if (args.has("cache")) {
     image::CacheBuildOptions co;
     co.width = co.height = spec.preprocess.resize;
@@ -155,6 +206,10 @@ int train_streaming(const Args& args, const pipeline::ModelSpec& spec, pipeline:
   lo.threads = threads;
   lo.drop_last = true;
   lo.seed = tc.seed;
+  lo.shuffle = !args.flag("no-shuffle");
+  const int64_t buffer = args.get_int("shuffle-buffer");
+  GEOLOC_CHECK(buffer >= 0, ValueError, "--shuffle-buffer must be >= 0, got ", buffer);
+  lo.shuffle_buffer = static_cast<size_t>(buffer);
   lo.normalization = spec.preprocess.normalization();
   image::Pipeline augment;
   augment.add([size = spec.preprocess.resize](const image::Image& img, nn::Rng&) { return image::resize_shorter(img, size); });
@@ -166,19 +221,27 @@ int train_streaming(const Args& args, const pipeline::ModelSpec& spec, pipeline:
     augment.add([&tc](const image::Image& img, nn::Rng& rng) {
       return image::color_jitter(img, {tc.jitter, tc.jitter, tc.jitter, 0.0f}, rng);
     });
-  image::Loader loader(source, augment, lo);
+  auto loader = from_shards ? std::make_unique<image::Loader>(shards, augment, lo, decode)
+                            : std::make_unique<image::Loader>(source, augment, lo);
   const std::unique_ptr<pipeline::Dataset> val = validation_set(args, spec);
   pipeline::Trainer trainer(model, tc);
   if (args.has("resume")) trainer.resume(args.get("resume"));
-  const auto& hist = trainer.fit(loader, val.get());
-  if (loader.skipped()) std::fprintf(stderr, "%llu unreadable images were skipped\n", static_cast<unsigned long long>(loader.skipped()));
+  const auto& hist = trainer.fit(*loader, val.get());
+  if (loader->skipped())
+    std::fprintf(stderr, "%llu unreadable images were skipped\n", static_cast<unsigned long long>(loader->skipped()));
   write_outputs(args, model, hist);
   return 0;
 }
 
 int run_train(int argc, char** argv) {
-  Args args("train", "--train TRAIN.csv --out MODEL.safetensors [options]",
+  Args args("train", "--train TRAIN.csv | --shards 'SHARDS' --out MODEL.safetensors [options]",
             {{"train", "training manifest (image,latitude,longitude[,scene][,country])"},
+             {"shards", "train from tar (WebDataset) or MessagePack (ECCV 2018) shards instead of --train, streamed: "
+                        "'dir/{000..009}.tar', a glob or a comma-separated list (implies --stream)"},
+             {"shard-labels", "CSV of key/id,latitude,longitude[,scene][,country] joined with the shard records (needed "
+                              "for MessagePack shards; replaces key.json in tar shards)"},
+             {"shuffle-buffer", "with --shards: records held to draw from when shuffling", false, "1000"},
+             {"no-shuffle", "with --stream or --shards: visit the images in listed order every epoch", true},
              {"val", "validation manifest, evaluated every --eval-every steps"},
              {"out", "model file to write"},
              {"arch", "backbone: small, resnet18, resnet34, resnet50, resnet101 (with --pretrained: that file's)", false, "small"},
@@ -273,8 +336,13 @@ int run_train(int argc, char** argv) {
   check_output_path(args.get("out"));
   if (args.has("curve")) check_output_path(args.get("curve"));
 
+  if (args.has("shards")) {
+    GEOLOC_CHECK(!args.has("train"), ValueError, "give --train or --shards, not both");
+    return train_streaming(args, spec, tc);
+  }
   if (args.flag("stream")) return train_streaming(args, spec, tc);
   GEOLOC_CHECK(!args.has("cache"), ValueError, "--cache needs --stream");
+  GEOLOC_CHECK(!args.has("no-shuffle"), ValueError, "--no-shuffle needs --stream");
   pipeline::Dataset train = pipeline::Dataset::from_manifest(args.get("train"), spec.preprocess.resize);
   if (const auto drop = check_coverage(args, spec, train.coords); !drop.empty()) {
     std::vector<bool> gone(train.size(), false);
@@ -312,6 +380,8 @@ int run_eval(int argc, char** argv) {
   Args args("eval", "--model MODEL.safetensors --data TEST.csv [options]",
             {{"model", "model file (geoloc train)"},
              {"data", "test manifest"},
+             {"shards", "test shards instead of --data (as geoloc train --shards)"},
+             {"shard-labels", "CSV joined with the shard records (as geoloc train --shard-labels)"},
              {"knn", "k-NN index (geoloc index) for the knn strategy"},
              {"strategies", "strategies to compare", false, "cell,hierarchy,centroid,knn,regression"},
              {"json", "write the metrics here as JSON"},
@@ -331,7 +401,7 @@ int run_eval(int argc, char** argv) {
   const Device device = Device::parse(args.get("device"));
   model.net->to(device);
   if (!model.knn.empty()) model.knn = model.knn.to(device);  // searches run where the network runs
-  const pipeline::Dataset data = pipeline::Dataset::from_manifest(args.get("data"), model.preprocess.resize);
+  const pipeline::Dataset data = read_data(args, model.preprocess.resize);
   const auto countries = geo::CountryIndex::load_default();
   pipeline::EvalOptions eo;
   eo.strategies.clear();  // exactly the ones asked for
@@ -354,12 +424,14 @@ int run_index(int argc, char** argv) {
   Args args("index", "--model MODEL.safetensors --data TRAIN.csv --out INDEX.safetensors",
             {{"model", "model file (geoloc train)"},
              {"data", "manifest of the images to index (usually the training set)"},
+             {"shards", "shards to index instead of --data (as geoloc train --shards)"},
+             {"shard-labels", "CSV joined with the shard records (as geoloc train --shard-labels)"},
              {"out", "index file to write"},
              {"device", "cpu or cuda", false, "cpu"}});
   if (!args.parse(argc, argv)) return 0;
   pipeline::GeoModel model = pipeline::GeoModel::load(args.get("model"));
   model.net->to(Device::parse(args.get("device")));
-  const pipeline::Dataset data = pipeline::Dataset::from_manifest(args.get("data"), model.preprocess.resize);
+  const pipeline::Dataset data = read_data(args, model.preprocess.resize);
   const pipeline::KnnIndex index = pipeline::build_knn_index(model, data);
   index.save(args.get("out"));
   std::printf("k-NN index of %zu images (dimension %lld): %s\n", index.coords.size(),

@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <numeric>
 
+#include "geoloc/image/shards.hpp"
+
 namespace geoloc::image {
 
 ManifestSource::ManifestSource(Manifest manifest, DecodeOptions decode)
@@ -59,6 +61,18 @@ std::exception_ptr with_context(std::exception_ptr e, const std::string& ctx) {
 Loader::Loader(std::shared_ptr<const SampleSource> source, Pipeline transform, LoaderOptions options)
     : source_(std::move(source)), transform_(std::move(transform)), opt_(options) {
   GEOLOC_CHECK(source_ != nullptr, ValueError, "Loader: null sample source");
+  start();
+}
+
+Loader::Loader(std::shared_ptr<const ShardSet> shards, Pipeline transform, LoaderOptions options, DecodeOptions decode)
+    : shards_(std::move(shards)), decode_(decode), transform_(std::move(transform)), opt_(options) {
+  GEOLOC_CHECK(shards_ != nullptr, ValueError, "Loader: null shard set");
+  start();
+}
+
+size_t Loader::size() const { return source_ ? source_->size() : shards_->size(); }
+
+void Loader::start() {
   GEOLOC_CHECK(opt_.batch_size >= 1, ValueError, "Loader: batch_size must be >= 1");
   GEOLOC_CHECK(opt_.threads >= 1 && opt_.threads <= 256, ValueError, "Loader: threads ", opt_.threads,
                " must be in [1, 256]");
@@ -85,20 +99,25 @@ Loader::~Loader() {
     stop_ = true;
     ++generation_;  // running builds notice this between samples and return early
   }
+  {
+    std::lock_guard<std::mutex> lk(stream_mu_);
+    stream_stop_ = true;
+  }
+  stream_cv_.notify_all();
   work_cv_.notify_all();
   ready_cv_.notify_all();
   for (auto& t : threads_) t.join();
 }
 
 size_t Loader::batches_per_epoch() const {
-  const size_t n = source_->size(), b = opt_.batch_size;
+  const size_t n = size(), b = opt_.batch_size;
   return opt_.drop_last ? n / b : (n + b - 1) / b;
 }
 
 std::vector<size_t> Loader::epoch_order(uint64_t epoch) const {
-  std::vector<size_t> order(source_->size());
+  std::vector<size_t> order(size());
   std::iota(order.begin(), order.end(), size_t{0});
-  if (opt_.shuffle && order.size() > 1) {
+  if (source_ && opt_.shuffle && order.size() > 1) {
     // Hand-written Fisher-Yates on the portable rand_below: std::shuffle's draws are not specified.
     nn::Rng rng(mix_seed(opt_.seed, epoch));
     for (size_t i = order.size() - 1; i > 0; --i) std::swap(order[i], order[rand_below(rng, i + 1)]);
@@ -108,9 +127,21 @@ std::vector<size_t> Loader::epoch_order(uint64_t epoch) const {
 
 void Loader::begin_epoch(uint64_t epoch) {
   auto order = std::make_shared<const std::vector<size_t>>(epoch_order(epoch));
+  // Held across the generation change: a worker of the new epoch must not read the old stream.
+  std::unique_lock<std::mutex> slk(stream_mu_, std::defer_lock);
+  std::unique_ptr<ShardStream> old;
+  if (shards_) {
+    slk.lock();
+    old = std::move(stream_);
+    stream_ = shards_->stream(opt_.shuffle, mix_seed(opt_.seed, epoch), opt_.shuffle_buffer);
+    stream_turn_ = 0;
+    stream_pos_ = 0;
+    stream_error_ = nullptr;
+  }
   {
     std::lock_guard<std::mutex> lk(mu_);
     ++generation_;
+    stream_gen_ = generation_;
     epoch_ = epoch;
     order_ = std::move(order);
     n_batches_ = batches_per_epoch();
@@ -120,7 +151,36 @@ void Loader::begin_epoch(uint64_t epoch) {
     failed_ = nullptr;
     started_ = true;
   }
+  if (slk.owns_lock()) slk.unlock();
+  stream_cv_.notify_all();
   work_cv_.notify_all();
+}
+
+bool Loader::read_records(uint64_t gen, size_t k, size_t count, std::vector<ShardRecord>& out) {
+  std::unique_lock<std::mutex> lk(stream_mu_);
+  stream_cv_.wait(lk, [&] { return stream_stop_ || stream_gen_ != gen || stream_turn_ == k; });
+  if (stream_stop_ || stream_gen_ != gen) return false;
+  struct Advance {  // the next batch's turn comes even when this read throws
+    Loader& l;
+    ~Advance() {
+      ++l.stream_turn_;
+      l.stream_cv_.notify_all();
+    }
+  } advance{*this};
+  if (stream_error_) std::rethrow_exception(stream_error_);
+  try {
+    for (size_t i = 0; i < count; ++i) {
+      auto r = stream_->next();
+      GEOLOC_CHECK(r.has_value(), IoError, "the shards ended after ", stream_pos_, " of the ", shards_->size(),
+                   " records they held when indexed (changed while in use?)");
+      out.push_back(std::move(*r));
+      ++stream_pos_;
+    }
+  } catch (...) {
+    stream_error_ = std::current_exception();  // the stream cannot go on; every later batch fails too
+    throw;
+  }
+  return true;
 }
 
 std::optional<Batch> Loader::next() {
@@ -173,7 +233,9 @@ Loader::Slot Loader::build(uint64_t gen, uint64_t epoch, size_t k, const std::ve
   std::vector<Image> images;
   images.reserve(end - begin);
   size_t current = 0;
+  std::vector<ShardRecord> records;
   try {
+    if (shards_ && !read_records(gen, k, end - begin, records)) return slot;
     for (size_t p = begin; p < end; ++p) {
       {
         std::lock_guard<std::mutex> lk(mu_);
@@ -182,12 +244,22 @@ Loader::Slot Loader::build(uint64_t gen, uint64_t epoch, size_t k, const std::ve
       current = order[p];
       Sample s;
       try {
-        s = source_->get(current);
+        if (shards_) {
+          const ShardRecord& r = records[p - begin];
+          s.image = decode_memory(r.bytes.data(), r.bytes.size(), r.name, decode_);
+          s.latitude = r.latitude;
+          s.longitude = r.longitude;
+          s.scene = r.scene;
+          s.country = r.country;
+        } else {
+          s = source_->get(current);
+        }
       } catch (const IoError& e) {
         // An unreadable file must not stop a training run: report it and leave it out.
         skipped_.fetch_add(1);
         if (opt_.log_skipped)
-          std::fprintf(stderr, "geoloc: skipping %s: %s\n", source_->describe(current).c_str(), e.what());
+          std::fprintf(stderr, "geoloc: skipping %s: %s\n",
+                       shards_ ? records[p - begin].name.c_str() : source_->describe(current).c_str(), e.what());
         continue;
       }
       nn::Rng rng(mix_seed(epoch_seed, current));
@@ -208,8 +280,11 @@ Loader::Slot Loader::build(uint64_t gen, uint64_t epoch, size_t k, const std::ve
     }
     slot.batch = std::move(b);
   } catch (...) {
-    slot.error = with_context(std::current_exception(), "loader: while preparing " + source_->describe(current) +
-                                                            " (epoch " + std::to_string(epoch) + "): ");
+    const std::string what = !shards_ ? source_->describe(current)
+                             : current - begin < records.size() ? records[current - begin].name
+                                                                : "the records of batch " + std::to_string(k);
+    slot.error = with_context(std::current_exception(),
+                              "loader: while preparing " + what + " (epoch " + std::to_string(epoch) + "): ");
   }
   return slot;
 }

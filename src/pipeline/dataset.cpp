@@ -8,6 +8,7 @@
 
 #include "geoloc/image/loader.hpp"
 #include "geoloc/image/manifest.hpp"
+#include "geoloc/image/shards.hpp"
 #include "geoloc/image/transforms.hpp"
 #include "geoloc/progress.hpp"
 
@@ -40,7 +41,8 @@ Dataset Dataset::subset(const std::vector<size_t>& rows) const {
 
 Dataset Dataset::from_manifest(const std::string& path, int size, size_t* skipped, bool show_progress) {
   GEOLOC_CHECK(size > 0, ValueError, "image size must be positive, got ", size);
-  const image::ManifestSource source(image::read_manifest(path));
+  // The JPEGs only need to cover `size`: DCT-scaled decoding (image.hpp, DecodeOptions::min_size).
+  const image::ManifestSource source(image::read_manifest(path), image::DecodeOptions{.min_size = size});
   const size_t n = source.size();
   std::vector<image::Image> imgs(n);
   std::vector<char> ok(n, 0);
@@ -74,6 +76,53 @@ Dataset Dataset::from_manifest(const std::string& path, int size, size_t* skippe
     d.coords.push_back({e.latitude, e.longitude});
     d.scene.push_back(e.scene);
     d.country.push_back(e.country);
+  }
+  progress.finish(std::to_string(d.size()) + " images, " + std::to_string(bad) + " unreadable");
+  if (skipped) *skipped = bad;
+  return d;
+}
+
+Dataset Dataset::from_shards(const image::ShardSet& shards, int size, size_t* skipped, bool show_progress) {
+  GEOLOC_CHECK(size > 0, ValueError, "image size must be positive, got ", size);
+  const image::DecodeOptions decode{.min_size = size};
+  Progress progress("decode " + std::to_string(shards.paths().size()) + " shards", static_cast<int64_t>(shards.size()),
+                    "img", show_progress);
+  auto stream = shards.stream(false, 0, 0);
+  Dataset d;
+  size_t bad = 0, done = 0;
+  std::mutex log_mu;
+  // Read a chunk sequentially (the archive is a stream), decode it in parallel, keep the file order.
+  constexpr size_t kChunk = 256;
+  for (;;) {
+    std::vector<image::ShardRecord> chunk;
+    while (chunk.size() < kChunk)
+      if (auto r = stream->next()) chunk.push_back(std::move(*r)); else break;
+    if (chunk.empty()) break;
+    std::vector<image::Image> imgs(chunk.size());
+    std::vector<char> ok(chunk.size(), 0);
+    detail::parallel_for(chunk.size(), [&](size_t i) {
+      try {
+        const auto& r = chunk[i];
+        imgs[i] = image::center_crop(
+            image::resize_shorter(image::decode_memory(r.bytes.data(), r.bytes.size(), r.name, decode), size), size, size);
+        ok[i] = 1;
+      } catch (const IoError& e) {
+        std::lock_guard<std::mutex> lock(log_mu);
+        std::fprintf(stderr, "skipping %s: %s\n", chunk[i].name.c_str(), e.what());
+      }
+    });
+    for (size_t i = 0; i < chunk.size(); ++i) {
+      if (!ok[i]) {
+        ++bad;
+        continue;
+      }
+      d.images.push_back(std::move(imgs[i]));
+      d.coords.push_back({chunk[i].latitude, chunk[i].longitude});
+      d.scene.push_back(chunk[i].scene);
+      d.country.push_back(chunk[i].country);
+    }
+    done += chunk.size();
+    progress.update(static_cast<int64_t>(done));
   }
   progress.finish(std::to_string(d.size()) + " images, " + std::to_string(bad) + " unreadable");
   if (skipped) *skipped = bad;

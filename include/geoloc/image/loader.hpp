@@ -5,6 +5,13 @@
 // the slice [k * batch_size, (k + 1) * batch_size) of it; the transform of sample i in epoch e
 // draws from an nn::Rng seeded with mix_seed(mix_seed(seed, e), i). Workers build whole batches
 // and the consumer receives them in batch order, so 1 or 16 threads give bit-identical batches.
+//
+// From shards (shards.hpp) the loader reads records as a stream instead: epoch e's pass is
+// ShardSet::stream(shuffle, mix_seed(seed, e), shuffle_buffer); batch k takes the records at stream
+// positions [k * batch_size, (k + 1) * batch_size) (workers take their turn at the stream in batch
+// order), and the record at position p is sample p: its transform draws from
+// mix_seed(mix_seed(seed, e), p). Without shuffling that is exactly what a manifest listing the same
+// images in the same order gives, so both produce identical batches.
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -84,6 +91,10 @@ struct Batch {
   size_t size() const { return indices.size(); }
 };
 
+class ShardSet;
+class ShardStream;
+struct ShardRecord;
+
 struct LoaderOptions {
   size_t batch_size = 32;
   // The loader's own producer threads, not geoloc's pool (thread_pool.hpp): they run concurrently with
@@ -91,6 +102,7 @@ struct LoaderOptions {
   int threads = 2;             // worker threads (>= 1)
   size_t prefetch = 4;         // batches being built or waiting, at most (>= 1); bounds memory
   bool shuffle = true;
+  size_t shuffle_buffer = 1000;  // shards only: records held for drawing (each an encoded image)
   bool drop_last = false;      // drop a final batch shorter than batch_size
   uint64_t seed = 0;
   Normalization normalization; // ImageNet by default
@@ -106,6 +118,10 @@ class Loader {
   /// The transform must produce images of one size for all samples (ShapeError otherwise) and is
   /// called from several worker threads at once, so it must not mutate shared state.
   Loader(std::shared_ptr<const SampleSource> source, Pipeline transform, LoaderOptions options);
+  /// Streams the usable records of `shards` (see above), decoding them with `decode`. An image that
+  /// does not decode is skipped and counted like an unreadable file; a shard that cannot be read on is
+  /// an IoError from next().
+  Loader(std::shared_ptr<const ShardSet> shards, Pipeline transform, LoaderOptions options, DecodeOptions decode = {});
   ~Loader();
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
@@ -121,7 +137,7 @@ class Loader {
   size_t batches_per_epoch() const;
   /// Samples skipped as unreadable since construction (each epoch counts them again).
   uint64_t skipped() const { return skipped_.load(); }
-  /// The visiting order of an epoch (what the workers use).
+  /// The visiting order of an epoch (what the workers use); for shards, 0, 1, ... (stream positions).
   std::vector<size_t> epoch_order(uint64_t epoch) const;
 
  private:
@@ -129,10 +145,16 @@ class Loader {
     std::optional<Batch> batch;     // nullopt with no error: every sample was skipped
     std::exception_ptr error;
   };
+  void start();
+  size_t size() const;
   void worker();
   Slot build(uint64_t generation, uint64_t epoch, size_t batch_index, const std::vector<size_t>& order);
+  // Waits for batch k's turn at the stream and reads its records; false when the epoch was replaced.
+  bool read_records(uint64_t generation, size_t k, size_t count, std::vector<ShardRecord>& out);
 
   std::shared_ptr<const SampleSource> source_;
+  std::shared_ptr<const ShardSet> shards_;
+  DecodeOptions decode_;
   Pipeline transform_;
   LoaderOptions opt_;
   std::atomic<uint64_t> skipped_{0};
@@ -150,6 +172,16 @@ class Loader {
   std::map<size_t, Slot> done_;
   std::exception_ptr failed_;
   std::vector<std::thread> threads_;
+
+  // The shard stream, read by one worker at a time in batch order. Lock order: stream_mu_ before mu_.
+  std::mutex stream_mu_;
+  std::condition_variable stream_cv_;
+  std::unique_ptr<ShardStream> stream_;
+  uint64_t stream_gen_ = 0;      // the generation the stream belongs to
+  size_t stream_turn_ = 0;       // the batch whose records are read next
+  size_t stream_pos_ = 0;        // records read so far in this epoch
+  std::exception_ptr stream_error_;
+  bool stream_stop_ = false;
 };
 
 }  // namespace geoloc::image

@@ -7,6 +7,10 @@
 #include "geoloc/geo/coords.hpp"
 #include "geoloc/image/image.hpp"
 
+namespace geoloc::image {
+class ShardSet;
+}
+
 namespace geoloc::pipeline {
 
 struct Dataset {
@@ -27,6 +31,10 @@ struct Dataset {
   /// and skipped, their count stored in *skipped when given.
   static Dataset from_manifest(const std::string& path, int size, size_t* skipped = nullptr,
                                bool show_progress = true);
+  /// The same for the usable records of shards, in listed order (image::ShardSet::stream without
+  /// shuffling); an image that does not decode is reported and skipped like an unreadable file.
+  static Dataset from_shards(const image::ShardSet& shards, int size, size_t* skipped = nullptr,
+                             bool show_progress = true);
 };
 
 }  // namespace geoloc::pipeline
