@@ -9,6 +9,7 @@
 
 #include "cli.hpp"
 #include "geoloc/build_info.hpp"
+#include "geoloc/log.hpp"
 
 namespace geoloc::cli {
 
@@ -126,7 +127,24 @@ static void usage() {
   for (const auto& c : cmds) std::printf("  %-12s %s\n", c.name.c_str(), c.summary.c_str());
 }
 
+// The library prints nothing itself; the program prints its warnings, stage lines and progress on stderr
+// (progress redrawn in place on a terminal, one line per report otherwise).
+static void install_printing_handlers() {
+  geoloc::set_log_handler([](geoloc::LogLevel level, const std::string& m) {
+    std::fprintf(stderr, "%s%s\n", level == geoloc::LogLevel::warning ? "geoloc: warning: " : "", m.c_str());
+  });
+  static const bool tty = isatty(fileno(stderr)) != 0;
+  geoloc::set_progress_handler([](const geoloc::ProgressEvent& e) {
+    if (tty)
+      std::fprintf(stderr, "\r\033[K%s%s", e.line.c_str(), e.final ? "\n" : "");
+    else
+      std::fprintf(stderr, "%s\n", e.line.c_str());
+    std::fflush(stderr);
+  });
+}
+
 int main(int argc, char** argv) {
+  install_printing_handlers();
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     usage();
     return argc < 2 ? 2 : 0;

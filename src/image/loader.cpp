@@ -1,4 +1,5 @@
 #include "geoloc/image/loader.hpp"
+#include "geoloc/log.hpp"
 
 #include <cstdio>
 #include <numeric>
@@ -187,7 +188,7 @@ Loader::Slot Loader::build(uint64_t gen, uint64_t epoch, size_t k, const std::ve
         // An unreadable file must not stop a training run: report it and leave it out.
         skipped_.fetch_add(1);
         if (opt_.log_skipped)
-          std::fprintf(stderr, "geoloc: skipping %s: %s\n", source_->describe(current).c_str(), e.what());
+          log_message(LogLevel::warning, "skipping " + source_->describe(current) + ": " + e.what());
         continue;
       }
       nn::Rng rng(mix_seed(epoch_seed, current));

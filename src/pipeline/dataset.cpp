@@ -9,6 +9,7 @@
 #include "geoloc/image/loader.hpp"
 #include "geoloc/image/manifest.hpp"
 #include "geoloc/image/transforms.hpp"
+#include "geoloc/log.hpp"
 #include "geoloc/progress.hpp"
 
 namespace geoloc::pipeline {
@@ -54,7 +55,7 @@ Dataset Dataset::from_manifest(const std::string& path, int size, size_t* skippe
       ok[i] = 1;
     } catch (const IoError& e) {  // an unreadable image is skipped; anything else stops the load
       std::lock_guard<std::mutex> lock(log_mu);
-      std::fprintf(stderr, "skipping %s: %s\n", source.describe(i).c_str(), e.what());
+      log_message(LogLevel::warning, "skipping " + source.describe(i) + ": " + e.what());
     }
     const int64_t d = ++done;
     if (show_progress && d % 64 == 0) {
