@@ -23,6 +23,7 @@ function(geoloc_component name)
     set(_src ${PROJECT_SOURCE_DIR}/cmake/empty.cpp)
   endif()
   add_library(geoloc_${name} STATIC ${_src})
+  set_property(GLOBAL APPEND PROPERTY GEOLOC_LIBRARY_SOURCES ${_src})  # for the shared library (GeolocShared)
   add_library(geoloc::geoloc_${name} ALIAS geoloc_${name})
   target_include_directories(geoloc_${name} PUBLIC
     $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:include>)
