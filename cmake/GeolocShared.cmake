@@ -22,7 +22,7 @@ target_link_libraries(geoloc PUBLIC nlohmann_json::nlohmann_json Threads::Thread
 target_compile_options(geoloc PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-fopenmp-simd>)
 target_compile_definitions(geoloc PRIVATE GEOLOC_VERSION_STRING="${PROJECT_VERSION}"
                            GEOLOC_BUILD_ARCH="${GEOLOC_ARCH_FLAGS}")
-if(GEOLOC_X86)
+if(GEOLOC_X86_KERNELS)
   target_compile_definitions(geoloc PRIVATE GEOLOC_X86_KERNELS=1)
 endif()
 target_link_options(geoloc PRIVATE "LINKER:--version-script=${PROJECT_SOURCE_DIR}/cmake/geoloc.map"

@@ -16,7 +16,7 @@ endfunction()
 function(geoloc_component name)
   cmake_parse_arguments(A "" "" "DEPS" ${ARGN})
   file(GLOB _src CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/${name}/*.cpp ${PROJECT_SOURCE_DIR}/src/${name}/*/*.cpp)
-  if(NOT GEOLOC_X86)  # the per-ISA kernel files are x86 only
+  if(NOT GEOLOC_X86_KERNELS)  # the per-ISA kernel files are x86 only
     list(FILTER _src EXCLUDE REGEX "_(avx2|avx512)\\.cpp$")
   endif()
   if(NOT _src)
