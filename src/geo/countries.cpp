@@ -10,9 +10,9 @@
 #include <s2/s2loop_measures.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 

@@ -1,8 +1,9 @@
 #include "geoloc/image/loader.hpp"
-#include "geoloc/log.hpp"
 
 #include <cstdio>
 #include <numeric>
+
+#include "geoloc/log.hpp"
 
 namespace geoloc::image {
 
