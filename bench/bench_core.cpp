@@ -8,10 +8,12 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
+#include <algorithm>
 #include <cstdlib>
 #include <random>
 
 #include "geoloc/backend.hpp"
+#include "geoloc/build_info.hpp"
 #include "geoloc/thread_pool.hpp"
 #include "geoloc/ops.hpp"
 
@@ -26,46 +28,63 @@ Tensor random(const Shape& s, uint32_t seed) {
   return Tensor::from_vector(s, v);
 }
 
-// The arithmetic peak of one core: 24 independent chains of float32 fused multiply-adds in registers
-// (enough to cover the FMA latency on every current x86 core), on the widest vectors compiled for.
-// Nothing a kernel does can beat this; the convolutions' GFLOP/s are reported against it x threads.
-#if defined(__AVX512F__)
-using FmaVec = __m512;
-inline FmaVec fma_set(float v) { return _mm512_set1_ps(v); }
-inline FmaVec fma(FmaVec a, FmaVec b, FmaVec c) { return _mm512_fmadd_ps(a, b, c); }
-inline float fma_first(FmaVec v) { return _mm512_cvtss_f32(v); }
-#elif defined(__AVX2__) && defined(__FMA__)
-using FmaVec = __m256;
-inline FmaVec fma_set(float v) { return _mm256_set1_ps(v); }
-inline FmaVec fma(FmaVec a, FmaVec b, FmaVec c) { return _mm256_fmadd_ps(a, b, c); }
-inline float fma_first(FmaVec v) { return _mm256_cvtss_f32(v); }
+// The arithmetic peak of one core, per instruction set: independent chains of float32 fused
+// multiply-adds in registers, enough to cover the FMA latency times the FMA pipes on every current x86
+// core, and few enough to stay in registers: 12 ymm chains for AVX2 (of 16 registers; 24 would spill and
+// under-report the AVX2 ceiling), 24 zmm chains for AVX-512 (of 32). Each is compiled for its own
+// instruction set (function target attributes; this program is built for the x86-64-v3 baseline like
+// the library) and runs only where cpuid has it. BM_fma_peak is the ceiling of the CPU path in use
+// (geoloc::cpu_path(): the one the convolution kernels run on); the convolutions' GFLOP/s are reported
+// against it x threads.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define GEOLOC_BENCH_FMA 1
+// The same loop body for both; FLOPs of one call: 2 x chains x lanes x iters.
+#define GEOLOC_FMA_CHAINS(V, kChains, set, fma, first)                      \
+  V acc[kChains];                                                          \
+  for (int i = 0; i < kChains; ++i) acc[i] = set(0.001f * i);              \
+  V a = set(1.0000001f);                                                   \
+  const V b = set(0.9999999f);                                             \
+  for (int64_t it = 0; it < iters; ++it) {                                 \
+    _Pragma("GCC unroll 24") for (int i = 0; i < kChains; ++i) acc[i] = fma(a, acc[i], b); \
+    __asm__ volatile("" : "+x"(a)); /* keeps the loop from being folded */ \
+  }                                                                        \
+  float sink = 0;                                                          \
+  for (int i = 0; i < kChains; ++i) sink += first(acc[i]);                 \
+  *flops = 2.0 * kChains * (sizeof(V) / sizeof(float)) * double(iters);    \
+  return sink;
+__attribute__((target("avx2,fma"), noinline)) float fma_avx2(int64_t iters, double* flops) {
+  GEOLOC_FMA_CHAINS(__m256, 12, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_cvtss_f32)
+}
+__attribute__((target("avx512f"), noinline)) float fma_avx512(int64_t iters, double* flops) {
+  GEOLOC_FMA_CHAINS(__m512, 24, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_cvtss_f32)
+}
+#undef GEOLOC_FMA_CHAINS
 #endif
 
-void BM_fma_peak(benchmark::State& st) {
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
-  constexpr int kChains = 24, kLanes = sizeof(FmaVec) / sizeof(float);
-  constexpr int64_t kIters = 1 << 20;
-  FmaVec acc[kChains];
-  for (int i = 0; i < kChains; ++i) acc[i] = fma_set(0.001f * i);
-  FmaVec a = fma_set(1.0000001f);
-  const FmaVec b = fma_set(0.9999999f);
-  for (auto _ : st) {
-    for (int64_t it = 0; it < kIters; ++it) {
-#pragma GCC unroll 24
-      for (int i = 0; i < kChains; ++i) acc[i] = fma(a, acc[i], b);
-      __asm__ volatile("" : "+x"(a));  // keeps the loop from being folded
-    }
+void fma_peak(benchmark::State& st, CpuPath path) {
+#if defined(GEOLOC_BENCH_FMA)
+  if (path == CpuPath::generic) path = CpuPath::avx2;  // Eigen's GEMM on the x86-64-v3 baseline: AVX2
+  const auto avail = available_cpu_paths();
+  if (std::find(avail.begin(), avail.end(), path) == avail.end()) {
+    st.SkipWithError("this CPU lacks the instruction set");
+    return;
   }
+  constexpr int64_t kIters = 1 << 20;
+  double flops = 0;
   float sink = 0;
-  for (int i = 0; i < kChains; ++i) sink += fma_first(acc[i]);
+  for (auto _ : st) sink += path == CpuPath::avx512 ? fma_avx512(kIters, &flops) : fma_avx2(kIters, &flops);
   benchmark::DoNotOptimize(sink);
-  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * kChains * kLanes * kIters, benchmark::Counter::kIsIterationInvariantRate,
+  st.SetLabel(to_string(path));
+  st.counters["GFLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate,
                                               benchmark::Counter::kIs1000);
 #else
-  st.SkipWithError("no AVX2/AVX-512 FMA compiled for");
+  st.SkipWithError("no x86 FMA benchmark for this CPU");
 #endif
 }
+void BM_fma_peak(benchmark::State& st) { fma_peak(st, cpu_path()); }
 BENCHMARK(BM_fma_peak)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(fma_peak, avx2, CpuPath::avx2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(fma_peak, avx512, CpuPath::avx512)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Square GEMM: the machine's practical ceiling for the convolutions. BM_gemm: Eigen's own OpenMP
 // threading over all threads; BM_gemm_1t: one thread, the way each of geoloc's pool threads runs its

@@ -158,8 +158,8 @@ BENCHMARK(BM_resnet50_inference)->Args({1, 64})->Args({8, 224})->Unit(benchmark:
 BENCHMARK(BM_resnet18_train_step)->Args({2, 64})->Args({64, 224})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_small_train_step)->Args({32, 64})->Unit(benchmark::kMillisecond)->UseRealTime();
 // The PyTorch comparison cases (bench/compare_pytorch.sh); ~1 s each with the default minimum time.
-BENCHMARK(BM_cmp_resnet18_inference)->Args({8, 224})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_cmp_resnet50_inference)->Args({8, 224})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_cmp_resnet18_inference)->Args({1, 224})->Args({8, 224})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_cmp_resnet50_inference)->Args({1, 224})->Args({8, 224})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_cmp_resnet18_train_step)->Args({64, 64})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_cmp_small_train_step)->Args({64, 64})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_MAIN();

@@ -13,7 +13,12 @@ ctest --test-dir "$build" --output-on-failure -j1
 grep -h '^op table: ' "$build/Testing/Temporary/LastTest.log" || true
 # the own CUDA kernels run under the emulator (tests/cuda_emu): each kernel, and the summary line
 grep -h -e '^emulated kernel ' -e '^emulated CUDA kernels: ' "$build/Testing/Temporary/LastTest.log" || true
-# find_package(geoloc) from an install prefix, used by an out-of-tree consumer
+# find_package(geoloc) and pkg-config from an install prefix, used by an out-of-tree consumer (static build)
 bash scripts/check-install.sh "$build"
+# the same with libgeoloc.so (BUILD_SHARED_LIBS=ON: the library alone, no tests, benchmarks or examples)
+cmake -S . -B "$build-shared" -DCMAKE_BUILD_TYPE=Release -DGEOLOC_CUDA=OFF -DBUILD_SHARED_LIBS=ON \
+      -DGEOLOC_BUILD_TESTS=OFF -DGEOLOC_BUILD_BENCH=OFF -DGEOLOC_BUILD_EXAMPLES=OFF
+cmake --build "$build-shared" -j"$jobs" --target geoloc geoloc_cli
+bash scripts/check-install.sh "$build-shared"
 # a short libFuzzer run of the safetensors reader (clang); GEOLOC_FUZZ=0 skips it
 if [ "${GEOLOC_FUZZ:-1}" != "0" ]; then bash scripts/fuzz.sh; fi

@@ -1,6 +1,11 @@
-// Built against an installed geoloc by scripts/check-install.sh: the tensor core and the public API.
+// Built against an installed geoloc by scripts/check-install.sh: the tensor core, the public API, and
+// the installed data (share/geoloc, found relative to the installation; the check runs this with the
+// source tree moved away).
 #include <cstdio>
+#include <string>
 
+#include "geoloc/build_info.hpp"
+#include "geoloc/geo/countries.hpp"
 #include "geoloc/geoloc.hpp"
 #include "geoloc/tensor.hpp"
 
@@ -14,5 +19,11 @@ int main(int argc, char** argv) {
   } catch (const geoloc::IoError& e) {
     std::printf("consumer: a missing model is reported: %s\n", e.what());
   }
-  return t.sum_all() == 9.0f ? 0 : 1;
+  std::printf("consumer: %s\n", geoloc::build_info().c_str());
+  std::printf("consumer: data folder %s\n", geoloc::geo::data_dir().c_str());
+  const auto countries = geoloc::geo::CountryIndex::load_default("110m");
+  const geoloc::geo::Country* fr = countries.lookup({48.8566, 2.3522});  // Paris
+  if (!fr) return 1;
+  std::printf("consumer: (48.8566, 2.3522) is in %s\n", fr->name.c_str());
+  return t.sum_all() == 9.0f && fr->iso_n3 == 250 ? 0 : 1;
 }

@@ -1,12 +1,15 @@
 #pragma once
-// Progress of a long-running task on the terminal: done/total, rate, ETA and a free-form note.
-// On a terminal the line is redrawn in place; otherwise (logs, CI) a line is printed at most every
-// `min_interval` seconds, so logs stay short.
+// Progress of a long-running task: done/total, rate, ETA and a free-form note, reported to the program's
+// progress handler (log.hpp; nothing is printed when none is set) at most every `min_interval` seconds
+// (0.1 s when stderr is a terminal, where the geoloc program redraws the line in place), so logs stay
+// short.
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <string>
+
+#include "geoloc/log.hpp"
 
 namespace geoloc {
 
@@ -31,7 +34,7 @@ class Progress {
     last_ = now;
     print(note, false);
   }
-  /// Prints the final line (always, when enabled).
+  /// Reports the final line (always, when enabled).
   void finish(const std::string& note = "") {
     if (!enabled_) return;
     if (total_ > 0) done_ = total_;
@@ -74,11 +77,10 @@ class Progress {
                     unit_.c_str(), eta.c_str());
     std::string line = head;
     if (!note.empty()) line += " | " + note;
-    if (tty_)
-      std::fprintf(stderr, "\r\033[K%s%s", line.c_str(), final ? "\n" : "");
-    else
-      std::fprintf(stderr, "%s\n", line.c_str());
-    std::fflush(stderr);
+    ProgressEvent ev;
+    ev.label = label_, ev.unit = unit_, ev.done = done_, ev.total = total_, ev.rate = r, ev.elapsed = elapsed();
+    ev.final = final, ev.note = note, ev.line = std::move(line);
+    report_progress(ev);
   }
 
   std::string label_, unit_;

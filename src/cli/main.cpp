@@ -8,6 +8,8 @@
 #include <iostream>
 
 #include "cli.hpp"
+#include "geoloc/build_info.hpp"
+#include "geoloc/log.hpp"
 
 namespace geoloc::cli {
 
@@ -121,14 +123,40 @@ std::vector<std::string> Args::split(const std::string& s, char sep) {
 static void usage() {
   auto cmds = geoloc::cli::registry();
   std::sort(cmds.begin(), cmds.end(), [](auto& a, auto& b) { return a.name < b.name; });
-  std::printf("usage: geoloc <command> [options]   (geoloc <command> --help for its options)\n\ncommands:\n");
+  std::printf("usage: geoloc <command> [options]   (geoloc <command> --help for its options; geoloc --version)\n\ncommands:\n");
   for (const auto& c : cmds) std::printf("  %-12s %s\n", c.name.c_str(), c.summary.c_str());
 }
 
+// The library prints nothing itself; the program prints its warnings, stage lines and progress on stderr
+// (progress redrawn in place on a terminal, one line per report otherwise).
+static void install_printing_handlers() {
+  geoloc::set_log_handler([](geoloc::LogLevel level, const std::string& m) {
+    std::fprintf(stderr, "%s%s\n", level == geoloc::LogLevel::warning ? "geoloc: warning: " : "", m.c_str());
+  });
+  static const bool tty = isatty(fileno(stderr)) != 0;
+  geoloc::set_progress_handler([](const geoloc::ProgressEvent& e) {
+    if (tty)
+      std::fprintf(stderr, "\r\033[K%s%s", e.line.c_str(), e.final ? "\n" : "");
+    else
+      std::fprintf(stderr, "%s\n", e.line.c_str());
+    std::fflush(stderr);
+  });
+}
+
 int main(int argc, char** argv) {
+  install_printing_handlers();
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     usage();
     return argc < 2 ? 2 : 0;
+  }
+  if (!std::strcmp(argv[1], "--version")) {  // version, CPU path in use and those available, compiler, CUDA
+    try {
+      std::printf("%s\n", geoloc::build_info().c_str());
+    } catch (const geoloc::Error& e) {  // e.g. GEOLOC_CPU naming a path this CPU lacks
+      std::fprintf(stderr, "geoloc: error: %s\n", e.what());
+      return 1;
+    }
+    return 0;
   }
   const std::string name = argv[1];
   for (const auto& c : geoloc::cli::registry()) {

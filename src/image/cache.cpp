@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "geoloc/atomic_file.hpp"
+#include "geoloc/log.hpp"
 #include "geoloc/thread_pool.hpp"
 
 namespace geoloc::image {
@@ -208,7 +209,7 @@ CacheBuildResult build_cache(const SampleSource& source, const std::string& pref
           got[i - begin] = std::move(s);
         } catch (const IoError& e) {
           skipped.fetch_add(1);
-          if (o.log_skipped) std::fprintf(stderr, "geoloc: cache: skipping %s: %s\n", source.describe(i).c_str(), e.what());
+          if (o.log_skipped) log_message(LogLevel::warning, "cache: skipping " + source.describe(i) + ": " + e.what());
         } catch (...) {
           errs[i - begin] = std::current_exception();
         }

@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "geoloc/image/shards.hpp"
+#include "geoloc/log.hpp"
 
 namespace geoloc::image {
 
@@ -258,8 +259,8 @@ Loader::Slot Loader::build(uint64_t gen, uint64_t epoch, size_t k, const std::ve
         // An unreadable file must not stop a training run: report it and leave it out.
         skipped_.fetch_add(1);
         if (opt_.log_skipped)
-          std::fprintf(stderr, "geoloc: skipping %s: %s\n",
-                       shards_ ? records[p - begin].name.c_str() : source_->describe(current).c_str(), e.what());
+          log_message(LogLevel::warning,
+                      "skipping " + (shards_ ? records[p - begin].name : source_->describe(current)) + ": " + e.what());
         continue;
       }
       nn::Rng rng(mix_seed(epoch_seed, current));

@@ -10,6 +10,7 @@
 #include "geoloc/image/manifest.hpp"
 #include "geoloc/image/shards.hpp"
 #include "geoloc/image/transforms.hpp"
+#include "geoloc/log.hpp"
 #include "geoloc/progress.hpp"
 
 namespace geoloc::pipeline {
@@ -56,7 +57,7 @@ Dataset Dataset::from_manifest(const std::string& path, int size, size_t* skippe
       ok[i] = 1;
     } catch (const IoError& e) {  // an unreadable image is skipped; anything else stops the load
       std::lock_guard<std::mutex> lock(log_mu);
-      std::fprintf(stderr, "skipping %s: %s\n", source.describe(i).c_str(), e.what());
+      log_message(LogLevel::warning, "skipping " + source.describe(i) + ": " + e.what());
     }
     const int64_t d = ++done;
     if (show_progress && d % 64 == 0) {
@@ -108,7 +109,7 @@ Dataset Dataset::from_shards(const image::ShardSet& shards, int size, size_t* sk
         ok[i] = 1;
       } catch (const IoError& e) {
         std::lock_guard<std::mutex> lock(log_mu);
-        std::fprintf(stderr, "skipping %s: %s\n", chunk[i].name.c_str(), e.what());
+        log_message(LogLevel::warning, "skipping " + chunk[i].name + ": " + e.what());
       }
     });
     for (size_t i = 0; i < chunk.size(); ++i) {

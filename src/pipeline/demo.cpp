@@ -30,14 +30,18 @@ using Clock = std::chrono::steady_clock;
 
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// A stage line on stderr (printf-style), when progress is on.
+// A stage line to the program's log handler (printf-style), when progress is on.
 void say(const DemoConfig& c, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 void say(const DemoConfig& c, const char* fmt, ...) {
   if (!c.progress) return;
+  char buf[1024];
   va_list ap;
   va_start(ap, fmt);
-  std::vfprintf(stderr, fmt, ap);
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
+  std::string line = buf;
+  while (!line.empty() && line.back() == '\n') line.pop_back();
+  log_message(LogLevel::info, line);
 }
 
 // The training recipe per size: data, network input, steps. Calibrated on the 2-core CI machine so

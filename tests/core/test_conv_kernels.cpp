@@ -3,15 +3,20 @@
 // panels of 16..64 channels, a narrower last panel, row counts that are not a multiple of the kernel's
 // rows, padding, stride 2, 1x1 and 7x7 windows, runs of k longer than one depth block) and the Eigen
 // path (other channel counts). Forward (with bias, and fused with eval-mode BN, residual and ReLU),
-// backward-data and backward-filter are all checked.
+// backward-data and backward-filter are all checked, on every CPU path this machine has (generic, avx2,
+// avx512: the runtime dispatch switched with set_cpu_path).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "../../src/core/cpu/direct_conv.hpp"  // active_kernels(): which kernels the dispatch picked
 #include "geoloc/backend.hpp"
+#include "geoloc/build_info.hpp"
 #include "gradcheck.hpp"
 
 using namespace geoloc;
@@ -60,6 +65,13 @@ std::string name(const ConvCase& c) {
          std::to_string(c.pad);
 }
 
+// Runs the enclosing test on one CPU path, then restores the previous one.
+struct ScopedCpuPath {
+  CpuPath saved = cpu_path();
+  explicit ScopedCpuPath(CpuPath p) { set_cpu_path(p); }
+  ~ScopedCpuPath() { set_cpu_path(saved); }
+};
+
 const std::vector<ConvCase> kCases = {
     {2, 9, 11, 16, 16, 3, 1, 1},    // one 16-channel panel, 8-row tiles, 99 rows per image
     {1, 8, 8, 32, 48, 3, 1, 1},     // a 48-channel panel
@@ -75,80 +87,116 @@ const std::vector<ConvCase> kCases = {
 }  // namespace
 
 TEST_CASE("conv2d forward (+ bias, + fused BN, residual, ReLU) matches a double-precision reference") {
-  std::mt19937 gen(7);
-  for (const ConvCase& c : kCases) {
-    CAPTURE(name(c));
-    Tensor x = test::random_tensor({c.n, c.h, c.w, c.ci}, gen);
-    Tensor w = test::random_tensor({c.co, c.k, c.k, c.ci}, gen);
-    Tensor bias = test::random_tensor({c.co}, gen);
-    const auto xv = x.to_vector(), wv = w.to_vector(), bv = bias.to_vector();
-    const std::vector<double> ref = ref_forward(xv, wv, c);
-    const int64_t ho = out_size(c.h, c.k, c.stride, c.pad), wo = out_size(c.w, c.k, c.stride, c.pad);
+  for (CpuPath path : available_cpu_paths()) {
+    ScopedCpuPath use(path);
+    CAPTURE(to_string(path));
+    std::mt19937 gen(7);
+    for (const ConvCase& c : kCases) {
+      CAPTURE(name(c));
+      Tensor x = test::random_tensor({c.n, c.h, c.w, c.ci}, gen);
+      Tensor w = test::random_tensor({c.co, c.k, c.k, c.ci}, gen);
+      Tensor bias = test::random_tensor({c.co}, gen);
+      const auto xv = x.to_vector(), wv = w.to_vector(), bv = bias.to_vector();
+      const std::vector<double> ref = ref_forward(xv, wv, c);
+      const int64_t ho = out_size(c.h, c.k, c.stride, c.pad), wo = out_size(c.w, c.k, c.stride, c.pad);
 
-    Tensor y = Tensor::empty({c.n, ho, wo, c.co});
-    cpu::conv2d_forward(x, w, bias, y, {int(c.stride), int(c.pad)});
-    std::vector<double> with_bias = ref;
-    for (size_t i = 0; i < ref.size(); ++i) with_bias[i] += bv[i % c.co];
-    CHECK(rel_err(y.to_vector(), with_bias) < 2e-6);
+      Tensor y = Tensor::empty({c.n, ho, wo, c.co});
+      cpu::conv2d_forward(x, w, bias, y, {int(c.stride), int(c.pad)});
+      std::vector<double> with_bias = ref;
+      for (size_t i = 0; i < ref.size(); ++i) with_bias[i] += bv[i % c.co];
+      CHECK(rel_err(y.to_vector(), with_bias) < 2e-6);
 
-    // eval-mode BN folded into the epilogue, with a residual and ReLU
-    Tensor gamma = test::random_tensor({c.co}, gen), beta = test::random_tensor({c.co}, gen);
-    Tensor mean = test::random_tensor({c.co}, gen), var = Tensor::full({c.co}, 0.5f);
-    Tensor res = test::random_tensor({c.n, ho, wo, c.co}, gen);
-    const auto gv = gamma.to_vector(), btv = beta.to_vector(), mv = mean.to_vector(), rv = res.to_vector();
-    for (bool relu : {false, true}) {
-      Tensor yf = Tensor::empty({c.n, ho, wo, c.co});
-      cpu::conv2d_bn_act_forward(x, w, gamma, beta, mean, var, 1e-5f, res, relu, yf,
-                                   {int(c.stride), int(c.pad)});
-      std::vector<double> expect(ref.size());
-      for (size_t i = 0; i < ref.size(); ++i) {
-        const size_t o = i % c.co;
-        const double v = (ref[i] - mv[o]) / std::sqrt(0.5 + 1e-5) * gv[o] + btv[o] + rv[i];
-        expect[i] = relu ? std::max(0.0, v) : v;
+      // eval-mode BN folded into the epilogue, with a residual and ReLU
+      Tensor gamma = test::random_tensor({c.co}, gen), beta = test::random_tensor({c.co}, gen);
+      Tensor mean = test::random_tensor({c.co}, gen), var = Tensor::full({c.co}, 0.5f);
+      Tensor res = test::random_tensor({c.n, ho, wo, c.co}, gen);
+      const auto gv = gamma.to_vector(), btv = beta.to_vector(), mv = mean.to_vector(), rv = res.to_vector();
+      for (bool relu : {false, true}) {
+        Tensor yf = Tensor::empty({c.n, ho, wo, c.co});
+        cpu::conv2d_bn_act_forward(x, w, gamma, beta, mean, var, 1e-5f, res, relu, yf,
+                                     {int(c.stride), int(c.pad)});
+        std::vector<double> expect(ref.size());
+        for (size_t i = 0; i < ref.size(); ++i) {
+          const size_t o = i % c.co;
+          const double v = (ref[i] - mv[o]) / std::sqrt(0.5 + 1e-5) * gv[o] + btv[o] + rv[i];
+          expect[i] = relu ? std::max(0.0, v) : v;
+        }
+        CHECK(rel_err(yf.to_vector(), expect) < 2e-6);
       }
-      CHECK(rel_err(yf.to_vector(), expect) < 2e-6);
     }
   }
 }
 
 TEST_CASE("conv2d backward-data and backward-filter match the adjoint of the reference") {
-  // With y = conv(x, w): dx = d<dy, y>/dx and dw = d<dy, y>/dw. Both are linear, so each entry of the
-  // reference is read off the reference forward with a one-hot input (x or w), in double.
-  std::mt19937 gen(11);
-  for (const ConvCase& c : kCases) {
-    CAPTURE(name(c));
-    const int64_t ho = out_size(c.h, c.k, c.stride, c.pad), wo = out_size(c.w, c.k, c.stride, c.pad);
-    Tensor x = test::random_tensor({c.n, c.h, c.w, c.ci}, gen);
-    Tensor w = test::random_tensor({c.co, c.k, c.k, c.ci}, gen);
-    Tensor dy = test::random_tensor({c.n, ho, wo, c.co}, gen);
-    const auto xv = x.to_vector(), wv = w.to_vector(), dyv = dy.to_vector();
+  for (CpuPath path : available_cpu_paths()) {
+    ScopedCpuPath use(path);
+    CAPTURE(to_string(path));
+    // With y = conv(x, w): dx = d<dy, y>/dx and dw = d<dy, y>/dw. Both are linear, so each entry of the
+    // reference is read off the reference forward with a one-hot input (x or w), in double.
+    std::mt19937 gen(11);
+    for (const ConvCase& c : kCases) {
+      CAPTURE(name(c));
+      const int64_t ho = out_size(c.h, c.k, c.stride, c.pad), wo = out_size(c.w, c.k, c.stride, c.pad);
+      Tensor x = test::random_tensor({c.n, c.h, c.w, c.ci}, gen);
+      Tensor w = test::random_tensor({c.co, c.k, c.k, c.ci}, gen);
+      Tensor dy = test::random_tensor({c.n, ho, wo, c.co}, gen);
+      const auto xv = x.to_vector(), wv = w.to_vector(), dyv = dy.to_vector();
 
-    // dx[i] = sum_o dy[o] * d y[o] / d x[i]: accumulate dy * w over every window (the reference adjoint)
-    std::vector<double> dx_ref(xv.size(), 0.0), dw_ref(wv.size(), 0.0);
-    for (int64_t b = 0; b < c.n; ++b)
-      for (int64_t oh = 0; oh < ho; ++oh)
-        for (int64_t ow = 0; ow < wo; ++ow)
-          for (int64_t ky = 0; ky < c.k; ++ky)
-            for (int64_t kx = 0; kx < c.k; ++kx) {
-              const int64_t iy = oh * c.stride - c.pad + ky, ix = ow * c.stride - c.pad + kx;
-              if (iy < 0 || iy >= c.h || ix < 0 || ix >= c.w) continue;
-              for (int64_t o = 0; o < c.co; ++o) {
-                const double g = dyv[((b * ho + oh) * wo + ow) * c.co + o];
-                for (int64_t ch = 0; ch < c.ci; ++ch) {
-                  const size_t xi = ((b * c.h + iy) * c.w + ix) * c.ci + ch;
-                  const size_t wi = ((o * c.k + ky) * c.k + kx) * c.ci + ch;
-                  dx_ref[xi] += g * wv[wi];
-                  dw_ref[wi] += g * xv[xi];
+      // dx[i] = sum_o dy[o] * d y[o] / d x[i]: accumulate dy * w over every window (the reference adjoint)
+      std::vector<double> dx_ref(xv.size(), 0.0), dw_ref(wv.size(), 0.0);
+      for (int64_t b = 0; b < c.n; ++b)
+        for (int64_t oh = 0; oh < ho; ++oh)
+          for (int64_t ow = 0; ow < wo; ++ow)
+            for (int64_t ky = 0; ky < c.k; ++ky)
+              for (int64_t kx = 0; kx < c.k; ++kx) {
+                const int64_t iy = oh * c.stride - c.pad + ky, ix = ow * c.stride - c.pad + kx;
+                if (iy < 0 || iy >= c.h || ix < 0 || ix >= c.w) continue;
+                for (int64_t o = 0; o < c.co; ++o) {
+                  const double g = dyv[((b * ho + oh) * wo + ow) * c.co + o];
+                  for (int64_t ch = 0; ch < c.ci; ++ch) {
+                    const size_t xi = ((b * c.h + iy) * c.w + ix) * c.ci + ch;
+                    const size_t wi = ((o * c.k + ky) * c.k + kx) * c.ci + ch;
+                    dx_ref[xi] += g * wv[wi];
+                    dw_ref[wi] += g * xv[xi];
+                  }
                 }
               }
-            }
-    Tensor dx = Tensor::empty(x.shape()), dw = Tensor::empty(w.shape()), db = Tensor::empty({c.co});
-    cpu::conv2d_backward_data(dy, w, dx, {int(c.stride), int(c.pad)});
-    cpu::conv2d_backward_filter(x, dy, dw, db, {int(c.stride), int(c.pad)});
-    CHECK(rel_err(dx.to_vector(), dx_ref) < 2e-6);
-    CHECK(rel_err(dw.to_vector(), dw_ref) < 2e-6);
-    std::vector<double> db_ref(static_cast<size_t>(c.co), 0.0);
-    for (size_t i = 0; i < dyv.size(); ++i) db_ref[i % c.co] += dyv[i];
-    CHECK(rel_err(db.to_vector(), db_ref) < 2e-6);
+      Tensor dx = Tensor::empty(x.shape()), dw = Tensor::empty(w.shape()), db = Tensor::empty({c.co});
+      cpu::conv2d_backward_data(dy, w, dx, {int(c.stride), int(c.pad)});
+      cpu::conv2d_backward_filter(x, dy, dw, db, {int(c.stride), int(c.pad)});
+      CHECK(rel_err(dx.to_vector(), dx_ref) < 2e-6);
+      CHECK(rel_err(dw.to_vector(), dw_ref) < 2e-6);
+      std::vector<double> db_ref(static_cast<size_t>(c.co), 0.0);
+      for (size_t i = 0; i < dyv.size(); ++i) db_ref[i % c.co] += dyv[i];
+      CHECK(rel_err(db.to_vector(), db_ref) < 2e-6);
+    }
   }
+}
+
+TEST_CASE("the CPU path: every available one is dispatched to its own kernels; the others are refused") {
+  const std::vector<CpuPath> avail = available_cpu_paths();
+  REQUIRE(!avail.empty());
+  CHECK(avail.front() == CpuPath::generic);
+  const char* env = std::getenv("GEOLOC_CPU");
+  if (env && *env) {
+    CHECK(std::string(to_string(cpu_path())) == env);
+  } else {
+    CHECK(cpu_path() == avail.back());  // the best the CPU has
+  }
+  for (CpuPath p : {CpuPath::generic, CpuPath::avx2, CpuPath::avx512}) {
+    CAPTURE(to_string(p));
+    if (std::find(avail.begin(), avail.end(), p) == avail.end()) {
+      CHECK_THROWS_AS(set_cpu_path(p), ValueError);
+      continue;
+    }
+    ScopedCpuPath use(p);
+    const cpu::direct::Kernels* k = cpu::direct::active_kernels();
+    if (p == CpuPath::generic) {
+      CHECK(k == nullptr);
+    } else {
+      REQUIRE(k != nullptr);
+      CHECK(std::string(k->name) == to_string(p));
+    }
+  }
+  MESSAGE(build_info());
 }

@@ -11,7 +11,9 @@
 
 namespace geoloc::geo {
 
-/// The data folder: $GEOLOC_DATA_DIR when set, else the repository's data/ this library was built from.
+/// The data folder: $GEOLOC_DATA_DIR when set, else share/geoloc of the installation that the running
+/// library (or, linked statically, the executable) belongs to: <dir>/../share/geoloc or
+/// <dir>/../../share/geoloc. IoError naming the places looked in when none has the data.
 std::string data_dir();
 
 struct Country {

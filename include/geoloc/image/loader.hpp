@@ -106,7 +106,7 @@ struct LoaderOptions {
   bool drop_last = false;      // drop a final batch shorter than batch_size
   uint64_t seed = 0;
   Normalization normalization; // ImageNet by default
-  bool log_skipped = true;     // one stderr line per unreadable sample
+  bool log_skipped = true;     // one warning (log.hpp) per unreadable sample
 };
 
 /// Usage: for each epoch, begin_epoch(e) then next() until it returns nullopt.

@@ -27,7 +27,7 @@ struct Dataset {
 
   /// Reads a CSV manifest (`image,latitude,longitude` and optional `scene`, `country`; paths relative to
   /// the manifest). Each image is decoded, its shorter side resized to `size` and centre-cropped to
-  /// size x size. Bad rows throw ValueError naming the line; unreadable images are reported on stderr
+  /// size x size. Bad rows throw ValueError naming the line; unreadable images are reported to the log handler (geoloc/log.hpp)
   /// and skipped, their count stored in *skipped when given.
   static Dataset from_manifest(const std::string& path, int size, size_t* skipped = nullptr,
                                bool show_progress = true);

@@ -42,7 +42,7 @@ struct DemoResult {
 };
 
 /// Runs the demo, writing everything under config.out_dir (model.safetensors, knn.safetensors,
-/// metrics.json, training-curve.{png,json}, maps/*.png, test-views.png). Progress goes to stderr.
+/// metrics.json, training-curve.{png,json}, maps/*.png, test-views.png). Stage and progress lines go to the program's handlers (geoloc/log.hpp).
 DemoResult run_demo(const DemoConfig& config);
 
 }  // namespace geoloc::pipeline

@@ -1,6 +1,6 @@
-// Convolutions of the CPU backend: geoloc's AVX-512 implicit-GEMM kernels (direct_conv.hpp) where the
-// CPU has them, otherwise im2col tiles multiplied by Eigen's GEMM; the epilogue (bias or folded BN,
-// residual, ReLU) fused into the only store.
+// Convolutions of the CPU backend: geoloc's implicit-GEMM kernels (direct_conv.hpp: AVX-512 or AVX2,
+// whichever the runtime dispatch picked) where they apply, otherwise im2col tiles multiplied by Eigen's
+// GEMM; the epilogue (bias or folded BN, residual, ReLU) fused into the only store.
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -17,16 +17,6 @@ namespace geoloc::cpu {
 using namespace detail;
 
 namespace {
-// GEOLOC_CPU_DIRECT_CONV=0 turns geoloc's AVX-512 convolution kernels off (the Eigen path is used), for
-// comparisons.
-bool direct_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("GEOLOC_CPU_DIRECT_CONV");
-    return GEOLOC_DIRECT_CONV && !(v && std::string(v) == "0");
-  }();
-  return on;
-}
-
 struct ConvGeom {
   int64_t n, h, w, ci, co, kh, kw, ho, wo, k;  // k = kh*kw*ci
   int stride, pad;
@@ -247,12 +237,12 @@ const float* tile_input(const float* x, const ConvGeom& g, int64_t r0, int64_t r
   return col;
 }
 
-bool direct_forward(const float* x, const float* w, float* y, const ConvGeom& g, const ConvEpilogue& e,
-                    const float* residual);
+bool direct_forward(const direct::Kernels& K, const float* x, const float* w, float* y, const ConvGeom& g,
+                    const ConvEpilogue& e, const float* residual);
 
 void conv_forward_engine(const float* x, const float* w, float* y, const ConvGeom& g, const ConvEpilogue& e,
                          const float* residual) {
-  if (direct_enabled() && direct_forward(x, w, y, g, e, residual)) return;
+  if (const direct::Kernels* K = direct::active_kernels(); K && direct_forward(*K, x, w, y, g, e, residual)) return;
   const int nt = pool_threads();
   const int64_t m = g.n * g.ho * g.wo;
   const int64_t tr = tile_rows(m, g.k, nt);
@@ -280,15 +270,13 @@ void add_slots(float* dw, const Tensor& scratch, int64_t slots, int64_t wsize) {
   });
 }
 
-#if GEOLOC_DIRECT_CONV
-// ---- implicit-GEMM convolution with geoloc's AVX-512 kernels (direct_conv.hpp)
+// ---- implicit-GEMM convolution with geoloc's kernels (direct_conv.hpp; K = the dispatched instruction set's)
 // No im2col: every output row reads its receptive field straight from the (zero-padded) input. The
-// weights are packed once per call into k-major panels of up to 64 output channels. A task owns a block
+// weights are packed once per call into k-major panels of K.panel output channels (64 for AVX-512, 16
+// for AVX2). A task owns a block
 // of output rows x channel panels; inside it, for each run of k (a slice of one ky's KW*Ci floats, sized
 // so that a panel's slice stays in L1), every panel is multiplied into the rows' accumulators, MR rows
 // at a time. The output block stays in L2 between runs of k; the epilogue is applied on the last run.
-constexpr int64_t kPanel = 64;  // output channels per packed panel (4 AVX-512 vectors)
-
 // The source of an implicit GEMM: activations [n, hp, wp, ci] (already padded), read by a kh x kw
 // window with stride s, giving ho x wo outputs per image.
 struct DirectGeom {
@@ -328,11 +316,12 @@ const float* padded_input(const float* x, int64_t n, int64_t h, int64_t w, int64
 }
 
 // Packs B[k, j] = row(k)[j * jstride] (j < co, k < kdim; where jstride != 1, row(k) must be row(0) + k)
-// into panels of kPanel channels: the panel of
-// channels [j0, j0 + nr) is [kdim][nr] at data + j0 * kdim (nr = min(kPanel, co - j0), a multiple of
+// into panels of K.panel channels: the panel of
+// channels [j0, j0 + nr) is [kdim][nr] at data + j0 * kdim (nr = min(K.panel, co - j0), a multiple of
 // 16). The buffer is the calling thread's slot 3 (64-byte aligned).
 template <class Row>
-const float* pack_panels(int64_t co, int64_t kdim, int64_t jstride, Row row) {
+const float* pack_panels(const direct::Kernels& K, int64_t co, int64_t kdim, int64_t jstride, Row row) {
+  const int64_t kPanel = K.panel;
   float* data = aligned_buffer(3, static_cast<size_t>(co * kdim));
   const int64_t panels = (co + kPanel - 1) / kPanel, kblk = 64, kblocks = (kdim + kblk - 1) / kblk;
   pool_run(panels * kblocks, [&](int64_t t, int) {
@@ -348,7 +337,7 @@ const float* pack_panels(int64_t co, int64_t kdim, int64_t jstride, Row row) {
     const float* w = row(0);
     int64_t k = k0;
     for (; k + 16 <= k1; k += 16)
-      for (int64_t j = 0; j < nr; j += 16) direct::transpose16(w + (j0 + j) * jstride + k, jstride, panel + k * nr + j, nr);
+      for (int64_t j = 0; j < nr; j += 16) K.transpose16(w + (j0 + j) * jstride + k, jstride, panel + k * nr + j, nr);
     for (; k < k1; ++k)
       for (int64_t j = 0; j < nr; ++j) panel[k * nr + j] = w[(j0 + j) * jstride + k];
   });
@@ -356,11 +345,13 @@ const float* pack_panels(int64_t co, int64_t kdim, int64_t jstride, Row row) {
 }
 
 // y[r, j] = epilogue(sum_k A[r, k] B[k, j]) for all rows r of the geometry; b from pack_panels.
-void direct_conv(const DirectGeom& d, const float* b, float* y, const ConvEpilogue& e, const float* residual) {
+void direct_conv(const direct::Kernels& K, const DirectGeom& d, const float* b, float* y, const ConvEpilogue& e,
+                 const float* residual) {
   const int nt = pool_threads();
+  const int64_t kPanel = K.panel;
   const int64_t m = d.n * d.ho * d.wo, co = d.co, run = d.run(), kdim = d.k();
-  const int nv_max = static_cast<int>(std::min<int64_t>(4, co / 16));
-  const int64_t mr = direct::rows_for(nv_max), panels = (co + kPanel - 1) / kPanel;
+  const int nv_max = static_cast<int>(std::min<int64_t>(kPanel, co) / K.lanes);
+  const int64_t mr = K.rows[nv_max], panels = (co + kPanel - 1) / kPanel;
   // Tasks: blocks of tr rows x gp panels. Every weight a task reads is used by its tr rows (B traffic per
   // multiply-add: 1/tr), and its output block (tr x 64*gp floats) stays in L2 across the runs of k, so
   // it is kept near 256 KB. Rows first (up to 192), then channels; then, rows permitting, at least 4
@@ -374,7 +365,7 @@ void direct_conv(const DirectGeom& d, const float* b, float* y, const ConvEpilog
   tr = std::min(tr, m);
   tr = (tr + mr - 1) / mr * mr;
   const int64_t row_tiles = (m + tr - 1) / tr, groups = (panels + gp - 1) / gp;
-  const int64_t kc = nv_max >= 4 ? 128 : 256;  // a panel's slice of k: kc x 64 floats = 32 KB at most
+  const int64_t kc = std::min(kPanel, co) >= 64 ? 128 : 256;  // a panel's slice of k: 32 KB at most
   pool_run(row_tiles * groups, [&](int64_t t, int) {
     const int64_t r0 = t / groups * tr, r1 = std::min(m, r0 + tr);
     const int64_t c0 = t % groups * gp * kPanel, c1 = std::min(co, c0 + gp * kPanel);
@@ -387,7 +378,7 @@ void direct_conv(const DirectGeom& d, const float* b, float* y, const ConvEpilog
         const bool first = ky == 0 && k0 == 0, last = ky == d.kh - 1 && k0 + len == run;
         for (int64_t j0 = c0; j0 < c1; j0 += kPanel) {
           const int64_t nr = std::min(kPanel, co - j0);
-          const int nv = static_cast<int>(nr / 16), rows = direct::rows_for(nv);
+          const int nv = static_cast<int>(nr / K.lanes), rows = K.rows[nv];
           const float* bp = b + j0 * kdim + kb * nr;
           for (int64_t i0 = r0; i0 < r1; i0 += rows) {
             const int n_rows = static_cast<int>(std::min<int64_t>(rows, r1 - i0));
@@ -401,7 +392,7 @@ void direct_conv(const DirectGeom& d, const float* b, float* y, const ConvEpilog
               ep.ld_residual = co;
               ep.relu = e.relu;
             }
-            direct::tile_fn(n_rows, nv)(a, bp, nr, len, y + i0 * co + j0, co, first, last, ep);
+            K.tile[nv][n_rows](a, bp, nr, len, y + i0 * co + j0, co, first, last, ep);
           }
         }
       }
@@ -409,14 +400,14 @@ void direct_conv(const DirectGeom& d, const float* b, float* y, const ConvEpilog
 }
 
 // The forward convolution through direct_conv, when it applies (channels in multiples of 16).
-bool direct_forward(const float* x, const float* w, float* y, const ConvGeom& g, const ConvEpilogue& e,
-                    const float* residual) {
+bool direct_forward(const direct::Kernels& K, const float* x, const float* w, float* y, const ConvGeom& g,
+                    const ConvEpilogue& e, const float* residual) {
   if (g.co % 16 != 0) return false;
   Tensor storage;
   const float* src = padded_input(x, g.n, g.h, g.w, g.ci, g.pad, storage);
   const int64_t k = g.k;
-  const float* b = pack_panels(g.co, k, k, [&](int64_t kk) { return w + kk; });
-  direct_conv({src, g.n, g.h + 2 * g.pad, g.w + 2 * g.pad, g.ci, g.kh, g.kw, g.stride, g.ho, g.wo, g.co}, b, y,
+  const float* b = pack_panels(K, g.co, k, k, [&](int64_t kk) { return w + kk; });
+  direct_conv(K, {src, g.n, g.h + 2 * g.pad, g.w + 2 * g.pad, g.ci, g.kh, g.kw, g.stride, g.ho, g.wo, g.co}, b, y,
               e, residual);
   return true;
 }
@@ -424,17 +415,17 @@ bool direct_forward(const float* x, const float* w, float* y, const ConvGeom& g,
 // Backward-data of a stride-1 convolution through direct_conv: dx is the convolution of dy, padded by
 // kh-1-pad, with the weights flipped in space and transposed in channels:
 // dx[n, y, x, c] = sum_{ky, kx, o} dy_pad[n, y + ky, x + kx, o] * w[o, kh-1-ky, kw-1-kx, c].
-bool direct_backward_data(const float* dy, const float* w, float* dx, const ConvGeom& g) {
+bool direct_backward_data(const direct::Kernels& K, const float* dy, const float* w, float* dx, const ConvGeom& g) {
   if (g.stride != 1 || g.kh != g.kw || g.pad > g.kh - 1 || g.ci % 16 != 0) return false;
   const int64_t p = g.kh - 1 - g.pad;
   Tensor storage;
   const float* src = padded_input(dy, g.n, g.ho, g.wo, g.co, p, storage);
   const int64_t kh = g.kh, kw = g.kw, co = g.co, ci = g.ci;
-  const float* b = pack_panels(ci, kh * kw * co, 1, [&](int64_t k) {
+  const float* b = pack_panels(K, ci, kh * kw * co, 1, [&](int64_t k) {
     const int64_t ky = k / (kw * co), kx = k / co % kw, o = k % co;
     return w + ((o * kh + (kh - 1 - ky)) * kw + (kw - 1 - kx)) * ci;
   });
-  direct_conv({src, g.n, g.ho + 2 * p, g.wo + 2 * p, co, kh, kw, 1, g.h, g.w, ci}, b, dx, ConvEpilogue{}, nullptr);
+  direct_conv(K, {src, g.n, g.ho + 2 * p, g.wo + 2 * p, co, kh, kw, 1, g.h, g.w, ci}, b, dx, ConvEpilogue{}, nullptr);
   return true;
 }
 
@@ -442,9 +433,10 @@ bool direct_backward_data(const float* dy, const float* w, float* dx, const Conv
 // same row pointers as the forward. The rows are cut into `slots` fixed runs (each summed into its own
 // buffer, slot 0 being dw itself; the buffers are then added in slot order, so the result does not
 // depend on the scheduling), and the output channels into groups, so that a layer with few rows still
-// gives every thread work. Inside a task, chunks of kRowChunk rows: for each block of 64 k (a slice of
-// one window row) and 6 channels, the 24 accumulators run over the chunk's rows.
-bool direct_backward_filter(const float* x, const float* dy, float* dw, const ConvGeom& g) {
+// gives every thread work. Inside a task, chunks of kRowChunk rows: for each block of K.filter_nv vectors
+// of k (a slice of one window row; 64 k for AVX-512, 16 for AVX2) and K.filter_rows channels, the
+// accumulators run over the chunk's rows.
+bool direct_backward_filter(const direct::Kernels& K, const float* x, const float* dy, float* dw, const ConvGeom& g) {
   if (g.ci % 16 != 0) return false;
   constexpr int64_t kRowChunk = 128;
   const int nt = pool_threads();
@@ -453,9 +445,10 @@ bool direct_backward_filter(const float* x, const float* dy, float* dw, const Co
                      g.n, g.h + 2 * g.pad, g.w + 2 * g.pad, g.ci, g.kh, g.kw, g.stride, g.ho, g.wo, g.co};
   const int64_t m = g.n * g.ho * g.wo, kdim = d.k(), run = d.run(), co = g.co, wsize = co * kdim;
   const int64_t slots = std::clamp<int64_t>(m / 512, 1, nt == 1 ? 1 : 2 * nt);
-  const int64_t max_groups = (co + direct::kFilterRows - 1) / direct::kFilterRows;
+  const int64_t frows = K.filter_rows, kblock = int64_t(K.lanes) * K.filter_nv;
+  const int64_t max_groups = (co + frows - 1) / frows;
   const int64_t groups = std::min(max_groups, (4 * nt + slots - 1) / slots);
-  const int64_t per_group = (max_groups + groups - 1) / groups * direct::kFilterRows;
+  const int64_t per_group = (max_groups + groups - 1) / groups * frows;
   Tensor scratch = slots > 1 ? Tensor::empty({(slots - 1) * wsize}) : Tensor();
   pool_run(slots * groups, [&](int64_t t, int) {
     const int64_t slot = t / groups, c0 = t % groups * per_group, c1 = std::min(co, c0 + per_group);
@@ -469,13 +462,13 @@ bool direct_backward_filter(const float* x, const float* dy, float* dw, const Co
     for (int64_t q0 = r0; q0 < r1; q0 += kRowChunk) {
       const int64_t rows = std::min(kRowChunk, r1 - q0);
       for (int64_t ky = 0; ky < g.kh; ++ky)
-        for (int64_t k0 = 0; k0 < run; k0 += 64) {
-          const int nv = static_cast<int>(std::min<int64_t>(64, run - k0) / 16);
+        for (int64_t k0 = 0; k0 < run; k0 += kblock) {
+          const int nv = static_cast<int>(std::min<int64_t>(kblock, run - k0) / K.lanes);
           const int64_t off = ky * d.wp * g.ci + k0, kidx = ky * run + k0;
           for (int64_t r = 0; r < rows; ++r) ap[r] = rowp[q0 - r0 + r] + off;
-          for (int64_t c = c0; c < c1; c += direct::kFilterRows) {
-            const int mc = static_cast<int>(std::min<int64_t>(direct::kFilterRows, c1 - c));
-            direct::filter_fn(mc, nv)(ap.data(), dy + q0 * co + c, co, rows, acc + c * kdim + kidx, kdim, q0 == r0);
+          for (int64_t c = c0; c < c1; c += frows) {
+            const int mc = static_cast<int>(std::min<int64_t>(frows, c1 - c));
+            K.filter[nv][mc](ap.data(), dy + q0 * co + c, co, rows, acc + c * kdim + kidx, kdim, q0 == r0);
           }
         }
     }
@@ -483,13 +476,6 @@ bool direct_backward_filter(const float* x, const float* dy, float* dw, const Co
   add_slots(dw, scratch, slots, wsize);
   return true;
 }
-#else
-bool direct_backward_filter(const float*, const float*, float*, const ConvGeom&) { return false; }
-bool direct_forward(const float*, const float*, float*, const ConvGeom&, const ConvEpilogue&, const float*) {
-  return false;
-}
-bool direct_backward_data(const float*, const float*, float*, const ConvGeom&) { return false; }
-#endif
 }  // namespace
 
 
@@ -528,7 +514,8 @@ void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx, c
                     [&](bf16::Widen& v) { conv2d_backward_data(v.in(dy), v.in(w), v.out(dx), a); }))
     return;
   const ConvGeom g = geom(dx, w, a);
-  if (direct_enabled() && direct_backward_data(f(dy), f(w), f(dx), g)) return;
+  if (const direct::Kernels* K = direct::active_kernels(); K && direct_backward_data(*K, f(dy), f(w), f(dx), g))
+    return;
   CMapM W(f(w), g.co, g.k);
   const int nt = pool_threads();
   const int64_t per_img = g.ho * g.wo, m = g.n * per_img;
@@ -596,7 +583,8 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dy, const Tensor& dw,
       }))
     return;
   const ConvGeom g = geom(x, dw, a);
-  if (!(direct_enabled() && direct_backward_filter(f(x), f(dy), f(dw), g)))
+  const direct::Kernels* K = direct::active_kernels();
+  if (!(K && direct_backward_filter(*K, f(x), f(dy), f(dw), g)))
     conv_backward_filter_eigen(f(x), f(dy), f(dw), g);
   if (dbias.defined()) MapV(f(dbias), g.co) = CMapM(f(dy), g.n * g.ho * g.wo, g.co).colwise().sum().transpose();
 }
