@@ -1,4 +1,5 @@
 // geoloc predict: images -> JSON lines (one per image, or one for all with --place), optional maps.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -6,6 +7,7 @@
 #include "cli.hpp"
 #include "geoloc/geo/countries.hpp"
 #include "geoloc/image/image.hpp"
+#include "geoloc/image/shards.hpp"
 #include "geoloc/pipeline/eval.hpp"
 #include "geoloc/viz/probability_map.hpp"
 
@@ -25,10 +27,22 @@ int run_predict(int argc, char** argv) {
              {"max-crops", "with --five-crop: max instead of mean over crops", true},
              {"place", "all images show one place: one answer from their mean probabilities", true},
              {"map-dir", "write a probability map PNG per answer into this folder"},
+             {"shards", "read the images from tar / MessagePack shards ('dir/{000..099}.tar', globs, lists) "
+                        "instead of files: streamed in batches, one JSON line per record (\"image\": shard:key)"},
+             {"batch", "with --shards: images per forward pass", false, "64"},
              {"device", "cpu or cuda", false, "cpu"}});
   if (!args.parse(argc, argv)) return 0;
   const auto& files = args.positional();
-  GEOLOC_CHECK(!files.empty(), ValueError, "no image given (see geoloc predict --help)");
+  const bool from_shards = args.has("shards");
+  GEOLOC_CHECK(from_shards || !files.empty(), ValueError, "no image given (see geoloc predict --help)");
+  GEOLOC_CHECK(!from_shards || files.empty(), ValueError, "give image files or --shards, not both");
+  GEOLOC_CHECK(!from_shards || !args.flag("place"), ValueError, "--place takes image files, not --shards");
+  const int64_t batch = args.get_int("batch");
+  GEOLOC_CHECK(batch >= 1, ValueError, "--batch must be at least 1, got ", batch);
+  // The shards are indexed (and a corrupt archive refused) before the model is loaded or anything written.
+  std::unique_ptr<image::ShardSet> shards;
+  if (from_shards)
+    shards = std::make_unique<image::ShardSet>(image::expand_shard_pattern(args.get("shards")), "", false);
   pipeline::GeoModel model = pipeline::GeoModel::load(args.get("model"));
   if (args.has("knn")) model.knn = pipeline::KnnIndex::load(args.get("knn"));
   const Device device = Device::parse(args.get("device"));
@@ -46,9 +60,12 @@ int run_predict(int argc, char** argv) {
                "strategy '", args.get("strategy"), "' is not available for this model");
   const bool five = args.flag("five-crop");
 
-  // Decode everything first: a bad image is an error before any output is written.
+  // Files: decode everything first, so a bad image is an error before any output is written. Shards are
+  // streamed instead (millions of records): a record that does not decode is skipped and counted.
+  image::DecodeOptions decode;
+  decode.min_size = model.preprocess.resize;  // JPEGs decoded at the smallest DCT scale that still suffices
   std::vector<image::Image> images;
-  for (const auto& f : files) images.push_back(image::decode_file(f));
+  for (const auto& f : files) images.push_back(image::decode_file(f, decode));
 
   std::unique_ptr<viz::MapRenderer> maps;
   const std::string map_dir = args.get("map-dir", "");
@@ -57,20 +74,17 @@ int run_predict(int argc, char** argv) {
     check_output_path((std::filesystem::path(map_dir) / "x.png").string());
     maps = std::make_unique<viz::MapRenderer>(*model.finest().partition, viz::default_background_path());
   }
-  pipeline::HeadProbabilities hp =
-      predictor.probabilities(pipeline::network_input(model.preprocess, images, five, model.net->device()));
-  if (five) hp = pipeline::Predictor::aggregate(hp, 5, args.flag("max-crops"));
-  if (args.flag("place")) hp = pipeline::Predictor::aggregate(hp, hp.n);
-  if (po.strategy == pipeline::Strategy::Knn) predictor.find_neighbours(hp, po);  // one batched search
+  const bool place = args.flag("place");
   std::map<std::string, int> stem_count;
   for (const auto& f : files) ++stem_count[std::filesystem::path(f).stem().string()];
-  for (int64_t i = 0; i < hp.n; ++i) {
+  // One JSON line (and map) for answer i of hp; `name` is the file or shard:key, `stem` the map's name.
+  auto emit = [&](const pipeline::HeadProbabilities& hp, int64_t i, const std::string& name, std::string stem) {
     const pipeline::Prediction p = predictor.decide(hp, i, po);
     nlohmann::json j;
-    if (args.flag("place")) {
+    if (place) {
       j["images"] = files;
     } else {
-      j["image"] = files[i];
+      j["image"] = name;
     }
     j["latitude"] = p.coordinate.lat;
     j["longitude"] = p.coordinate.lng;
@@ -85,11 +99,8 @@ int run_predict(int argc, char** argv) {
       j["scene_probability"] = p.scene_probability;
     }
     j["country"] = p.country;
-    if (const std::string name = countries.name_of(p.country); !name.empty()) j["country_name"] = name;
+    if (const std::string cname = countries.name_of(p.country); !cname.empty()) j["country_name"] = cname;
     if (maps) {
-      // Numbered when two inputs share a file name (a/x.jpg and b/x.jpg must not share a map).
-      std::string stem = args.flag("place") ? "place" : std::filesystem::path(files[i]).stem().string();
-      if (!args.flag("place") && stem_count[stem] > 1) stem = std::to_string(i) + "-" + stem;
       const std::string png = (std::filesystem::path(map_dir) / (stem + ".png")).string();
       viz::ProbabilityMapSpec spec;
       spec.title = stem;
@@ -100,7 +111,57 @@ int run_predict(int argc, char** argv) {
       j["map"] = png;
     }
     std::printf("%s\n", j.dump().c_str());
+  };
+  auto answer = [&](std::vector<image::Image>& imgs) {
+    pipeline::HeadProbabilities hp =
+        predictor.probabilities(pipeline::network_input(model.preprocess, imgs, five, model.net->device()));
+    if (five) hp = pipeline::Predictor::aggregate(hp, 5, args.flag("max-crops"));
+    if (place) hp = pipeline::Predictor::aggregate(hp, hp.n);
+    if (po.strategy == pipeline::Strategy::Knn) predictor.find_neighbours(hp, po);  // one batched search
+    return hp;
+  };
+  if (!from_shards) {
+    const pipeline::HeadProbabilities hp = answer(images);
+    for (int64_t i = 0; i < hp.n; ++i) {
+      // Numbered when two inputs share a file name (a/x.jpg and b/x.jpg must not share a map).
+      std::string stem = place ? "place" : std::filesystem::path(files[i]).stem().string();
+      if (!place && stem_count[stem] > 1) stem = std::to_string(i) + "-" + stem;
+      emit(hp, i, place ? std::string() : files[i], stem);
+    }
+    return 0;
   }
+  // Shards, in listed order, `batch` records per forward pass: memory stays bounded by the batch.
+  auto stream = shards->stream(false, 0, 0);
+  size_t done = 0, skipped = 0;
+  for (bool more = true; more;) {
+    std::vector<image::Image> imgs;
+    std::vector<std::string> names;
+    while (static_cast<int64_t>(imgs.size()) < batch) {
+      auto r = stream->next();
+      if (!r) {
+        more = false;
+        break;
+      }
+      try {
+        imgs.push_back(image::decode_memory(r->bytes.data(), r->bytes.size(), r->name, decode));
+        names.push_back(r->name);
+      } catch (const IoError& e) {
+        ++skipped;
+        std::fprintf(stderr, "geoloc predict: skipping %s\n", e.what());
+      }
+    }
+    if (imgs.empty()) break;
+    const pipeline::HeadProbabilities hp = answer(imgs);
+    for (int64_t i = 0; i < hp.n; ++i) {
+      std::string stem = names[i];
+      std::replace(stem.begin(), stem.end(), '/', '_');
+      std::replace(stem.begin(), stem.end(), ':', '_');
+      emit(hp, i, names[i], stem);
+    }
+    done += imgs.size();
+  }
+  std::fprintf(stderr, "geoloc predict: %zu images from %zu shards (%zu left out when indexing, %zu not decodable)\n",
+               done, shards->paths().size(), shards->left_out(), skipped);
   return 0;
 }
 

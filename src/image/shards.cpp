@@ -6,6 +6,7 @@
 #include <glob.h>
 
 #include <algorithm>
+#include <limits>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -343,13 +344,13 @@ std::unordered_map<std::string, ShardLabel> read_labels_csv(const std::string& p
 
 }  // namespace
 
-ShardSet::ShardSet(std::vector<std::string> paths, const std::string& labels_csv)
-    : paths_(std::move(paths)), labels_csv_(labels_csv) {
+ShardSet::ShardSet(std::vector<std::string> paths, const std::string& labels_csv, bool require_labels)
+    : paths_(std::move(paths)), labels_csv_(require_labels ? labels_csv : std::string()) {
   GEOLOC_CHECK(!paths_.empty(), ValueError, "no shard given");
   for (const auto& p : paths_) {
     GEOLOC_CHECK(is_tar(p) || is_msgpack(p), ValueError, "shard '", p,
                  "': unknown format (expected .tar, .tar.gz, .tgz, .msg or .msgpack)");
-    GEOLOC_CHECK(is_tar(p) || !labels_csv_.empty(), ValueError, "shard '", p,
+    GEOLOC_CHECK(is_tar(p) || !labels_csv_.empty() || !require_labels, ValueError, "shard '", p,
                  "': MessagePack shards hold no coordinates; give the CSV to join them with (--shard-labels)");
   }
   if (!labels_csv_.empty()) {
@@ -369,7 +370,10 @@ ShardSet::ShardSet(std::vector<std::string> paths, const std::string& labels_csv
       } else {
         std::optional<ShardLabel> label;
         bool bad = false;
-        if (csv_) {
+        if (!require_labels) {
+          const double nan = std::numeric_limits<double>::quiet_NaN();
+          label = ShardLabel{nan, nan, -1, -1};
+        } else if (csv_) {
           if (auto it = csv_->by_key.find(r.key); it != csv_->by_key.end()) label = it->second;
         } else if (!r.json.empty()) {
           try {

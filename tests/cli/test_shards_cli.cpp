@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -119,6 +120,49 @@ TEST_CASE("shards made by tools/make_shards.py train the model the manifest trai
   INFO(r.err);
   REQUIRE(r.status == 0);
   CHECK(r.out.find("k-NN index of 24 images") != std::string::npos);
+  // predict streams shards (no labels needed, MessagePack without its CSV too) and answers each record as
+  // it answers the same image given as a file.
+  std::vector<nlohmann::json> by_row;  // manifest row r is the shard record with key %06d of r
+  {
+    std::ifstream in(set.manifest);
+    std::string line, files;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      files += ' ';
+      files += (dir / line.substr(0, line.find(','))).string();
+    }
+    r = geoloc_cmd("predict --model " + model + files, dir);
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    std::stringstream ss(r.out);
+    while (std::getline(ss, line)) by_row.push_back(nlohmann::json::parse(line));
+  }
+  REQUIRE(by_row.size() == 24);
+  std::vector<std::string> specs;
+  specs.push_back("'" + shards + "_tar/shard-{000..003}.tar'");
+  specs.push_back("'" + shards + "_msg/shard-00{0..3}.msg'");
+  for (const std::string& spec : specs) {
+    CAPTURE(spec);
+    r = geoloc_cmd("predict --model " + model + " --shards " + spec + " --batch 5", dir);
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(r.err.find("24 images from 4 shards") != std::string::npos);
+    std::stringstream ss(r.out);
+    std::string line;
+    int n = 0;
+    while (std::getline(ss, line)) {
+      const auto j = nlohmann::json::parse(line);
+      const std::string name = j["image"];  // shard:key
+      const size_t row = std::stoul(name.substr(name.rfind(':') + 1));
+      CAPTURE(name);
+      REQUIRE(row < by_row.size());
+      CHECK(j["latitude"].get<double>() == doctest::Approx(by_row[row]["latitude"].get<double>()).epsilon(1e-9));
+      CHECK(j["longitude"].get<double>() == doctest::Approx(by_row[row]["longitude"].get<double>()).epsilon(1e-9));
+      CHECK(j["top_cells"][0]["cell"] == by_row[row]["top_cells"][0]["cell"]);
+      ++n;
+    }
+    CHECK(n == 24);
+  }
 
   // Corrupt shards: one line on stderr naming the shard, status 1, no model, no curve.
   fs::create_directories(dir / "bad");

@@ -55,7 +55,9 @@ class ShardSet {
   /// key (or id, img_id, image_id), latitude (or lat), longitude (or lon, lng) and optional scene and
   /// country columns; when given it is the only source of labels. Throws IoError for unreadable or
   /// corrupt shards and ValueError for a bad CSV or a set without any usable record.
-  explicit ShardSet(std::vector<std::string> paths, const std::string& labels_csv = "");
+  /// require_labels = false (prediction): every record with an image is usable, labels are neither
+  /// needed nor read (their coordinates are NaN), and MessagePack shards need no CSV.
+  explicit ShardSet(std::vector<std::string> paths, const std::string& labels_csv = "", bool require_labels = true);
   ~ShardSet();
   ShardSet(const ShardSet&) = delete;
   ShardSet& operator=(const ShardSet&) = delete;
