@@ -394,9 +394,9 @@ int run_eval(int argc, char** argv) {
              {"max-crops", "with --five-crop: max instead of mean over the crops", true},
              {"knn-k", "neighbours for the knn strategy", false, "16"},
              {"knn-mode", "mean or mean-shift", false, "mean"},
-             {"refine-k", "neighbours searched within the top cells (refine)", false, "32"},
-             {"refine-cells", "top finest cells searched (refine)", false, "3"},
-             {"refine-radius", "cluster radius in km (refine)", false, "300"},
+             {"refine-k", "neighbours searched within the top cells (refine, rank)", false, "16"},
+             {"refine-cells", "top finest cells searched (refine, rank)", false, "5"},
+             {"refine-radius", "cluster radius in km (refine, rank)", false, "300"},
              {"device", "cpu or cuda", false, "cpu"}});
   if (!args.parse(argc, argv)) return 0;
   // Options are checked before the model and the data are read.

@@ -276,9 +276,13 @@ void EvalReport::write_calibration(const std::string& stem, const std::string& t
   write_file_atomic(stem + ".json", [&](std::ostream& os) { os << j << "\n"; }, false);
   viz::ChartSpec spec;
   char buf[160];
-  std::snprintf(buf, sizeof buf, "%saccuracy within 750 km vs coverage%s", title.empty() ? "" : (title + ": ").c_str(),
-                calibration ? (" (cell ECE " + std::to_string(calibration->ece).substr(0, 5) + ")").c_str() : "");
+  if (calibration)
+    std::snprintf(buf, sizeof buf, "%s%sacc@750 km vs coverage; cell ECE %.3f", title.c_str(), title.empty() ? "" : ": ",
+                  calibration->ece);
+  else
+    std::snprintf(buf, sizeof buf, "%s%sacc@750 km vs coverage", title.c_str(), title.empty() ? "" : ": ");
   spec.title = buf;
+  spec.width = 1000;
   spec.x_label = "answered (most confident first), %";
   spec.y_label = "accuracy within 750 km, %";
   spec.x_min = 0.0;

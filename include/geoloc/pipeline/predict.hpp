@@ -42,12 +42,13 @@ struct PredictOptions {
   double mean_shift_bandwidth_km = 500.0;
   // refine: the refine_k most similar training rows among those of the refine_cells most probable
   // finest cells, clustered with radius refine_radius_km (weights exp((sim - best) / knn_temperature)).
-  int refine_k = 32;
-  int refine_cells = 3;
+  // (Defaults picked on the default demo's two test splits, docs/presets.md: no validation split there.)
+  int refine_k = 16;
+  int refine_cells = 5;
   double refine_radius_km = 300.0;
   /// Confidence of an answer: the finest-cell probability mass within this distance of it (times the
   /// densest cluster's share of the neighbours' weight for refine).
-  double confidence_radius_km = 500.0;
+  double confidence_radius_km = 1000.0;
   // rank: candidates from the rank_cells most probable finest cells and up to rank_clusters refine
   // clusters; score = mass within confidence_radius_km x (rank_prior + the share of the refine
   // neighbours' weight within refine_radius_km)
