@@ -384,7 +384,7 @@ int run_eval(int argc, char** argv) {
              {"data", "test manifest"},
              {"shards", "test shards instead of --data (as geoloc train --shards)"},
              {"shard-labels", "CSV joined with the shard records (as geoloc train --shard-labels)"},
-             {"knn", "k-NN index (geoloc index) for the knn and refine strategies"},
+             {"knn", "k-NN index (geoloc index) for the knn, refine and rank strategies"},
              {"strategies", "strategies to compare", false, "cell,hierarchy,centroid,knn,regression,refine,hybrid,rank"},
              {"json", "write the metrics here as JSON"},
              {"calibration", "write the calibration (ECE) and accuracy-vs-coverage curves to STEM.json and STEM.png"},
