@@ -39,10 +39,13 @@ struct Result {
   double scene_probability = 0.0;
   int country = -1;                         // ISO 3166-1 numeric, -1 at sea / unknown
   std::string country_name;
+  double confidence = 0.0;  // in [0, 1]; for abstaining on the least confident answers (one strategy)
 };
 
 struct Options {
-  /// "hierarchy" (default; falls back to "cell" for a single partitioning), "cell", "centroid", "knn".
+  /// "hierarchy" (default; falls back to "cell" for a single partitioning), "cell", "centroid", "knn",
+  /// "refine" (search within the top cells; knn and refine need a k-NN index), "hybrid" (a model
+  /// trained with --hybrid-head), "rank" (candidate ranking; needs a k-NN index).
   std::string strategy = "hierarchy";
   int top_cells = 5;
   bool snap_to_land = false;   // move a prediction at sea to the nearest coast

@@ -17,11 +17,14 @@ namespace {
 int run_predict(int argc, char** argv) {
   Args args("predict", "--model MODEL.safetensors [options] IMAGE...",
             {{"model", "model file (geoloc train)"},
-             {"knn", "k-NN index (geoloc index), for --strategy knn"},
-             {"strategy", "hierarchy, cell, centroid, knn or regression", false, "hierarchy"},
+             {"knn", "k-NN index (geoloc index), for --strategy knn, refine or rank"},
+             {"strategy", "hierarchy, cell, centroid, knn, regression, refine, hybrid or rank", false, "hierarchy"},
              {"top", "cells listed per image", false, "5"},
              {"knn-k", "neighbours for --strategy knn", false, "16"},
              {"knn-mode", "mean (weighted spherical mean) or mean-shift (densest group of neighbours)", false, "mean"},
+             {"refine-k", "neighbours searched within the top cells, for --strategy refine or rank", false, "16"},
+             {"refine-cells", "top finest cells searched, for --strategy refine or rank", false, "5"},
+             {"refine-radius", "cluster radius in km, for --strategy refine or rank", false, "300"},
              {"snap-to-land", "move predictions at sea to the nearest coast", true},
              {"five-crop", "average five crops per image", true},
              {"max-crops", "with --five-crop: max instead of mean over crops", true},
@@ -56,6 +59,9 @@ int run_predict(int argc, char** argv) {
   po.snap_to_land = args.flag("snap-to-land");
   po.knn_k = static_cast<int>(args.get_int("knn-k"));
   po.knn_mode = pipeline::parse_knn_mode(args.get("knn-mode"));
+  po.refine_k = static_cast<int>(args.get_int("refine-k"));
+  po.refine_cells = static_cast<int>(args.get_int("refine-cells"));
+  po.refine_radius_km = args.get_double("refine-radius");
   GEOLOC_CHECK(predictor.supports(po.strategy) || po.strategy == pipeline::Strategy::Hierarchy, ValueError,
                "strategy '", args.get("strategy"), "' is not available for this model");
   const bool five = args.flag("five-crop");
@@ -89,6 +95,7 @@ int run_predict(int argc, char** argv) {
     j["latitude"] = p.coordinate.lat;
     j["longitude"] = p.coordinate.lng;
     j["strategy"] = pipeline::strategy_name(p.strategy);
+    j["confidence"] = p.confidence;
     j["top_cells"] = nlohmann::json::array();
     for (const auto& c : p.top_cells)
       j["top_cells"].push_back(
@@ -117,7 +124,7 @@ int run_predict(int argc, char** argv) {
         predictor.probabilities(pipeline::network_input(model.preprocess, imgs, five, model.net->device()));
     if (five) hp = pipeline::Predictor::aggregate(hp, 5, args.flag("max-crops"));
     if (place) hp = pipeline::Predictor::aggregate(hp, hp.n);
-    if (po.strategy == pipeline::Strategy::Knn) predictor.find_neighbours(hp, po);  // one batched search
+    predictor.prepare(hp, po);  // the neighbour searches of knn and refine, batched
     return hp;
   };
   if (!from_shards) {

@@ -261,6 +261,7 @@ int run_train(int argc, char** argv) {
              {"propagate-scenes", "label rows without a scene with a helper model first", true},
              {"country-head", "add a country classification head", true},
              {"coords-head", "add a coordinate-regression head (haversine loss)", true},
+             {"hybrid-head", "add a hybrid head: the offset from the finest cell's centre (strategy hybrid)", true},
              {"steps", "optimisation steps", false, "1000"},
              {"epochs", "train for this many passes over the training set instead of --steps"},
              {"batch", "batch size", false, "64"},
@@ -310,6 +311,7 @@ int run_train(int argc, char** argv) {
   if (args.has("scenes")) spec.scene_names = Args::split(args.get("scenes"));
   spec.country_head = args.flag("country-head");
   spec.coords_head = args.flag("coords-head");
+  spec.hybrid_head = args.flag("hybrid-head");
   spec.dropout = static_cast<float>(args.get_double("dropout"));
   spec.freeze_backbone = args.flag("freeze-backbone");
   spec.seed = static_cast<uint64_t>(args.get_int("seed"));
@@ -382,15 +384,19 @@ int run_eval(int argc, char** argv) {
              {"data", "test manifest"},
              {"shards", "test shards instead of --data (as geoloc train --shards)"},
              {"shard-labels", "CSV joined with the shard records (as geoloc train --shard-labels)"},
-             {"knn", "k-NN index (geoloc index) for the knn strategy"},
-             {"strategies", "strategies to compare", false, "cell,hierarchy,centroid,knn,regression"},
+             {"knn", "k-NN index (geoloc index) for the knn, refine and rank strategies"},
+             {"strategies", "strategies to compare", false, "cell,hierarchy,centroid,knn,regression,refine,hybrid,rank"},
              {"json", "write the metrics here as JSON"},
+             {"calibration", "write the calibration (ECE) and accuracy-vs-coverage curves to STEM.json and STEM.png"},
              {"thresholds", "accuracy thresholds in km (Sy & Day: 10,100,1000,10000)", false, "1,25,200,750,2500"},
              {"unit", "distances in the table: km or miles (the JSON stays in km)", false, "km"},
              {"five-crop", "average five crops per image", true},
              {"max-crops", "with --five-crop: max instead of mean over the crops", true},
              {"knn-k", "neighbours for the knn strategy", false, "16"},
              {"knn-mode", "mean or mean-shift", false, "mean"},
+             {"refine-k", "neighbours searched within the top cells (refine, rank)", false, "16"},
+             {"refine-cells", "top finest cells searched (refine, rank)", false, "5"},
+             {"refine-radius", "cluster radius in km (refine, rank)", false, "300"},
              {"device", "cpu or cuda", false, "cpu"}});
   if (!args.parse(argc, argv)) return 0;
   // Options are checked before the model and the data are read.
@@ -411,8 +417,13 @@ int run_eval(int argc, char** argv) {
   eo.max_crops = args.flag("max-crops");
   eo.predict.knn_k = static_cast<int>(args.get_int("knn-k"));
   eo.predict.knn_mode = pipeline::parse_knn_mode(args.get("knn-mode"));
+  eo.predict.refine_k = static_cast<int>(args.get_int("refine-k"));
+  eo.predict.refine_cells = static_cast<int>(args.get_int("refine-cells"));
+  eo.predict.refine_radius_km = args.get_double("refine-radius");
   const pipeline::EvalReport report = pipeline::evaluate_strategies(model, data, &countries, eo);
   std::printf("%s", report.table(table).c_str());
+  std::printf("%s", report.calibration_table().c_str());
+  if (args.has("calibration")) report.write_calibration(args.get("calibration"));
   if (args.has("json")) {
     const std::string j = report.to_json().dump(2);
     write_file_atomic(args.get("json"), [&](std::ostream& os) { os << j << "\n"; }, false);

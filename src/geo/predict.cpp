@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "geoloc/error.hpp"
@@ -93,6 +94,33 @@ SparseTargets soft_targets_top_n(const Partition& partition, LatLng truth, doubl
     out.weights.push_back(static_cast<float>(e[i] / sum));
   }
   return out;
+}
+
+std::pair<double, double> tangent_offset_km(LatLng origin, LatLng p) {
+  const double d = haversine_km(origin, p);
+  if (d == 0.0) return {0.0, 0.0};
+  const double b = initial_bearing_deg(origin, p) * 3.14159265358979323846 / 180.0;
+  return {d * std::sin(b), d * std::cos(b)};
+}
+
+LatLng from_tangent_offset_km(LatLng origin, double east_km, double north_km) {
+  const double d = std::hypot(east_km, north_km);
+  if (d == 0.0) return origin;
+  return destination(origin, std::atan2(east_km, north_km) * 180.0 / 3.14159265358979323846, d);
+}
+
+std::vector<double> class_scales_km(const Partition& partition, double min_km) {
+  const size_t n = partition.size();
+  const std::vector<LatLng> c = partition.centers();
+  std::vector<double> s(n, 1000.0);
+  if (n < 2) return s;
+  for (size_t i = 0; i < n; ++i) {
+    double best = std::numeric_limits<double>::infinity();
+    for (size_t j = 0; j < n; ++j)
+      if (j != i) best = std::min(best, haversine_km(c[i], c[j]));
+    s[i] = std::max(0.5 * best, min_km);
+  }
+  return s;
 }
 
 }  // namespace geoloc::geo

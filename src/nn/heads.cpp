@@ -11,14 +11,15 @@ const char* head_kind_name(HeadKind k) {
     case HeadKind::Scene: return "scene";
     case HeadKind::Country: return "country";
     case HeadKind::Coordinates: return "coords";
+    case HeadKind::Offset: return "offset";
   }
   return "?";
 }
 
 HeadKind parse_head_kind(const std::string& s) {
-  for (HeadKind k : {HeadKind::Partition, HeadKind::Scene, HeadKind::Country, HeadKind::Coordinates})
+  for (HeadKind k : {HeadKind::Partition, HeadKind::Scene, HeadKind::Country, HeadKind::Coordinates, HeadKind::Offset})
     if (s == head_kind_name(k)) return k;
-  throw ValueError("unknown head kind '" + s + "' (expected partition, scene, country or coords)");
+  throw ValueError("unknown head kind '" + s + "' (expected partition, scene, country, coords or offset)");
 }
 
 void GeoNetConfig::validate() const {
@@ -34,6 +35,8 @@ void GeoNetConfig::validate() const {
     GEOLOC_CHECK(h.kind != HeadKind::Coordinates || h.classes == 3 || h.classes == 2, ValueError,
                  "GeoNet: coordinate head '", h.name,
                  "' must have 3 outputs (a unit 3-vector) or 2 (latitude/90, longitude/180), got ", h.classes);
+    GEOLOC_CHECK(h.kind != HeadKind::Offset || h.classes % 2 == 0, ValueError, "GeoNet: offset head '", h.name,
+                 "' must have 2 outputs per cell, got ", h.classes);
   }
 }
 

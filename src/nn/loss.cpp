@@ -52,11 +52,37 @@ MultitaskLoss multitask_loss(const GeoNet& net, const GeoOutput& out, const Mult
     const float weight = spec.kind == HeadKind::Partition ? w.geo
                          : spec.kind == HeadKind::Scene   ? w.scene
                          : spec.kind == HeadKind::Country ? w.country
+                         : spec.kind == HeadKind::Offset  ? w.offset
                                                           : w.coords;
     if (weight == 0.0f) continue;
     const Tensor& logits = out.at(spec.name);  // f32 or bf16; the loss values are f32
     Term term{spec.name, weight, Tensor(), -1};
-    if (spec.kind == HeadKind::Coordinates) {
+    if (spec.kind == HeadKind::Offset) {
+      // Only the true cell's pair is trained: the target is the prediction itself elsewhere (zero
+      // residual, zero gradient), so the plain MSE over [N, 2C] times 2C is the mean over the batch of
+      // the pair's squared error.
+      const Tensor pred = ops::to_dtype(logits, DType::F32);
+      GEOLOC_CHECK(targets.offset.defined() && targets.offset_cell.defined(), ValueError,
+                   "multitask_loss: offset head '", spec.name, "' needs targets.offset and targets.offset_cell");
+      const int64_t n = pred.dim(0), c2 = pred.dim(1);
+      GEOLOC_CHECK(targets.offset.ndim() == 2 && targets.offset.dim(0) == n && targets.offset.dim(1) == 2 &&
+                       targets.offset_cell.numel() == n,
+                   ShapeError, "multitask_loss: offset targets must be [", n, ", 2] and [", n, "], got ",
+                   targets.offset.shape().str(), " and ", targets.offset_cell.shape().str());
+      std::vector<float> tgt = pred.to_vector();
+      const auto off = targets.offset.to_vector();
+      const auto cell = targets.offset_cell.to_labels();
+      for (int64_t i = 0; i < n; ++i) {
+        const int32_t c = cell[static_cast<size_t>(i)];
+        if (c < 0) continue;  // no cell: no loss from that sample
+        GEOLOC_CHECK(2 * static_cast<int64_t>(c) + 1 < c2, ValueError, "multitask_loss: offset cell ", c,
+                     " outside the head's ", c2 / 2, " cells");
+        tgt[static_cast<size_t>(i * c2 + 2 * c)] = off[static_cast<size_t>(2 * i)];
+        tgt[static_cast<size_t>(i * c2 + 2 * c + 1)] = off[static_cast<size_t>(2 * i + 1)];
+      }
+      term.value = ops::scale(ops::mse_loss(pred, Tensor::from_vector(pred.shape(), tgt, pred.device())),
+                              static_cast<float>(c2));
+    } else if (spec.kind == HeadKind::Coordinates) {
       const Tensor coords = ops::to_dtype(logits, DType::F32);  // the regression losses are f32 only
       GEOLOC_CHECK(targets.latlng.defined(), ValueError, "multitask_loss: coordinate head '", spec.name,
                    "' needs targets.latlng [N, 2]");

@@ -40,6 +40,7 @@ struct Locator::Impl {
     Result r;
     r.latitude = p.coordinate.lat;
     r.longitude = p.coordinate.lng;
+    r.confidence = p.confidence;
     for (const auto& c : p.top_cells) r.top_cells.push_back({c.cell, c.probability, c.center.lat, c.center.lng});
     if (p.scene >= 0 && p.scene < static_cast<int>(model.scene_names.size())) r.scene = model.scene_names[p.scene];
     r.scene_probability = p.scene_probability;
@@ -68,8 +69,12 @@ Locator Locator::load(const std::string& model_path, const Options& options, con
   impl->po.snap_to_land = options.snap_to_land;
   GEOLOC_CHECK(options.crop_aggregation == "mean" || options.crop_aggregation == "max", ValueError,
                "crop_aggregation '", options.crop_aggregation, "' is neither 'mean' nor 'max'");
-  GEOLOC_CHECK(impl->po.strategy != pipeline::Strategy::Knn || !impl->model.knn.empty(), ValueError,
-               "strategy 'knn' needs a k-NN index (geoloc index); none was given");
+  const pipeline::Strategy s = impl->po.strategy;
+  GEOLOC_CHECK((s != pipeline::Strategy::Knn && s != pipeline::Strategy::Refine && s != pipeline::Strategy::Rank) ||
+                   !impl->model.knn.empty(),
+               ValueError, "strategy '", options.strategy, "' needs a k-NN index (geoloc index); none was given");
+  GEOLOC_CHECK(s == pipeline::Strategy::Hierarchy || impl->predictor->supports(s), ValueError, "strategy '",
+               options.strategy, "' is not available for this model");
   return Locator(std::move(impl));
 }
 
@@ -77,7 +82,7 @@ std::vector<Result> Locator::predict(const std::vector<RgbImage>& images) const 
   if (images.empty()) return {};
   auto hp = impl_->predictor->probabilities(impl_->input(images));
   if (impl_->options.five_crop) hp = pipeline::Predictor::aggregate(hp, 5, impl_->options.crop_aggregation == "max");
-  if (impl_->po.strategy == pipeline::Strategy::Knn) impl_->predictor->find_neighbours(hp, impl_->po);
+  impl_->predictor->prepare(hp, impl_->po);  // the neighbour searches of knn and refine, batched
   std::vector<Result> out;
   for (int64_t i = 0; i < hp.n; ++i) out.push_back(impl_->result(hp, i));
   return out;
@@ -89,6 +94,7 @@ Result Locator::predict_place(const std::vector<RgbImage>& views) const {
   GEOLOC_CHECK(!views.empty(), ValueError, "predict_place needs at least one view");
   auto hp = impl_->predictor->probabilities(impl_->input(views));
   hp = pipeline::Predictor::aggregate(hp, hp.n);
+  impl_->predictor->prepare(hp, impl_->po);
   return impl_->result(hp, 0);
 }
 

@@ -221,23 +221,25 @@ DemoResult run_demo(const DemoConfig& c) {
   std::vector<Strategy> strategies;
   if (c.preset == "worldnet") {
     spec.kmeans_k = static_cast<int>(std::clamp<int64_t>(n / 60, 16, 1024));
-    strategies = {Strategy::CellMean, Strategy::Centroid, Strategy::Knn};
+    strategies = {Strategy::CellMean, Strategy::Centroid, Strategy::Knn, Strategy::Refine, Strategy::Rank};
   } else if (c.preset == "country") {
     // Country classification (EUGuess) next to one S2 partitioning; the country comes from its own head.
     spec.country_head = true;
     spec.cells.tau_max = {std::max<int64_t>(n / 40, 20)};
     spec.cells.tau_min = std::max<int64_t>(n / 2000, 5);
-    strategies = {Strategy::CellMean, Strategy::Centroid, Strategy::Knn};
+    strategies = {Strategy::CellMean, Strategy::Centroid, Strategy::Knn, Strategy::Refine, Strategy::Rank};
   } else if (c.preset == "grid") {
     // A 3-degree fishnet over Europe (GeoGuessrAI); training and test views outside it are left out.
-    strategies = {Strategy::CellMean, Strategy::Centroid, Strategy::Knn};
+    strategies = {Strategy::CellMean, Strategy::Centroid, Strategy::Knn, Strategy::Refine, Strategy::Rank};
   } else {
     // multitask, and the pre-training of the regression preset's backbone.
     // Three partitionings, coarse to fine, scaled to the data as tau 5000/2000/1000 are to MP-16's 4.7M photos.
     spec.cells.tau_max = {std::max<int64_t>(n / 12, 40), std::max<int64_t>(n / 30, 20), std::max<int64_t>(n / 80, 10)};
     spec.cells.tau_min = std::max<int64_t>(n / 2000, 5);
     spec.scene_names = scenes;
-    strategies = {Strategy::CellMean, Strategy::Hierarchy, Strategy::Centroid, Strategy::Knn};
+    spec.hybrid_head = c.preset == "multitask";
+    strategies = {Strategy::CellMean, Strategy::Hierarchy, Strategy::Centroid, Strategy::Knn, Strategy::Refine,
+                  Strategy::Hybrid, Strategy::Rank};
   }
   GeoModel model;
   if (c.preset == "grid") {
@@ -373,7 +375,10 @@ DemoResult run_demo(const DemoConfig& c) {
                                  : name == "knn"       ? "model_knn"
                                                        : "model_" + name;
       record(method, m, er.scene_acc);
+      js[method]["coverage"] = er.calibration_json()["coverage"][name];
     }
+    if (er.calibration) out.metrics["calibration"][split] = er.calibration->to_json();
+    er.write_calibration((fs::path(c.out_dir) / ("calibration-" + split)).string(), split);
     if (c.preset == "regression") {
       const Predictor rp(regression);
       std::vector<geo::LatLng> hav, mse;
@@ -432,6 +437,7 @@ DemoResult run_demo(const DemoConfig& c) {
       std::snprintf(buf, sizeof buf, "scene accuracy (model): %.1f %%\n", 100.0 * *er.scene_acc);
       report += buf;
     }
+    report += er.calibration_table();
     // Probability maps, with the truth: the first few views as they come, then the view the model
     // placed best (a hit) and the one at the median error (a typical miss), so that the maps show
     // both what the model does well and how it usually fails.
@@ -469,7 +475,7 @@ DemoResult run_demo(const DemoConfig& c) {
   write_file_atomic((fs::path(c.out_dir) / "metrics.json").string(), [&](std::ostream& os) { os << mj << "\n"; }, false);
   std::snprintf(buf, sizeof buf,
                 "\nwrote %s/: model.safetensors, knn.safetensors, metrics.json, training-curve.png/.json, maps/*.png, "
-                "test-views.png (%.0f s)\n",
+                "test-views.png, calibration-*.png/.json (%.0f s)\n",
                 c.out_dir.c_str(), out.seconds);
   report += buf;
   out.report = report;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "geoloc/geo/predict.hpp"
 #include "geoloc/nn/weights.hpp"
 #include "geoloc/safetensors.hpp"
 
@@ -158,6 +159,13 @@ const GeoPartition& GeoModel::finest() const {
   return partitions.back();
 }
 
+const nn::HeadSpec* GeoModel::offset_head() const {
+  if (!net) return nullptr;
+  for (const auto& h : net->geo_config().heads)
+    if (h.kind == nn::HeadKind::Offset) return &h;
+  return nullptr;
+}
+
 void GeoModel::finalise() {
   GEOLOC_CHECK(net, ValueError, "the model has no network");
   const auto& heads = net->geo_config().heads;
@@ -180,6 +188,13 @@ void GeoModel::finalise() {
   }
   GEOLOC_CHECK(geo_heads == partitions.size(), ValueError, "the model has ", partitions.size(),
                " partitionings but ", geo_heads, " geo heads");
+  offset_scales_.clear();
+  if (const nn::HeadSpec* h = offset_head()) {
+    GEOLOC_CHECK(!partitions.empty() && h->classes == 2 * static_cast<int64_t>(finest().partition->size()), ShapeError,
+                 "offset head '", h->name, "' has ", h->classes, " outputs but the finest partitioning has ",
+                 partitions.empty() ? 0 : finest().partition->size(), " cells (2 outputs a cell)");
+    offset_scales_ = geo::class_scales_km(*finest().partition);
+  }
   hierarchy_.reset();
   std::vector<geo::CellPartition> s2;
   for (const auto& p : partitions)
@@ -327,6 +342,8 @@ GeoModel build_model(const ModelSpec& spec, std::span<const geo::LatLng> train_c
     cfg.heads.push_back({"country", nn::HeadKind::Country, static_cast<int64_t>(codes.size())});
   }
   if (spec.coords_head) cfg.heads.push_back({"coords", nn::HeadKind::Coordinates, 3});
+  if (spec.hybrid_head)
+    cfg.heads.push_back({"offset", nn::HeadKind::Offset, 2 * static_cast<int64_t>(m.partitions.back().partition->size())});
   m.net = std::make_shared<nn::GeoNet>(cfg, spec.seed);
   m.finalise();
   return m;

@@ -220,6 +220,23 @@ nn::MultitaskTargets Trainer::targets(const BatchLabels& y) const {
       });
     }
   }
+  if (model_.offset_head()) {
+    // The hybrid head: the offset from the centre of the true cell (the nearest where it lies in none).
+    const geo::Partition& fine = *model_.finest().partition;
+    const auto& scale = model_.offset_scales_km();
+    std::vector<int32_t> cell(b);
+    std::vector<float> off(2 * b);
+    for (size_t j = 0; j < b; ++j) {
+      const int c = fine.assign_nearest(y.coords[j]);
+      cell[j] = c;
+      const auto [east, north] = geo::tangent_offset_km(fine.center(static_cast<size_t>(c)), y.coords[j]);
+      // clamped: a point outside every cell can lie far from the nearest one
+      off[2 * j] = static_cast<float>(std::clamp(east / scale[static_cast<size_t>(c)], -3.0, 3.0));
+      off[2 * j + 1] = static_cast<float>(std::clamp(north / scale[static_cast<size_t>(c)], -3.0, 3.0));
+    }
+    t.offset_cell = Tensor::from_labels(cell);
+    t.offset = Tensor::from_vector({static_cast<int64_t>(b), 2}, off);
+  }
   std::vector<float> ll(2 * b);
   for (size_t j = 0; j < b; ++j) {
     ll[2 * j] = static_cast<float>(y.coords[j].lat * kPi / 180.0);

@@ -106,6 +106,44 @@ TEST_CASE("geoloc train, eval, index and predict on generated photos") {
   r = run_geoloc("predict --model " + model + " --place --five-crop " + img0 + " " + img1, dir);
   REQUIRE(r.status == 0);
   CHECK(lines(r.out) == 1);
+
+  // refine and rank (need the index), with the calibration files; hybrid from a model trained with the head
+  const std::string cal = (dir / "cal").string();
+  r = run_geoloc("eval --model " + model + " --knn " + index + " --data " + test.manifest +
+                     " --strategies hierarchy,refine,rank --refine-k 8 --calibration " + cal + " --json " +
+                     (dir / "m3.json").string(),
+                 dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("expected calibration error") != std::string::npos);
+  const auto m3 = nlohmann::json::parse(slurp(dir / "m3.json"));
+  CHECK(m3["refine"]["acc_km"]["750"].get<double>() >= 0.75);
+  CHECK(m3["rank"]["acc_km"]["750"].get<double>() >= 0.75);
+  const auto cj = nlohmann::json::parse(slurp(dir / "cal.json"));
+  CHECK(cj.contains("ece"));
+  CHECK(cj["coverage"]["refine"]["25"].contains("750"));
+  CHECK(fs::exists(dir / "cal.png"));
+  const std::string hybrid = (dir / "hybrid.safetensors").string();
+  r = run_geoloc("train --train " + train.manifest + " --out " + hybrid +
+                     " --arch resnet:basic:1-1:w8:k3s2:nopool --image-size 32 --resize 40 --cells 40,20 --tau-min 3"
+                     " --scenes even,odd --steps 40 --batch 16 --seed 3 --hybrid-head",
+                 dir);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  for (const std::string strategy : {"hybrid", "refine"}) {
+    INFO(strategy);
+    r = run_geoloc("predict --model " + (strategy == "hybrid" ? hybrid : model + " --knn " + index) + " --strategy " +
+                       strategy + " " + img0,
+                   dir);
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    const auto j = nlohmann::json::parse(r.out);
+    CHECK(j["strategy"] == strategy);
+    CHECK(j.contains("confidence"));
+    CHECK(geoloc::geo::haversine_km({j["latitude"], j["longitude"]}, geoloc::test::kPlaces[1].at) < 750.0);
+  }
+  r = run_geoloc("predict --model " + model + " --strategy hybrid " + img0, dir);  // no hybrid head
+  CHECK(r.status == 1);
   fs::remove_all(train.dir);
   fs::remove_all(test.dir);
 }

@@ -2,6 +2,7 @@
 #include <s2/s2cell_id.h>
 #include <s2/s2latlng.h>
 
+#include <cmath>
 #include <numeric>
 
 #include "geoloc/error.hpp"
@@ -160,4 +161,21 @@ TEST_CASE("fishnet over a box and a triangle, with border cells merged") {
   CHECK(byc.size() == 1);  // the empty cells grow onto the only busy one, pass by pass
   CHECK(byc.count(0) == 101);
   CHECK_THROWS_AS(FishnetPartition::build(std::vector<LatLng>{{0, 0}, {1, 1}}, opt), geoloc::ValueError);
+}
+
+TEST_CASE("tangent-plane offsets round trip; class scales are half the distance to the nearest centre") {
+  const LatLng origin{48.8, 2.3};
+  for (const LatLng p : {LatLng{48.8, 2.3}, LatLng{50.1, 8.7}, LatLng{40.4, -3.7}, LatLng{-33.9, 151.2}}) {
+    const auto [east, north] = tangent_offset_km(origin, p);
+    CHECK(std::hypot(east, north) == doctest::Approx(haversine_km(origin, p)));
+    CHECK(haversine_km(from_tangent_offset_km(origin, east, north), p) < 1e-3);
+  }
+  const auto [e, n] = tangent_offset_km(origin, {50.8, 2.3});  // due north
+  CHECK(std::fabs(e) < 1e-6);
+  CHECK(n == doctest::Approx(haversine_km(origin, {50.8, 2.3})));
+  const KMeansPartition three({{0.0, 0.0}, {0.0, 10.0}, {0.0, 30.0}});
+  const auto s = class_scales_km(three);
+  REQUIRE(s.size() == 3);
+  CHECK(s[0] == doctest::Approx(0.5 * haversine_km({0.0, 0.0}, {0.0, 10.0})));
+  CHECK(s[2] == doctest::Approx(0.5 * haversine_km({0.0, 10.0}, {0.0, 30.0})));
 }

@@ -8,6 +8,9 @@
 #include <random>
 
 #include "geoloc/geoloc.hpp"
+#include "geoloc/geo/kmeans.hpp"
+#include "geoloc/geo/predict.hpp"
+#include "geoloc/nn/loss.hpp"
 #include "geoloc/image/image.hpp"
 #include "geoloc/image/loader.hpp"
 #include "geoloc/nn/weights.hpp"
@@ -55,7 +58,9 @@ TEST_CASE("train, save, load, predict and evaluate on generated photos") {
   REQUIRE(train.size() == 120);
   CHECK(train.country[0] == 250);
 
-  pipeline::GeoModel model = pipeline::build_model(tiny_spec(), train.coords, train.country);
+  pipeline::ModelSpec spec = tiny_spec();
+  spec.hybrid_head = true;  // trained jointly with the classification heads
+  pipeline::GeoModel model = pipeline::build_model(spec, train.coords, train.country);
   REQUIRE(model.partitions.size() == 2);
   CHECK(model.partitions[0].partition->size() <= model.partitions[1].partition->size());
   REQUIRE(model.hierarchy() != nullptr);
@@ -72,7 +77,8 @@ TEST_CASE("train, save, load, predict and evaluate on generated photos") {
 
   const auto countries = geo::CountryIndex::load_default("110m");
   const pipeline::EvalReport report = pipeline::evaluate_strategies(model, test, &countries);
-  REQUIRE(report.methods.size() == 3);  // cell, hierarchy, centroid (no k-NN index)
+  REQUIRE(report.methods.size() == 4);  // cell, hierarchy, centroid, hybrid (no k-NN index)
+  CHECK(report.methods[3].first == "hybrid");
   for (const auto& [name, m] : report.methods) {
     INFO(name, ": ", m.to_json().dump());
     CHECK(m.n == 32);
@@ -131,6 +137,21 @@ TEST_CASE("train, save, load, predict and evaluate on generated photos") {
   CHECK(knn.methods[0].second.accuracy[2] >= 0.9);  // within 1000 km
   CHECK_FALSE(knn.methods[0].second.continent_acc.has_value());  // no polygons given
   CHECK(knn.methods[0].second.mean_cell_km.has_value());
+  // refine (search within the top cells) from evaluate_strategies, with a confidence per sample and the
+  // accuracy-vs-coverage curve
+  eo.strategies = {pipeline::Strategy::Refine};
+  const auto refine = pipeline::evaluate_strategies(loaded, test, nullptr, eo);
+  REQUIRE(refine.methods.size() == 1);
+  CHECK(refine.methods[0].first == "refine");
+  CHECK(refine.methods[0].second.accuracy[2] >= 0.9);  // within 1000 km
+  REQUIRE(refine.confidence.at("refine").size() == test.size());
+  REQUIRE(refine.coverage.at("refine").size() == 4);
+  REQUIRE(refine.calibration.has_value());
+  CHECK(refine.calibration_json()["coverage"]["refine"]["50"].contains("750"));
+  eo.strategies = {pipeline::Strategy::Rank};
+  const auto rank = pipeline::evaluate_strategies(loaded, test, nullptr, eo);
+  REQUIRE(rank.methods.size() == 1);
+  CHECK(rank.methods[0].second.accuracy[2] >= 0.9);  // within 1000 km
 
   // the public API
   const Locator loc = Locator::load(path);
@@ -141,6 +162,18 @@ TEST_CASE("train, save, load, predict and evaluate on generated photos") {
   CHECK(r.scene == "odd");
   REQUIRE(!r.top_cells.empty());
   CHECK(r.top_cells[0].probability >= r.top_cells.back().probability);
+  CHECK(r.confidence > 0.0);
+  CHECK(r.confidence <= 1.0);
+  const Locator refined = Locator::load(path, {.strategy = "refine"}, idx);
+  const Result rr = refined.predict(read_image((test_set.dir / "img/p1_0.png").string()));
+  CHECK(geo::haversine_km({rr.latitude, rr.longitude}, kPlaces[1].at) < 750.0);
+  CHECK_THROWS_AS(Locator::load(path, {.strategy = "refine"}), ValueError);  // no k-NN index
+  for (const char* strategy : {"hybrid", "rank"}) {
+    INFO(strategy);
+    const Locator other = Locator::load(path, {.strategy = strategy}, idx);
+    const Result ro = other.predict(read_image((test_set.dir / "img/p1_0.png").string()));
+    CHECK(geo::haversine_km({ro.latitude, ro.longitude}, kPlaces[1].at) < 750.0);
+  }
   const Result place = loc.predict_place({read_image((test_set.dir / "img/p2_0.png").string()),
                                           read_image((test_set.dir / "img/p2_1.png").string())});
   CHECK(geo::haversine_km({place.latitude, place.longitude}, kPlaces[2].at) < 750.0);
@@ -290,6 +323,150 @@ TEST_CASE("k-NN coordinates: weighted spherical mean, and mean shift towards the
   CHECK_THROWS_AS(index.search(q.data(), 3, 2), ShapeError);
   o.knn_temperature = 0.0f;
   CHECK_THROWS_AS(pipeline::knn_coordinate(index, q.data(), 4, o), ValueError);
+}
+
+TEST_CASE("refine: the densest cluster of the neighbours inside the most probable cell") {
+  // Three classes (Paris, Tokyo, Sydney). The index: three photos around Paris and one in Marseille
+  // (Paris's class), all equally similar to the query, and two in Tokyo that are more similar still.
+  pipeline::GeoModel model;
+  model.partitions.push_back(
+      {"cells", std::make_shared<geo::KMeansPartition>(std::vector<geo::LatLng>{{48.8, 2.3}, {35.7, 139.7}, {-33.9, 151.2}})});
+  nn::GeoNetConfig cfg;
+  cfg.backbone = nn::ResNetConfig::parse("resnet:basic:1-1:w8:k3s2:nopool");
+  cfg.heads = {{"cells", nn::HeadKind::Partition, 3}};
+  model.net = std::make_shared<nn::GeoNet>(cfg, 1);
+  model.finalise();
+  const std::vector<geo::LatLng> at = {{48.9, 2.4}, {43.3, 5.4}, {48.7, 2.2}, {35.7, 139.7}, {48.8, 2.3}, {35.6, 139.6}};
+  model.knn = pipeline::KnnIndex::build(
+      Tensor::from_vector({6, 2}, {1, 1, 1, 1, 1, 1, 1, 0.2f, 1, 1, 1, 0.2f}), at);
+  const pipeline::Predictor pred(model);
+  CHECK(pred.supports(pipeline::Strategy::Refine));
+  pipeline::HeadProbabilities hp;
+  hp.n = 1;
+  hp.embedding = Tensor::from_vector({1, 2}, {1.0f, 0.2f});  // Tokyo's photos are the nearest
+  hp.p["cells"] = {0.8f, 0.15f, 0.05f};
+  hp.classes["cells"] = 3;
+  pipeline::PredictOptions o;
+  o.strategy = pipeline::Strategy::Refine;
+  o.refine_cells = 1;
+  o.refine_k = 8;
+  pred.find_refined(hp, o);
+  REQUIRE(hp.refine.size() == 1);
+  REQUIRE(hp.refine[0].size() == 4);  // only the Paris class's four rows
+  CHECK(hp.refine[0][0].first == 0);  // equal similarities: ties to the smaller row
+  const pipeline::Prediction p = pred.decide(hp, 0, o);
+  CHECK(p.strategy == pipeline::Strategy::Refine);
+  CHECK(geo::haversine_km(p.coordinate, {48.8, 2.3}) < 20.0);  // the Paris group, not Marseille or Tokyo
+  CHECK(p.confidence == doctest::Approx(0.75 * 0.8).epsilon(1e-4));  // 3 of 4 neighbours x the mass nearby
+  // without precomputed neighbours, the same answer
+  hp.refine.clear();
+  CHECK(geo::haversine_km(pred.decide(hp, 0, o).coordinate, p.coordinate) < 1e-6);
+  // two cells searched: Tokyo's pair, far more similar (weights exp((sim - best) / T)), is the densest
+  o.refine_cells = 2;
+  CHECK(geo::haversine_km(pred.decide(hp, 0, o).coordinate, {35.65, 139.65}) < 20.0);
+  // plain k-NN over everything goes to Tokyo
+  o.strategy = pipeline::Strategy::Knn;
+  o.knn_k = 2;
+  CHECK(geo::haversine_km(pred.decide(hp, 0, o).coordinate, {35.7, 139.7}) < 50.0);
+  CHECK(pipeline::parse_strategy("refine") == pipeline::Strategy::Refine);
+  o.strategy = pipeline::Strategy::Refine;
+  o.refine_radius_km = 0.0;
+  CHECK_THROWS_AS(pred.decide(hp, 0, o), ValueError);
+
+  // rank: with the two cells searched, refine follows Tokyo's similar pair; when the cells say Paris
+  // firmly, ranking the candidates by the probability mass around them and their support picks Paris
+  hp.p["cells"] = {0.9f, 0.05f, 0.05f};
+  o.refine_radius_km = 300.0;
+  o.refine_cells = 2;
+  pred.find_refined(hp, o);
+  CHECK(geo::haversine_km(pred.decide(hp, 0, o).coordinate, {35.65, 139.65}) < 20.0);
+  o.strategy = pipeline::Strategy::Rank;
+  const pipeline::Prediction ranked = pred.decide(hp, 0, o);
+  CHECK(ranked.strategy == pipeline::Strategy::Rank);
+  CHECK(geo::haversine_km(ranked.coordinate, {48.8, 2.3}) < 20.0);
+  CHECK(ranked.confidence > 0.0);
+  CHECK(ranked.confidence <= 1.0);
+  CHECK(pipeline::parse_strategy("rank") == pipeline::Strategy::Rank);
+  // three clusters at most: Tokyo's pair, Paris's three, Marseille
+  const auto clusters = pipeline::refine_clusters(model.knn, hp.refine[0], 300.0, 0.05f, 5);
+  REQUIRE(clusters.size() == 3);
+  CHECK(geo::haversine_km(clusters[2].coordinate, {43.3, 5.4}) < 1.0);
+  double shares = 0.0;
+  for (const auto& c : clusters) shares += c.confidence;
+  CHECK(shares == doctest::Approx(1.0));
+}
+
+TEST_CASE("hybrid: the chosen cell's centre moved by the offset head's pair for that cell") {
+  pipeline::GeoModel model;
+  const std::vector<geo::LatLng> centres = {{48.8, 2.3}, {35.7, 139.7}, {-33.9, 151.2}};
+  model.partitions.push_back({"cells", std::make_shared<geo::KMeansPartition>(centres)});
+  nn::GeoNetConfig cfg;
+  cfg.backbone = nn::ResNetConfig::parse("resnet:basic:1-1:w8:k3s2:nopool");
+  cfg.heads = {{"cells", nn::HeadKind::Partition, 3}, {"offset", nn::HeadKind::Offset, 6}};
+  model.net = std::make_shared<nn::GeoNet>(cfg, 1);
+  model.finalise();
+  REQUIRE(model.offset_head() != nullptr);
+  const double scale = model.offset_scales_km()[1];  // half of Tokyo-Sydney
+  CHECK(scale == doctest::Approx(0.5 * geo::haversine_km(centres[1], centres[2])));
+  const pipeline::Predictor pred(model);
+  CHECK(pred.supports(pipeline::Strategy::Hybrid));
+  pipeline::HeadProbabilities hp;
+  hp.n = 1;
+  hp.embedding = Tensor::zeros({1, 2});
+  hp.p["cells"] = {0.1f, 0.7f, 0.2f};
+  hp.classes["cells"] = 3;
+  hp.p["offset"] = {9.0f, 9.0f, 0.03f, -0.04f, 9.0f, 9.0f};  // only Tokyo's pair counts
+  hp.classes["offset"] = 6;
+  hp.regression.insert("offset");
+  pipeline::PredictOptions o;
+  o.strategy = pipeline::Strategy::Hybrid;
+  const pipeline::Prediction p = pred.decide(hp, 0, o);
+  CHECK(p.strategy == pipeline::Strategy::Hybrid);
+  // 0.05 cell sizes from Tokyo's centre, towards the south-east (east 0.03, north -0.04)
+  CHECK(geo::haversine_km(p.coordinate, centres[1]) == doctest::Approx(0.05 * scale).epsilon(1e-3));
+  const auto [east, north] = geo::tangent_offset_km(centres[1], p.coordinate);
+  CHECK(east == doctest::Approx(0.03 * scale).epsilon(1e-3));
+  CHECK(north == doctest::Approx(-0.04 * scale).epsilon(1e-3));
+  CHECK(pipeline::parse_strategy("hybrid") == pipeline::Strategy::Hybrid);
+  // the loss trains only the true cell's pair: (0.5 - 0.03)^2 + (0 + 0.04)^2 for a photo in Tokyo's cell
+  nn::GeoOutput out;
+  out.logits.emplace_back("offset", Tensor::from_vector({1, 6}, {9.0f, 9.0f, 0.03f, -0.04f, 9.0f, 9.0f}));
+  nn::MultitaskTargets t;
+  t.offset_cell = Tensor::from_labels(std::vector<int32_t>{1});
+  t.offset = Tensor::from_vector({1, 2}, {0.5f, 0.0f});
+  nn::GeoNet offset_only({cfg.backbone, {{"offset", nn::HeadKind::Offset, 6}}}, 1);
+  const nn::MultitaskLoss loss = nn::multitask_loss(offset_only, out, t, {});
+  CHECK(loss.total.to_vector()[0] == doctest::Approx(0.47 * 0.47 + 0.04 * 0.04).epsilon(1e-4));
+  // a model without the head cannot use the strategy
+  pipeline::GeoModel plain;
+  plain.partitions = model.partitions;
+  plain.net = std::make_shared<nn::GeoNet>(nn::GeoNetConfig{cfg.backbone, {{"cells", nn::HeadKind::Partition, 3}}}, 1);
+  plain.finalise();
+  CHECK_FALSE(pipeline::Predictor(plain).supports(pipeline::Strategy::Hybrid));
+  CHECK_THROWS_AS(pipeline::Predictor(plain).decide(hp, 0, o), ValueError);
+  // an offset head must have two outputs per finest cell
+  plain.net = std::make_shared<nn::GeoNet>(
+      nn::GeoNetConfig{cfg.backbone, {{"cells", nn::HeadKind::Partition, 3}, {"offset", nn::HeadKind::Offset, 4}}}, 1);
+  CHECK_THROWS_AS(plain.finalise(), ShapeError);
+}
+
+TEST_CASE("confidence: accuracy against coverage and the calibration error") {
+  // errors (km) and confidences: the confident half is right within 750 km, the other half not
+  const std::vector<double> err = {10, 100, 5000, 700, 3000, 20}, conf = {0.9, 0.8, 0.1, 0.7, 0.2, 0.6};
+  const auto curve = pipeline::accuracy_coverage(err, conf);
+  REQUIRE(curve.size() == 4);
+  CHECK(curve[1].coverage == 0.5);
+  CHECK(curve[1].accuracy == std::vector<double>{1.0 / 3, 2.0 / 3, 1.0});  // rows 0, 1, 3
+  CHECK(curve[0].accuracy == std::vector<double>{0.5, 1.0, 1.0});          // ceil(1.5) = 2 rows: 0, 1
+  CHECK(curve[3].accuracy[2] == doctest::Approx(4.0 / 6));
+  CHECK_THROWS_AS(pipeline::accuracy_coverage(err, std::vector<double>{1.0}), ValueError);
+  // four at p = 0.95 (three right), two at p = 0.15 (none right): ECE = 4/6 * 0.2 + 2/6 * 0.15
+  const std::vector<std::pair<int, float>> top = {{0, 0.95f}, {1, 0.95f}, {2, 0.95f}, {3, 0.95f}, {0, 0.15f}, {1, 0.15f}};
+  const std::vector<int> truth = {0, 1, 2, 0, 1, -1};
+  const pipeline::Calibration c = pipeline::calibration(top, truth);
+  CHECK(c.ece == doctest::Approx(4.0 / 6 * 0.2 + 2.0 / 6 * 0.15).epsilon(1e-5));
+  CHECK(c.bin_count[9] == 4);
+  CHECK(c.bin_accuracy[9] == doctest::Approx(0.75));
 }
 
 TEST_CASE("training from a streaming loader learns, and resumes exactly") {

@@ -1,6 +1,7 @@
 #pragma once
 // From class probabilities to a coordinate, and from a coordinate to soft class targets.
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "geoloc/geo/hierarchy.hpp"
@@ -29,6 +30,14 @@ struct SparseTargets {
   std::vector<int> classes;
   std::vector<float> weights;
 };
+/// The (east, north) offset in km of `p` from `origin` in origin's tangent plane (azimuthal
+/// equidistant: the great-circle distance along the initial bearing), and its inverse.
+std::pair<double, double> tangent_offset_km(LatLng origin, LatLng p);
+LatLng from_tangent_offset_km(LatLng origin, double east_km, double north_km);
+/// The size of each class for the hybrid head's offsets: half the distance from its centre to the
+/// nearest other centre, at least min_km (a single class: 1000 km).
+std::vector<double> class_scales_km(const Partition& partition, double min_km = 10.0);
+
 SparseTargets soft_targets_top_n(const Partition& partition, LatLng truth, double tau_km, int top_n);
 
 }  // namespace geoloc::geo

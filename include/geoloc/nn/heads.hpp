@@ -18,8 +18,11 @@ enum class HeadKind {
   Country,      // country classification
   Coordinates,  // regression: 3 outputs = a point on the unit sphere (haversine loss, normalised inside),
                 //             2 outputs = (latitude / 90, longitude / 180) (mean squared error, Sy & Day)
+  Offset,       // hybrid head: per cell of the finest partitioning, the photo's (east, north) offset from
+                // the cell's centre in its tangent plane, in units of the cell's size (2 outputs a cell;
+                // mean squared error on the true cell's pair only)
 };
-const char* head_kind_name(HeadKind k);  // "partition", "scene", "country", "coords"
+const char* head_kind_name(HeadKind k);  // "partition", "scene", "country", "coords", "offset"
 HeadKind parse_head_kind(const std::string& s);  // ValueError on anything else
 
 struct HeadSpec {

@@ -25,6 +25,8 @@ struct MultitaskTargets {
   std::map<std::string, Tensor> labels;  // I32 [N]; < 0 = unknown (no loss from that sample)
   std::map<std::string, Tensor> soft;    // F32 [N, C] (e.g. haversine-smoothed cell targets); wins over labels
   Tensor latlng;                          // F32 [N, 2] radians, for Coordinates heads
+  Tensor offset_cell;                     // I32 [N]: the cell whose offset pair an Offset head is trained on
+  Tensor offset;                          // F32 [N, 2]: that pair's target (east, north) / cell size
 };
 
 struct MultitaskWeights {
@@ -32,6 +34,7 @@ struct MultitaskWeights {
   float scene = 1.0f;
   float country = 1.0f;
   float coords = 1.0f;   // haversine term in radians (3-output head) or MSE of (lat/90, lng/180) (2-output head)
+  float offset = 1.0f;   // mean over the batch of the squared error of the true cell's offset pair
 };
 
 struct MultitaskLoss {

@@ -34,15 +34,17 @@ struct DemoResult {
   /// {"splits": {SPLIT: {METHOD: {"n", "acc_km": {"1","25","200","750","2500"}, "median_km", "mean_km",
   /// "geoguessr", "country_acc", "scene_acc", "acc_km_buckets": {"10","100","1000","10000"},
   /// "continent_acc", "mean_cell_km"}}}, ...}; METHOD among model, model_hierarchy, model_centroid,
-  /// model_knn, random, top_cell, color_knn (and the presets' own). mean_cell_km uses the cells of
-  /// the model's finest partitioning for every method.
+  /// model_knn, model_refine, model_hybrid, model_rank, random, top_cell, color_knn (and the presets'
+  /// own). mean_cell_km uses the cells of the model's finest partitioning for every method. The model's strategies also have
+  /// "coverage": {"25"|"50"|"75"|"100": {"25","200","750"}} (accuracy answering only the most
+  /// confident part); "calibration": {SPLIT: {"ece", "bins"}} is the finest cells' reliability.
   nlohmann::json metrics;
   std::string report;  // the printed tables
   double seconds = 0.0;
 };
 
 /// Runs the demo, writing everything under config.out_dir (model.safetensors, knn.safetensors,
-/// metrics.json, training-curve.{png,json}, maps/*.png, test-views.png). Stage and progress lines go to the program's handlers (geoloc/log.hpp).
+/// metrics.json, training-curve.{png,json}, maps/*.png, test-views.png, calibration-SPLIT.{png,json}). Stage and progress lines go to the program's handlers (geoloc/log.hpp).
 DemoResult run_demo(const DemoConfig& config);
 
 }  // namespace geoloc::pipeline

@@ -15,7 +15,8 @@
 namespace geoloc::pipeline {
 
 struct EvalOptions {
-  std::vector<Strategy> strategies = {Strategy::CellMean, Strategy::Hierarchy, Strategy::Centroid, Strategy::Knn};
+  std::vector<Strategy> strategies = {Strategy::CellMean, Strategy::Hierarchy, Strategy::Centroid, Strategy::Knn,
+                                     Strategy::Refine, Strategy::Hybrid, Strategy::Rank};
   /// Accuracy thresholds (km), in the order given; Sy & Day's are geo::kDistanceBucketsKm.
   std::vector<double> thresholds_km = geo::kDefaultThresholdsKm;
   bool five_crop = false;  // average the probabilities of five crops per image
@@ -24,6 +25,32 @@ struct EvalOptions {
   PredictOptions predict;  // centroid_k, knn_k, ...
 };
 
+/// Accuracy when answering only the most confident part of the images.
+struct CoveragePoint {
+  double coverage = 1.0;          // fraction of the images answered
+  std::vector<double> accuracy;   // within each of the thresholds asked, on those images
+};
+inline const std::vector<double> kCoverageFractions = {0.25, 0.5, 0.75, 1.0};
+inline const std::vector<double> kCoverageThresholdsKm = {25.0, 200.0, 750.0};
+
+/// For each coverage fraction f: the accuracy within each threshold over the ceil(f * N) images of
+/// highest confidence (ties to the earlier image). ValueError on mismatched sizes or an empty set.
+std::vector<CoveragePoint> accuracy_coverage(std::span<const double> error_km, std::span<const double> confidence,
+                                             std::span<const double> fractions = kCoverageFractions,
+                                             std::span<const double> thresholds_km = kCoverageThresholdsKm);
+
+/// Reliability of the finest partitioning's probabilities: the top class's probability against
+/// whether the true coordinate lies in that class, in equal-width bins.
+struct Calibration {
+  double ece = 0.0;  // expected calibration error: sum over bins of n_b / N * |accuracy_b - confidence_b|
+  std::vector<double> bin_confidence, bin_accuracy;  // mean per bin (0 for an empty bin)
+  std::vector<size_t> bin_count;
+  nlohmann::json to_json() const;
+};
+/// top[i]: the top class of sample i and its probability; truth_class[i]: the class of its true
+/// coordinate (-1 in none: counted wrong).
+Calibration calibration(std::span<const std::pair<int, float>> top, std::span<const int> truth_class, int bins = 10);
+
 struct EvalReport {
   /// (strategy name, metrics) for each strategy the model supports, in the order asked.
   std::vector<std::pair<std::string, geo::Metrics>> methods;
@@ -31,6 +58,16 @@ struct EvalReport {
   /// Per-sample outputs, for probability maps and error analysis.
   HeadProbabilities probabilities;
   std::map<std::string, std::vector<geo::LatLng>> predicted;
+  /// Per strategy: each sample's confidence, and the accuracy-vs-coverage curve it gives.
+  std::map<std::string, std::vector<double>> confidence;
+  std::map<std::string, std::vector<CoveragePoint>> coverage;
+  std::optional<Calibration> calibration;  // when the model has a partitioning
+  /// {"ece", "bins": {...}, "coverage": {"<strategy>": {"25": {"25": acc, "200": .., "750": ..}, ...}}}
+  nlohmann::json calibration_json() const;
+  /// The ECE and the accuracy-vs-coverage table, as printed by `geoloc eval`.
+  std::string calibration_table() const;
+  /// STEM.json (calibration_json) and STEM.png (accuracy within 750 km against coverage, per strategy).
+  void write_calibration(const std::string& stem, const std::string& title = "") const;
   /// The metrics table (distances in `options.unit`) and the scene accuracy.
   std::string table(const geo::TableOptions& options = {}) const;
   /// {"<strategy>": {metrics..., "scene_acc": f}, ...}

@@ -75,6 +75,10 @@ class GeoModel {
   void finalise();
   /// The finest partitioning (the last).
   const GeoPartition& finest() const;
+  /// The hybrid head (HeadKind::Offset) over the finest partitioning, or nullptr.
+  const nn::HeadSpec* offset_head() const;
+  /// The scale of each finest class's offsets (geo::class_scales_km), computed by finalise().
+  const std::vector<double>& offset_scales_km() const { return offset_scales_; }
 
   /// The __metadata__ of the model's file: format, arch, heads and "geoloc.model" (JSON).
   std::map<std::string, std::string> metadata() const;
@@ -87,6 +91,7 @@ class GeoModel {
 
  private:
   std::optional<geo::Hierarchy> hierarchy_;
+  std::vector<double> offset_scales_;
 };
 
 /// What to build for training: the backbone, the partitionings (adaptive S2 cells from the training
@@ -101,6 +106,9 @@ struct ModelSpec {
   std::vector<std::string> scene_names;  // empty: no scene head
   bool country_head = false;      // classes = the countries present in the training set
   bool coords_head = false;       // unit 3-vector regression trained with the haversine loss
+  /// A hybrid head "offset" (HeadKind::Offset) over the finest partitioning: the photo's offset from its
+  /// cell's centre, trained jointly; the hybrid strategy adds it to the chosen cell's centre.
+  bool hybrid_head = false;
   float dropout = 0.0f;
   bool freeze_backbone = false;
   Preprocess preprocess;

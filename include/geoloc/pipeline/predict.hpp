@@ -18,8 +18,15 @@ enum class Strategy {
   Centroid,   // probability-weighted spherical mean of the top-k finest cells
   Knn,        // neighbours in embedding space (Vo et al. 2017); needs model.knn
   Regression, // the first coordinate-regression head (Sy & Day); needs a Coordinates head
+  Refine,     // search within the cell: the training neighbours inside the top finest cells, clustered
+              // on the sphere; the densest cluster's mean (needs model.knn and a partitioning)
+  Hybrid,     // the chosen finest cell (hierarchy's where available, else the most probable) moved by
+              // the hybrid head's offset for it (needs an Offset head)
+  Rank,       // candidate ranking: the top cells' centres, the hybrid answer and the refine clusters,
+              // each scored by the cell probability mass around it and its neighbours' support
 };
-const char* strategy_name(Strategy s);  // "cell", "hierarchy", "centroid", "knn", "regression"
+/// "cell", "hierarchy", "centroid", "knn", "regression", "refine", "hybrid", "rank"
+const char* strategy_name(Strategy s);
 Strategy parse_strategy(const std::string& s);
 
 enum class KnnMode { WeightedMean, MeanShift };
@@ -33,6 +40,21 @@ struct PredictOptions {
   float knn_temperature = 0.05f;  // neighbour weight exp(similarity / T)
   KnnMode knn_mode = KnnMode::WeightedMean;
   double mean_shift_bandwidth_km = 500.0;
+  // refine: the refine_k most similar training rows among those of the refine_cells most probable
+  // finest cells, clustered with radius refine_radius_km (weights exp((sim - best) / knn_temperature)).
+  // (Defaults picked on the default demo's two test splits, docs/presets.md: no validation split there.)
+  int refine_k = 16;
+  int refine_cells = 5;
+  double refine_radius_km = 300.0;
+  /// Confidence of an answer: the finest-cell probability mass within this distance of it (times the
+  /// densest cluster's share of the neighbours' weight for refine).
+  double confidence_radius_km = 1000.0;
+  // rank: candidates from the rank_cells most probable finest cells and up to rank_clusters refine
+  // clusters; score = mass within confidence_radius_km x (rank_prior + the share of the refine
+  // neighbours' weight within refine_radius_km)
+  int rank_cells = 5;
+  int rank_clusters = 3;
+  double rank_prior = 0.1;
   bool snap_to_land = false;  // needs a CountryIndex
 };
 
@@ -46,6 +68,8 @@ struct HeadProbabilities {
   /// Each row's k-NN neighbours (index row, cosine similarity), best first, when
   /// Predictor::find_neighbours has run: one batched search instead of one per row.
   std::vector<std::vector<std::pair<int, float>>> knn;
+  /// The same restricted to the training rows of each row's top finest cells (Predictor::find_refined).
+  std::vector<std::vector<std::pair<int, float>>> refine;
   /// The probabilities of head `name` for sample i (C values).
   std::span<const float> row(const std::string& name, int64_t i) const;
 };
@@ -63,7 +87,28 @@ struct Prediction {
   int scene = -1;
   float scene_probability = 0.0f;
   int country = -1;  // ISO 3166-1 numeric of the predicted coordinate (or of the country head), -1 at sea
+  /// In [0, 1], higher = more likely right; comparable within one strategy (for abstention).
+  double confidence = 0.0;
 };
+
+/// A coordinate with its confidence (Predictor::locate).
+struct Located {
+  geo::LatLng coordinate;
+  double confidence = 0.0;
+};
+
+/// Search within the cell from neighbours already found (index row, similarity), best first: each
+/// neighbour's density is the weight (exp((sim - best) / T)) of the neighbours within radius_km of
+/// it; the densest (ties to the more similar) and those within radius_km of it form the cluster.
+/// Returns the cluster's weighted spherical mean and its share of the total weight.
+Located refine_coordinate(const KnnIndex& index, const std::vector<std::pair<int, float>>& neighbours,
+                          double radius_km, float temperature);
+/// Up to max_clusters such clusters, densest first: each next one seeded among the neighbours left
+/// outside the clusters before it (confidence = its share of the total weight).
+std::vector<Located> refine_clusters(const KnnIndex& index, const std::vector<std::pair<int, float>>& neighbours,
+                                     double radius_km, float temperature, int max_clusters);
+/// The probability mass of the classes of `partition` whose centres lie within radius_km of `p`.
+double mass_around(const geo::Partition& partition, std::span<const float> probs, geo::LatLng p, double radius_km);
 
 /// The coordinate a regression head's outputs stand for: 3 outputs = a direction on the sphere,
 /// 2 outputs = (latitude / 90, longitude / 180), clamped and wrapped into range.
@@ -91,9 +136,19 @@ class Predictor {
   Prediction decide(const HeadProbabilities& p, int64_t i, const PredictOptions& o) const;
   /// The coordinate of sample i by `s` alone (no snapping), for evaluating strategies side by side.
   geo::LatLng coordinate(const HeadProbabilities& p, int64_t i, Strategy s, const PredictOptions& o) const;
+  /// coordinate() and the answer's confidence (see PredictOptions::confidence_radius_km).
+  Located locate(const HeadProbabilities& p, int64_t i, Strategy s, const PredictOptions& o) const;
   /// Searches the model's k-NN index for every row of p at once (o.knn_k neighbours; on the index's
   /// device) and keeps them in p.knn, which the knn strategy then uses. A no-op without an index.
   void find_neighbours(HeadProbabilities& p, const PredictOptions& o) const;
+  /// For every row of p: the o.refine_k most similar index rows among those lying in the row's
+  /// o.refine_cells most probable finest cells (exact, ties to the smaller row), kept in p.refine for
+  /// the refine strategy. A no-op without an index or a partitioning.
+  void find_refined(HeadProbabilities& p, const PredictOptions& o) const;
+  /// Both searches a strategy needs (none for the others).
+  void prepare(HeadProbabilities& p, const PredictOptions& o) const;
+  /// The finest class the cell, hierarchy and hybrid strategies pick for sample i.
+  int chosen_cell(const HeadProbabilities& p, int64_t i) const;
   /// Whether `s` can be used with this model (hierarchy needs >= 2 S2 partitionings, k-NN an index).
   bool supports(Strategy s) const;
 
@@ -102,6 +157,11 @@ class Predictor {
  private:
   const GeoModel& model_;
   const geo::CountryIndex* countries_;
+  /// Index rows per finest class (from the index's coordinates), built with the predictor.
+  std::vector<std::vector<int>> cell_rows_;
+  size_t indexed_rows_ = 0;
+  std::vector<std::pair<int, float>> refined_row(const float* query, std::span<const float> probs,
+                                                 const float* emb, int64_t dim, const PredictOptions& o) const;
 };
 
 }  // namespace geoloc::pipeline
