@@ -23,7 +23,7 @@ install(FILES ${CMAKE_BINARY_DIR}/geolocConfig.cmake ${CMAKE_BINARY_DIR}/geolocC
 
 # pkg-config: geoloc.pc beside the CMake package (lib/pkgconfig). Shared: -lgeoloc; static: the component
 # archives in link order and the libraries they use (s2geometry and the Abseil pieces its headers call,
-# stb, threads, dl).
+# stb, libjpeg-turbo, libarchive, threads, dl).
 set(GEOLOC_PC_REQUIRES "nlohmann_json")
 if(BUILD_SHARED_LIBS)
   set(GEOLOC_PC_LIBS "-L\${libdir} -lgeoloc")
@@ -44,6 +44,12 @@ else()
     string(REGEX REPLACE "^lib" "" _n ${_n})
     string(APPEND GEOLOC_PC_LIBS " -l${_n}")
   endforeach()
+  string(APPEND GEOLOC_PC_LIBS " -lturbojpeg -larchive")  # geoloc_image: JPEG decoding, tar shards
+  if(GEOLOC_HAS_CUDA)  # the CUDA backend inside geoloc_core: runtime, cuBLAS(Lt), cuDNN
+    get_filename_component(_cudnn_dir ${CUDNN_LIBRARY} DIRECTORY)
+    string(APPEND GEOLOC_PC_LIBS " -L${CUDAToolkit_LIBRARY_DIR} -L${_cudnn_dir} -Wl,-rpath,${CUDAToolkit_LIBRARY_DIR}"
+                                 " -Wl,-rpath,${_cudnn_dir} -lcudnn -lcublasLt -lcublas -lcudart")
+  endif()
   string(APPEND GEOLOC_PC_LIBS " -pthread ${CMAKE_DL_LIBS}")
   if(CMAKE_DL_LIBS)
     string(REPLACE " ${CMAKE_DL_LIBS}" " -l${CMAKE_DL_LIBS}" GEOLOC_PC_LIBS "${GEOLOC_PC_LIBS}")
