@@ -1,7 +1,7 @@
 # BUILD_SHARED_LIBS=ON: libgeoloc.so, one shared library from every component's sources, exporting only
 # geoloc's own symbols (the public API: namespace geoloc, and the type information of its classes, so that
-# geoloc::Error and its subclasses can be caught across the boundary). Eigen, s2geometry, Abseil, stb and
-# the standard-library instantiations stay inside: the version script cmake/geoloc.map makes every other
+# geoloc::Error and its subclasses can be caught across the boundary). Eigen, s2geometry, Abseil, stb,
+# libjpeg-turbo, libarchive, msgpack-cxx and the standard-library instantiations stay inside: the version script cmake/geoloc.map makes every other
 # symbol local (hidden). (Not -fvisibility=hidden: the public headers carry no export annotations, and a
 # hidden symbol cannot be exported by the version script.)
 if(GEOLOC_HAS_CUDA)
@@ -17,8 +17,12 @@ target_include_directories(geoloc PUBLIC
 target_compile_features(geoloc PUBLIC cxx_std_20)
 # public headers include nlohmann/json.hpp; everything else is private to the library
 target_link_libraries(geoloc PUBLIC nlohmann_json::nlohmann_json Threads::Threads
-                      PRIVATE Eigen3::Eigen geoloc::s2 geoloc::stb ${CMAKE_DL_LIBS})
-# what geoloc_core sets on its sources (the others set nothing of their own)
+                      PRIVATE Eigen3::Eigen geoloc::s2 geoloc::stb libjpeg-turbo::turbojpeg LibArchive::LibArchive
+                              ${CMAKE_DL_LIBS})
+# what geoloc_image sets: msgpack-cxx header-only, without Boost
+target_include_directories(geoloc PRIVATE ${MSGPACK_CXX_INCLUDE_DIR})
+target_compile_definitions(geoloc PRIVATE MSGPACK_NO_BOOST)
+# what geoloc_core sets on its sources
 target_compile_options(geoloc PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-fopenmp-simd>)
 target_compile_definitions(geoloc PRIVATE GEOLOC_VERSION_STRING="${PROJECT_VERSION}"
                            GEOLOC_BUILD_ARCH="${GEOLOC_ARCH_FLAGS}")
