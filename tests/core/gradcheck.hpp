@@ -11,26 +11,9 @@
 #include <vector>
 
 #include "geoloc/ops.hpp"
+#include "test_inputs.hpp"
 
 namespace geoloc::test {
-
-inline Tensor random_tensor(const Shape& s, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
-  std::uniform_real_distribution<float> u(lo, hi);
-  std::vector<float> v(static_cast<size_t>(s.numel()));
-  for (float& x : v) x = u(rng);
-  return Tensor::from_vector(s, v);
-}
-
-/// Values in [-1, 1] at least `gap` away from 0 and from each other (for relu / max-pool kinks).
-inline Tensor spread_tensor(const Shape& s, std::mt19937& rng, float gap = 0.02f) {
-  std::vector<float> v(static_cast<size_t>(s.numel()));
-  const float step = 2.0f / static_cast<float>(v.size() + 1);
-  for (size_t i = 0; i < v.size(); ++i) v[i] = -1.0f + step * static_cast<float>(i + 1);
-  std::shuffle(v.begin(), v.end(), rng);
-  for (float& x : v)
-    if (std::fabs(x) < gap) x = x < 0 ? -gap : gap;
-  return Tensor::from_vector(s, v);
-}
 
 inline double probe(const Tensor& y, const std::vector<float>& w) {
   const auto v = y.to_vector();

@@ -15,6 +15,7 @@
 #include "geoloc/backend.hpp"
 #include "geoloc/cuda/context.hpp"
 #include "geoloc/tensor.hpp"
+#include "test_inputs.hpp"
 
 #define GEOLOC_SKIP_WITHOUT_CUDA()                                             \
   do {                                                                         \
@@ -27,21 +28,6 @@
 namespace geoloc::test {
 
 inline Device gpu() { return Device::cuda(0); }
-
-inline Tensor randn(const Shape& s, uint32_t seed, float scale = 1.0f, float shift = 0.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> v(static_cast<size_t>(s.numel()));
-  for (auto& x : v) x = shift + scale * d(rng);
-  return Tensor::from_vector(s, v);
-}
-inline Tensor uniform(const Shape& s, uint32_t seed, float lo, float hi) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(static_cast<size_t>(s.numel()));
-  for (auto& x : v) x = d(rng);
-  return Tensor::from_vector(s, v);
-}
 
 /// A GPU tensor of shape/dtype filled with junk.
 inline Tensor junk(const Shape& s, DType t = DType::F32) {

@@ -20,7 +20,7 @@ void batch_norm_rows(Table& t) {
     const uint32_t sd = t.seeds(8);
     auto params = [=] {
       return V{randn(s, sd, 2.0f, 0.5f), randn({c}, sd + 1), randn({c}, sd + 2), randn({c}, sd + 3),
-               unif({c}, sd + 4, 0.5f, 2.0f)};
+               uniform({c}, sd + 4, 0.5f, 2.0f)};
     };
     const double n = numel(s);
     OpRow& tr = t.add(
@@ -38,8 +38,8 @@ void batch_norm_rows(Table& t) {
     if (bc.grad)
       tr.grad = {[=] {
                    std::mt19937 g(sd);
-                   return V{rg(grad_random(s, g)), rg(grad_random({c}, g, 0.5f, 1.5f)), rg(grad_random({c}, g)),
-                            grad_random({c}, g, -0.2f, 0.2f), grad_random({c}, g, 0.5f, 2.0f)};
+                   return V{rg(random_tensor(s, g)), rg(random_tensor({c}, g, 0.5f, 1.5f)), rg(random_tensor({c}, g)),
+                            random_tensor({c}, g, -0.2f, 0.2f), random_tensor({c}, g, 0.5f, 2.0f)};
                  },
                  [](const V& v) { return ops::batch_norm(v[0], v[1], v[2], v[3], v[4], true); }, 1e-2f, 3e-2, 3e-3};
     OpRow& ev = t.add(
@@ -54,8 +54,8 @@ void batch_norm_rows(Table& t) {
     if (bc.grad)
       ev.grad = {[=] {
                    std::mt19937 g(sd + 1);
-                   return V{rg(grad_random(s, g)), rg(grad_random({c}, g, 0.5f, 1.5f)), rg(grad_random({c}, g)),
-                            grad_random({c}, g, -0.2f, 0.2f), grad_random({c}, g, 0.5f, 2.0f)};
+                   return V{rg(random_tensor(s, g)), rg(random_tensor({c}, g, 0.5f, 1.5f)), rg(random_tensor({c}, g)),
+                            random_tensor({c}, g, -0.2f, 0.2f), random_tensor({c}, g, 0.5f, 2.0f)};
                  },
                  [](const V& v) { return ops::batch_norm(v[0], v[1], v[2], v[3], v[4], false); }, 1e-2f, 3e-2, 3e-3};
     // backward: with the batch's saved statistics (all outputs / dx only), and with given statistics and no
@@ -80,7 +80,7 @@ void batch_norm_rows(Table& t) {
               Tensor y = Tensor::empty(s), rm = p[3].clone(), rv = p[4].clone();
               cpu::batch_norm_forward_train(p[0], p[1], p[2], rm, rv, 0.1f, 1e-5f, y, mean, invstd);
             } else {
-              mean = p[3], invstd = unif({c}, sd + 6, 0.5f, 1.5f);
+              mean = p[3], invstd = uniform({c}, sd + 6, 0.5f, 1.5f);
             }
             return V{dy, p[0], p[1], mean, invstd};
           },
@@ -114,8 +114,8 @@ void batch_norm_rows(Table& t) {
     const std::string lab = shape_str(s) + (residual ? " +residual" : "") + (relu ? " +relu" : "") + " (" + ac.note + ")";
     const uint32_t sd = t.seeds(8);
     auto params = [=] {
-      return V{bf16_exact(randn(s, sd, 2.0f, 0.5f)), unif({c}, sd + 1, 0.5f, 1.5f), randn({c}, sd + 2),
-               randn({c}, sd + 3, 0.2f), unif({c}, sd + 4, 0.5f, 2.0f), residual ? randn(s, sd + 5) : Tensor()};
+      return V{bf16_exact(randn(s, sd, 2.0f, 0.5f)), uniform({c}, sd + 1, 0.5f, 1.5f), randn({c}, sd + 2),
+               randn({c}, sd + 3, 0.2f), uniform({c}, sd + 4, 0.5f, 2.0f), residual ? randn(s, sd + 5) : Tensor()};
     };
     const double n = numel(s);
     OpRow& fw = t.add(
@@ -147,9 +147,9 @@ void batch_norm_rows(Table& t) {
       fw.grad = {[=] {
                    std::mt19937 g(sd);
                    const Shape gs{2, 3, 3, 4};
-                   return V{rg(grad_random(gs, g)), rg(grad_random({4}, g, 0.5f, 1.5f)), rg(grad_random({4}, g)),
-                            grad_random({4}, g, -0.2f, 0.2f), grad_random({4}, g, 0.5f, 2.0f),
-                            residual ? rg(grad_random(gs, g)) : Tensor()};
+                   return V{rg(random_tensor(gs, g)), rg(random_tensor({4}, g, 0.5f, 1.5f)), rg(random_tensor({4}, g)),
+                            random_tensor({4}, g, -0.2f, 0.2f), random_tensor({4}, g, 0.5f, 2.0f),
+                            residual ? rg(random_tensor(gs, g)) : Tensor()};
                  },
                  [=](const V& v) { return ops::batch_norm_act(v[0], v[1], v[2], v[3], v[4], 0.1f, 1e-5f, v[5], relu); },
                  1e-3f, 3e-2, 3e-3};

@@ -45,7 +45,7 @@ void conv_rows(Table& t) {
       if (c.grad && bias)
         r.grad = {[=] {
                     std::mt19937 g(s);
-                    return V{rg(grad_random(xs, g)), rg(grad_random(ws, g)), rg(grad_random({c.co}, g))};
+                    return V{rg(random_tensor(xs, g)), rg(random_tensor(ws, g)), rg(random_tensor({c.co}, g))};
                   },
                   [=](const V& v) { return ops::conv2d(v[0], v[1], v[2], c.stride, c.pad); }};
     }
@@ -95,8 +95,8 @@ void conv_rows(Table& t) {
             (relu ? " +relu" : "") + " (" + c.note + ")",
         {{"y", 1e-4f, 1e-4f}},
         [=] {
-          return V{randn(xs, s),          randn(ws, s + 1, 0.3f),     unif({c.co}, s + 2, 0.5f, 1.5f),
-                   randn({c.co}, s + 3),  randn({c.co}, s + 4, 0.2f), unif({c.co}, s + 5, 0.5f, 2.0f),
+          return V{randn(xs, s),          randn(ws, s + 1, 0.3f),     uniform({c.co}, s + 2, 0.5f, 1.5f),
+                   randn({c.co}, s + 3),  randn({c.co}, s + 4, 0.2f), uniform({c.co}, s + 5, 0.5f, 2.0f),
                    residual ? randn(ys, s + 6) : Tensor()};
         },
         [=](const V& in, Device d, int j) {

@@ -21,7 +21,7 @@ void elementwise_rows(Table& t) {
     if (grad)
       relu.grad = {[] {
                      std::mt19937 g(7);
-                     return V{rg(grad_spread({2, 3, 4, 5}, g))};
+                     return V{rg(spread_tensor({2, 3, 4, 5}, g))};
                    },
                    [](const V& v) { return ops::relu(v[0]); }, 1e-3f, 1e-2, 1e-3};
     t.add(
@@ -46,7 +46,7 @@ void elementwise_rows(Table& t) {
     if (grad)
       add.grad = {[] {
                     std::mt19937 g(7);
-                    return V{rg(grad_random({2, 3, 4}, g)), rg(grad_random({2, 3, 4}, g))};
+                    return V{rg(random_tensor({2, 3, 4}, g)), rg(random_tensor({2, 3, 4}, g))};
                   },
                   [](const V& v) { return ops::add(v[0], v[1]); }};
     OpRow& ar = t.add(
@@ -59,7 +59,7 @@ void elementwise_rows(Table& t) {
     if (grad)
       ar.grad = {[] {
                    std::mt19937 g(7);
-                   return V{rg(grad_spread({2, 3, 5}, g)), rg(grad_spread({2, 3, 5}, g, 0.0f))};
+                   return V{rg(spread_tensor({2, 3, 5}, g)), rg(spread_tensor({2, 3, 5}, g, 0.0f))};
                  },
                  [](const V& v) { return ops::add_relu(v[0], ops::scale(v[1], 0.37f)); }, 1e-3f, 1e-2, 1e-3};
     t.add(
@@ -84,7 +84,7 @@ void elementwise_rows(Table& t) {
     if (grad)
       sc.grad = {[] {
                    std::mt19937 g(7);
-                   return V{rg(grad_random({3, 7}, g))};
+                   return V{rg(random_tensor({3, 7}, g))};
                  },
                  [](const V& v) { return ops::scale(v[0], -1.7f); }};
     t.add(
@@ -143,7 +143,7 @@ void elementwise_rows(Table& t) {
       if (grad && p == 0.1f)
         df.grad = {[] {
                      std::mt19937 g(7);
-                     return V{rg(grad_random({4, 9}, g))};
+                     return V{rg(random_tensor({4, 9}, g))};
                    },
                    [](const V& v) { return ops::dropout(v[0], 0.3f, true, 42); }};
       t.add(

@@ -24,7 +24,7 @@ void linear_rows(Table& t) {
       if (n == 7)
         r.grad = {[=] {
                     std::mt19937 g(7);
-                    return V{rg(grad_random({n, k}, g)), rg(grad_random({c, k}, g)), bias ? rg(grad_random({c}, g)) : Tensor()};
+                    return V{rg(random_tensor({n, k}, g)), rg(random_tensor({c, k}, g)), bias ? rg(random_tensor({c}, g)) : Tensor()};
                   },
                   [](const V& v) { return ops::linear(v[0], v[1], v[2]); }};
     }

@@ -46,7 +46,7 @@ void loss_rows(Table& t) {
     if (n == 5)
       h.grad = {[] {
                   std::mt19937 g(7);
-                  return V{rg(grad_random({4, 5}, g))};
+                  return V{rg(random_tensor({4, 5}, g))};
                 },
                 [](const V& v) { return ops::cross_entropy(ops::scale(v[0], 2.0f), Tensor::from_labels({3, -1, 0, 4})); }};
     const int64_t zero_row = 1;
@@ -63,7 +63,7 @@ void loss_rows(Table& t) {
     if (n == 5)
       s.grad = {[] {
                   std::mt19937 g(7);
-                  return V{rg(grad_random({3, 4}, g)),
+                  return V{rg(random_tensor({3, 4}, g)),
                            Tensor::from_vector({3, 4}, {0.1f, 0.2f, 0.3f, 0.4f, 0, 0, 0, 0, 1, 0, 0, 0})};
                 },
                 [](const V& v) { return ops::cross_entropy_soft(v[0], v[1]); }};
@@ -141,7 +141,7 @@ void loss_rows(Table& t) {
     if (heads.size() == 4)
       r.grad = {[] {
                   std::mt19937 g(7);
-                  return V{rg(grad_random({4, 5}, g)), rg(grad_random({3, 4}, g))};
+                  return V{rg(random_tensor({4, 5}, g)), rg(random_tensor({3, 4}, g))};
                 },
                 [](const V& v) {
                   const Tensor soft = Tensor::from_vector({3, 4}, {0.1f, 0.2f, 0.3f, 0.4f, 0, 0, 0, 0, 1, 0, 0, 0});
@@ -170,10 +170,10 @@ void loss_rows(Table& t) {
     OpRow& r = t.add(
         "haversine_loss", "pred " + std::to_string(n) + "x" + std::to_string(cols) + " (" + hc.note + ")", outs,
         [=] {
-          Tensor tg = unif({n, 2}, sd, -1.5f, 1.5f);
+          Tensor tg = uniform({n, 2}, sd, -1.5f, 1.5f);
           float* T = tg.data<float>();
           for (int64_t i = 0; i < n; ++i) T[2 * i + 1] *= 2.0f;  // lng in [-3, 3]
-          Tensor p = cols == 3 ? randn({n, 3}, sd + 1) : unif({n, 2}, sd + 1, -1.5f, 1.5f);
+          Tensor p = cols == 3 ? randn({n, 3}, sd + 1) : uniform({n, 2}, sd + 1, -1.5f, 1.5f);
           float* P = p.data<float>();
           if (edges) {
             const float lat = T[0], lng = T[1];

@@ -90,7 +90,7 @@ void optim_rows(Table& t) {
              v.push_back(randn(s, sd + 4 * i));
              v.push_back(randn(s, sd + 4 * i + 1));
              v.push_back(randn(s, sd + 4 * i + 2, 0.1f));
-             v.push_back(unif(s, sd + 4 * i + 3, 0.0f, 0.1f));
+             v.push_back(uniform(s, sd + 4 * i + 3, 0.0f, 0.1f));
            }
            return v;
          },

@@ -34,13 +34,13 @@ void pooling_rows(Table& t) {
     if (pc.grad == 1)
       mp.grad = {[] {
                    std::mt19937 g(7);
-                   return V{rg(grad_spread({2, 7, 7, 3}, g))};
+                   return V{rg(spread_tensor({2, 7, 7, 3}, g))};
                  },
                  [](const V& v) { return ops::max_pool2d(v[0], 3, 2, 1); }, 1e-4f, 1e-2, 1e-3, 64};
     if (pc.grad == 2)
       mp.grad = {[] {
                    std::mt19937 g(7);
-                   return V{rg(grad_spread({1, 5, 4, 2}, g))};
+                   return V{rg(spread_tensor({1, 5, 4, 2}, g))};
                  },
                  [](const V& v) { return ops::max_pool2d(v[0], 2, 2, 0); }, 1e-4f, 1e-2, 1e-3, 64};
     t.add(
@@ -65,7 +65,7 @@ void pooling_rows(Table& t) {
     if (pc.grad == 1)
       gp.grad = {[] {
                    std::mt19937 g(7);
-                   return V{rg(grad_random({2, 3, 5, 4}, g))};
+                   return V{rg(random_tensor({2, 3, 5, 4}, g))};
                  },
                  [](const V& v) { return ops::global_avg_pool(v[0]); }};
     t.add(

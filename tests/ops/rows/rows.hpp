@@ -15,25 +15,14 @@
 #include "geoloc/ops.hpp"
 
 #include "op_table.hpp"
+#include "test_inputs.hpp"
 
 namespace geoloc::optest::rows {
 using V = std::vector<Tensor>;
 
 // ---------------------------------------------------------------- input helpers
-inline Tensor randn(const Shape& s, uint32_t seed, float scale = 1.0f, float shift = 0.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> v(static_cast<size_t>(s.numel()));
-  for (auto& x : v) x = shift + scale * d(rng);
-  return Tensor::from_vector(s, v);
-}
-inline Tensor unif(const Shape& s, uint32_t seed, float lo, float hi) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(static_cast<size_t>(s.numel()));
-  for (auto& x : v) x = d(rng);
-  return Tensor::from_vector(s, v);
-}
+using test::randn;
+using test::uniform;
 // Small multiples of 1/4: dot products and squared distances of these are exact in float in any order.
 inline Tensor quantised(const Shape& s, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -42,23 +31,8 @@ inline Tensor quantised(const Shape& s, uint32_t seed) {
   for (auto& x : v) x = 0.25f * static_cast<float>(d(rng));
   return Tensor::from_vector(s, v);
 }
-// The gradient checks' generators (as tests/core/gradcheck.hpp's, drawing from one stream).
-inline Tensor grad_random(const Shape& s, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
-  std::uniform_real_distribution<float> u(lo, hi);
-  std::vector<float> v(static_cast<size_t>(s.numel()));
-  for (float& x : v) x = u(rng);
-  return Tensor::from_vector(s, v);
-}
-// Values in [-1, 1] at least `gap` away from 0 and from each other (relu and max-pool kinks).
-inline Tensor grad_spread(const Shape& s, std::mt19937& rng, float gap = 0.02f) {
-  std::vector<float> v(static_cast<size_t>(s.numel()));
-  const float step = 2.0f / static_cast<float>(v.size() + 1);
-  for (size_t i = 0; i < v.size(); ++i) v[i] = -1.0f + step * static_cast<float>(i + 1);
-  std::shuffle(v.begin(), v.end(), rng);
-  for (float& x : v)
-    if (std::fabs(x) < gap) x = x < 0 ? -gap : gap;
-  return Tensor::from_vector(s, v);
-}
+using test::random_tensor;
+using test::spread_tensor;
 inline Tensor rg(Tensor t) {
   t.set_requires_grad(true);
   return t;
@@ -71,7 +45,7 @@ inline Tensor labels_with_ignored(int64_t n, int64_t c, bool all_ignored = false
 }
 // Rows normalised to sum 1, row `zero_row` all zeros (an ignored sample).
 inline Tensor soft_targets(int64_t n, int64_t c, uint32_t seed, int64_t zero_row) {
-  Tensor t = unif({n, c}, seed, 0.0f, 1.0f);
+  Tensor t = uniform({n, c}, seed, 0.0f, 1.0f);
   float* p = t.data<float>();
   for (int64_t i = 0; i < n; ++i) {
     double s = 0;
