@@ -6,22 +6,20 @@
 
 #include "geoloc/geo/continents.hpp"
 #include "geoloc/geo/countries.hpp"
+#include "country_index.hpp"
 
 using namespace geoloc::geo;
 
 namespace {
-const CountryIndex& index50() {
-  static const CountryIndex index = CountryIndex::load_default("50m");
-  return index;
-}
+const CountryIndex& index50() { return geoloc::test::country_index_50m(); }
 }  // namespace
 
 TEST_CASE("every country of the shipped Natural Earth data has a continent") {
-  for (const char* resolution : {"50m", "110m"}) {
+  const CountryIndex index110 = CountryIndex::load_default("110m");
+  for (const auto& [resolution, index] :
+       {std::pair<const char*, const CountryIndex*>{"50m", &index50()}, {"110m", &index110}}) {
     CAPTURE(std::string(resolution));
-    const CountryIndex index = std::string(resolution) == "50m" ? CountryIndex::load_default("50m")
-                                                                 : CountryIndex::load_default("110m");
-    for (const Country& c : index.countries()) {
+    for (const Country& c : index->countries()) {
       CAPTURE(c.name);
       CAPTURE(c.iso_n3);
       // A code missing from the table, or a new feature without a code, fails here by name.

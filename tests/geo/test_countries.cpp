@@ -5,15 +5,12 @@
 
 #include "geoloc/error.hpp"
 #include "geoloc/geo/countries.hpp"
+#include "country_index.hpp"
 
 using namespace geoloc::geo;
 
 namespace {
-// Loaded once: every test case below shares it (loading is the slow part).
-const CountryIndex& index50() {
-  static const CountryIndex index = CountryIndex::load_default("50m");
-  return index;
-}
+const CountryIndex& index50() { return geoloc::test::country_index_50m(); }
 }  // namespace
 
 TEST_CASE("capital cities resolve to their ISO 3166-1 numeric code") {
