@@ -9,36 +9,14 @@
 #include <sstream>
 
 #include "../pipeline/photos.hpp"
+#include "cli_run.hpp"
 
 namespace fs = std::filesystem;
 
-namespace {
-struct Run {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-// Runs `geoloc <args>` with stdout and stderr captured.
-Run run_geoloc(const std::string& args, const fs::path& dir) {
-  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const std::string cmd = std::string(GEOLOC_BIN_DIR) + "/geoloc " + args + " >" + out.string() + " 2>" + err.string();
-  Run r;
-  const int raw = std::system(cmd.c_str());
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
-
-int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
-}  // namespace
+using geoloc::test::lines;
+using geoloc::test::Run;
+using geoloc::test::run_geoloc;
+using geoloc::test::slurp;
 
 TEST_CASE("geoloc train, eval, index and predict on generated photos") {
   const auto train = geoloc::test::make_photos("cli_train", 20, 7), test = geoloc::test::make_photos("cli_test", 4, 8);

@@ -14,29 +14,16 @@
 #include "../pipeline/photos.hpp"
 #include "geoloc/geoloc.hpp"
 #include "geoloc/pipeline/import.hpp"
+#include "cli_run.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
 const fs::path kFix = fs::path(GEOLOC_TEST_DIR) / "fixtures" / "eccv2018";
 
-struct Out {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string read_all(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-Out geoloc_cli(const std::string& args, const fs::path& dir) {
-  const fs::path o = dir / "stdout.txt", e = dir / "stderr.txt";
-  const int raw = std::system((std::string(GEOLOC_BIN_DIR) + "/geoloc " + args + " >" + o.string() + " 2>" + e.string()).c_str());
-  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, read_all(o), read_all(e)};
-}
+using geoloc::test::Run;
+using geoloc::test::run_geoloc;
+using geoloc::test::slurp;
 
 std::vector<nlohmann::json> json_lines(const std::string& s) {
   std::vector<nlohmann::json> v;
@@ -61,9 +48,9 @@ std::string csvs() {
 
 TEST_CASE("geoloc import + predict: the ECCV 2018 prediction (max over five crops, product of parents)") {
   const fs::path dir = fresh_dir("predict");
-  const auto expected = nlohmann::json::parse(read_all(kFix / "expected.json"));
+  const auto expected = nlohmann::json::parse(slurp(kFix / "expected.json"));
   const std::string model = (dir / "m.safetensors").string();
-  Out r = geoloc_cli("import --weights " + (kFix / "weights.safetensors").string() + " --partitions " + csvs() +
+  Run r = run_geoloc("import --weights " + (kFix / "weights.safetensors").string() + " --partitions " + csvs() +
                          " --resize 64 --crop 56 --out " + model,
                      dir);
   INFO(r.err);
@@ -83,7 +70,7 @@ TEST_CASE("geoloc import + predict: the ECCV 2018 prediction (max over five crop
   for (const std::string agg : {"max", "mean"}) {
     for (const std::string strategy : {"hierarchy", "cell"}) {
       INFO(agg, " ", strategy);
-      r = geoloc_cli("predict --model " + model + " --five-crop" + (agg == "max" ? " --max-crops" : "") +
+      r = run_geoloc("predict --model " + model + " --five-crop" + (agg == "max" ? " --max-crops" : "") +
                          " --strategy " + strategy + photos,
                      dir);
       INFO(r.err);
@@ -150,7 +137,7 @@ TEST_CASE("geoloc import: wrong class counts, pickles and bad coordinates are on
   };
   for (const auto& k : cases) {
     INFO("geoloc import ", k.args);
-    const Out r = geoloc_cli("import " + k.args + " --out " + out, dir);
+    const Run r = run_geoloc("import " + k.args + " --out " + out, dir);
     CHECK(r.status == 1);
     CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
     CHECK(r.err.find(k.expect) != std::string::npos);
@@ -165,7 +152,7 @@ TEST_CASE("geoloc train --partitions: given cells, images outside them counted; 
   // Without scenes (the imported model has no scene head), plus a point far from every fixture cell
   // (the South Pacific), outside all partitionings.
   {
-    std::istringstream in(read_all(set.manifest));
+    std::istringstream in(slurp(set.manifest));
     std::ostringstream out;
     for (std::string line; std::getline(in, line);) {
       const size_t third = line.find(',', line.find(',', line.find(',') + 1) + 1);
@@ -175,24 +162,24 @@ TEST_CASE("geoloc train --partitions: given cells, images outside them counted; 
     std::ofstream(set.manifest) << out.str();
   }
   const std::string model = (dir / "t.safetensors").string();
-  Out r = geoloc_cli("train --train " + set.manifest + " --out " + model + " --partitions " + csvs() +
+  Run r = run_geoloc("train --train " + set.manifest + " --out " + model + " --partitions " + csvs() +
                          " --arch resnet:basic:1-1:w8:k3s2:nopool --image-size 32 --resize 40 --steps 4 --batch 8 --seed 2",
                      dir);
   INFO(r.err);
   REQUIRE(r.status == 0);
   CHECK(r.err.find("1 of 25 training images lie outside every partitioning: skipped") != std::string::npos);
-  const auto expected = nlohmann::json::parse(read_all(kFix / "expected.json"));
+  const auto expected = nlohmann::json::parse(slurp(kFix / "expected.json"));
   const auto m = geoloc::pipeline::GeoModel::load(model);
   REQUIRE(m.partitions.size() == 3);
   for (size_t p = 0; p < 3; ++p) CHECK(m.partitions[p].partition->size() == expected["classes"][p].get<size_t>());
 
   // Fine-tune the imported model on the same cells: every layer starts from its weights.
   const std::string imported = (dir / "imported.safetensors").string(), tuned = (dir / "tuned.safetensors").string();
-  r = geoloc_cli("import --weights " + (kFix / "weights.safetensors").string() + " --partitions " + csvs() +
+  r = run_geoloc("import --weights " + (kFix / "weights.safetensors").string() + " --partitions " + csvs() +
                      " --resize 64 --crop 56 --out " + imported,
                  dir);
   REQUIRE(r.status == 0);
-  r = geoloc_cli("train --train " + set.manifest + " --out " + tuned + " --partitions " + csvs() + " --pretrained " +
+  r = run_geoloc("train --train " + set.manifest + " --out " + tuned + " --partitions " + csvs() + " --pretrained " +
                      imported + " --image-size 56 --resize 64 --steps 2 --batch 8 --lr 0.001 --outside nearest",
                  dir);
   INFO(r.err);

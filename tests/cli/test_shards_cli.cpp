@@ -12,36 +12,16 @@
 #include <sstream>
 
 #include "../pipeline/photos.hpp"
+#include "cli_run.hpp"
 
 namespace fs = std::filesystem;
 
-namespace {
-struct Run {
-  int status = -1;
-  std::string out, err;
-};
+using geoloc::test::lines;
+using geoloc::test::Run;
+using geoloc::test::run_command;
+using geoloc::test::run_geoloc;
+using geoloc::test::slurp;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-Run run(const std::string& cmd, const fs::path& dir) {
-  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const int raw = std::system((cmd + " >" + out.string() + " 2>" + err.string()).c_str());
-  Run r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
-
-Run geoloc_cmd(const std::string& args, const fs::path& dir) { return run(std::string(GEOLOC_BIN_DIR) + "/geoloc " + args, dir); }
-
-int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
-}  // namespace
 
 TEST_CASE("shards made by tools/make_shards.py train the model the manifest trains; corrupt shards fail cleanly") {
   if (std::system("python3 -c 'import tarfile, csv, json' >/dev/null 2>&1") != 0) {
@@ -74,13 +54,13 @@ TEST_CASE("shards made by tools/make_shards.py train the model the manifest trai
   const std::string shards = (dir / "shards").string();
   for (const std::string variant : {"tar --labels json", "tar --labels csv", "msgpack"}) {
     const std::string out = shards + "_" + variant.substr(0, 3) + (variant.find("csv") != std::string::npos ? "csv" : "");
-    const Run r = run("python3 " + script + " --manifest " + set.manifest + " --out " + out + " --per-shard 7 --format " + variant, dir);
+    const Run r = run_command("python3 " + script + " --manifest " + set.manifest + " --out " + out + " --per-shard 7 --format " + variant, dir);
     INFO(r.err);
     REQUIRE(r.status == 0);
   }
   const std::string common = " --arch resnet:basic:1-1:w8:k3s2:nopool --image-size 32 --resize 36 --cells 16,8 --tau-min 2"
                              " --scenes even,odd --steps 7 --batch 8 --seed 4 --loader-threads 2 --no-shuffle";
-  Run r = geoloc_cmd("train --train " + set.manifest + " --stream --out " + (dir / "manifest.safetensors").string() + common, dir);
+  Run r = run_geoloc("train --train " + set.manifest + " --stream --out " + (dir / "manifest.safetensors").string() + common, dir);
   INFO(r.err);
   REQUIRE(r.status == 0);
   const std::string reference = slurp(dir / "manifest.safetensors");
@@ -94,7 +74,7 @@ TEST_CASE("shards made by tools/make_shards.py train the model the manifest trai
                                    shards + "_msg/labels.csv"}}) {
     CAPTURE(v.name);
     const fs::path model = dir / (v.name + ".safetensors");
-    r = geoloc_cmd("train --shards " + v.spec + (v.labels.empty() ? "" : " --shard-labels " + v.labels) + " --out " +
+    r = run_geoloc("train --shards " + v.spec + (v.labels.empty() ? "" : " --shard-labels " + v.labels) + " --out " +
                        model.string() + common,
                    dir);
     INFO(r.err);
@@ -104,19 +84,19 @@ TEST_CASE("shards made by tools/make_shards.py train the model the manifest trai
   }
   // Shuffled (shard order and buffer): trains too, and evaluation / indexing read shards as well.
   const std::string model = (dir / "shuffled.safetensors").string();
-  r = geoloc_cmd("train --shards '" + shards + "_tar/shard-{000..003}.tar' --shuffle-buffer 5 --out " + model +
+  r = run_geoloc("train --shards '" + shards + "_tar/shard-{000..003}.tar' --shuffle-buffer 5 --out " + model +
                      " --arch resnet:basic:1-1:w8:k3s2:nopool --image-size 32 --resize 36 --cells 16,8 --tau-min 2 --steps 4 --scenes even,odd"
                      " --batch 8",
                  dir);
   INFO(r.err);
   REQUIRE(r.status == 0);
-  r = geoloc_cmd("eval --model " + model + " --shards '" + shards + "_msg/shard-00{0..3}.msg' --shard-labels " + shards +
+  r = run_geoloc("eval --model " + model + " --shards '" + shards + "_msg/shard-00{0..3}.msg' --shard-labels " + shards +
                      "_msg/labels.csv --strategies cell --json " + (dir / "m.json").string(),
                  dir);
   INFO(r.err);
   REQUIRE(r.status == 0);
   CHECK(nlohmann::json::parse(slurp(dir / "m.json"))["cell"]["n"] == 24);
-  r = geoloc_cmd("index --model " + model + " --shards '" + shards + "_tar/*.tar' --out " + (dir / "knn.safetensors").string(), dir);
+  r = run_geoloc("index --model " + model + " --shards '" + shards + "_tar/*.tar' --out " + (dir / "knn.safetensors").string(), dir);
   INFO(r.err);
   REQUIRE(r.status == 0);
   CHECK(r.out.find("k-NN index of 24 images") != std::string::npos);
@@ -131,7 +111,7 @@ TEST_CASE("shards made by tools/make_shards.py train the model the manifest trai
       files += ' ';
       files += (dir / line.substr(0, line.find(','))).string();
     }
-    r = geoloc_cmd("predict --model " + model + files, dir);
+    r = run_geoloc("predict --model " + model + files, dir);
     INFO(r.err);
     REQUIRE(r.status == 0);
     std::stringstream ss(r.out);
@@ -143,7 +123,7 @@ TEST_CASE("shards made by tools/make_shards.py train the model the manifest trai
   specs.push_back("'" + shards + "_msg/shard-00{0..3}.msg'");
   for (const std::string& spec : specs) {
     CAPTURE(spec);
-    r = geoloc_cmd("predict --model " + model + " --shards " + spec + " --batch 5", dir);
+    r = run_geoloc("predict --model " + model + " --shards " + spec + " --batch 5", dir);
     INFO(r.err);
     REQUIRE(r.status == 0);
     CHECK(r.err.find("24 images from 4 shards") != std::string::npos);
@@ -175,7 +155,7 @@ TEST_CASE("shards made by tools/make_shards.py train the model the manifest trai
                                  std::string("--shards '") + (dir / "bad/none-{0..2}.tar").string() + "'"}) {
     CAPTURE(bad);
     const fs::path out = dir / "bad/model.safetensors";
-    r = geoloc_cmd("train " + bad + " --out " + out.string() + common, dir);
+    r = run_geoloc("train " + bad + " --out " + out.string() + common, dir);
     CHECK(r.status == 1);
     CHECK(lines(r.err) == 1);
     CHECK(r.err.find(bad.find("cut.tar") != std::string::npos ? "cut.tar"
