@@ -1,0 +1,91 @@
+// geoloc eval: a model's accuracy on a manifest (or shards), strategy by strategy.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cli.hpp"
+#include "data_args.hpp"
+#include "geoloc/atomic_file.hpp"
+#include "geoloc/geo/countries.hpp"
+#include "geoloc/pipeline/eval.hpp"
+
+namespace geoloc::cli {
+namespace {
+
+// "1,10,25": positive finite distances in km, sorted and without duplicates (the table's row order).
+std::vector<double> parse_thresholds(const std::string& s) {
+  std::vector<double> out;
+  for (const auto& part : Args::split(s)) {
+    char* end = nullptr;
+    const double v = std::strtod(part.c_str(), &end);
+    GEOLOC_CHECK(!part.empty() && end && *end == 0 && std::isfinite(v) && v > 0, ValueError,
+                 "--thresholds expects positive distances in km separated by commas, got '", part, "'");
+    out.push_back(v);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+int run_eval(int argc, char** argv) {
+  Args args("eval", "--model MODEL.safetensors --data TEST.csv [options]",
+            {{"model", "model file (geoloc train)"},
+             {"data", "test manifest"},
+             {"shards", "test shards instead of --data (as geoloc train --shards)"},
+             {"shard-labels", "CSV joined with the shard records (as geoloc train --shard-labels)"},
+             {"knn", "k-NN index (geoloc index) for the knn, refine and rank strategies"},
+             {"strategies", "strategies to compare", false, "cell,hierarchy,centroid,knn,regression,refine,hybrid,rank"},
+             {"json", "write the metrics here as JSON"},
+             {"calibration", "write the calibration (ECE) and accuracy-vs-coverage curves to STEM.json and STEM.png"},
+             {"thresholds", "accuracy thresholds in km (Sy & Day: 10,100,1000,10000)", false, "1,25,200,750,2500"},
+             {"unit", "distances in the table: km or miles (the JSON stays in km)", false, "km"},
+             {"five-crop", "average five crops per image", true},
+             {"max-crops", "with --five-crop: max instead of mean over the crops", true},
+             {"knn-k", "neighbours for the knn strategy", false, "16"},
+             {"knn-mode", "mean or mean-shift", false, "mean"},
+             {"refine-k", "neighbours searched within the top cells (refine, rank)", false, "16"},
+             {"refine-cells", "top finest cells searched (refine, rank)", false, "5"},
+             {"refine-radius", "cluster radius in km (refine, rank)", false, "300"},
+             {"device", "cpu or cuda", false, "cpu"}});
+  if (!args.parse(argc, argv)) return 0;
+  // Options are checked before the model and the data are read.
+  const std::vector<double> thresholds = parse_thresholds(args.get("thresholds"));
+  const geo::TableOptions table{.unit = geo::parse_distance_unit(args.get("unit"))};
+  pipeline::GeoModel model = pipeline::GeoModel::load(args.get("model"));
+  if (args.has("knn")) model.knn = pipeline::KnnIndex::load(args.get("knn"));
+  const Device device = Device::parse(args.get("device"));
+  model.net->to(device);
+  if (!model.knn.empty()) model.knn = model.knn.to(device);  // searches run where the network runs
+  const pipeline::Dataset data = read_data(args, model.preprocess.resize);
+  const auto countries = geo::CountryIndex::load_default();
+  pipeline::EvalOptions eo;
+  eo.strategies.clear();  // exactly the ones asked for
+  for (const auto& s : Args::split(args.get("strategies"))) eo.strategies.push_back(pipeline::parse_strategy(s));
+  eo.thresholds_km = thresholds;
+  eo.five_crop = args.flag("five-crop");
+  eo.max_crops = args.flag("max-crops");
+  eo.predict.knn_k = static_cast<int>(args.get_int("knn-k"));
+  eo.predict.knn_mode = pipeline::parse_knn_mode(args.get("knn-mode"));
+  eo.predict.refine_k = static_cast<int>(args.get_int("refine-k"));
+  eo.predict.refine_cells = static_cast<int>(args.get_int("refine-cells"));
+  eo.predict.refine_radius_km = args.get_double("refine-radius");
+  const pipeline::EvalReport report = pipeline::evaluate_strategies(model, data, &countries, eo);
+  std::printf("%s", report.table(table).c_str());
+  std::printf("%s", report.calibration_table().c_str());
+  if (args.has("calibration")) report.write_calibration(args.get("calibration"));
+  if (args.has("json")) {
+    const std::string j = report.to_json().dump(2);
+    write_file_atomic(args.get("json"), [&](std::ostream& os) { os << j << "\n"; }, false);
+  }
+  return 0;
+}
+
+}  // namespace
+
+GEOLOC_COMMAND("eval",
+               "evaluate a model on a manifest: accuracy at 1/25/200/750/2500 km (or --thresholds), median, mean, "
+               "GeoGuessr, country and continent accuracy, cell-centroid error",
+               run_eval);
+
+}  // namespace geoloc::cli
