@@ -31,7 +31,7 @@ void BM_RenderView64(benchmark::State& state) {
   const Raster& r = imagery().rendering(Rendering::BlueMarbleJul);
   std::vector<uint8_t> out(64 * 64 * 3);
   std::vector<float> scratch(2 * 64 * 64);
-  StreamRng rng(1, 0, 0);
+  random::StreamRng rng(1, 0, 0);
   for (auto _ : state) {
     const ViewFrame f = view_frame({{rng.uniform(-80, 80), rng.uniform(-180, 180)}, rng.uniform(0, 360), 700.0});
     render_view(r, f, 64, 64, out.data(), scratch.data());

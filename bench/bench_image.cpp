@@ -89,7 +89,7 @@ void BM_train_augment(benchmark::State& state) {
   const auto& jpg = test_jpeg();
   const Image img = decode_memory(jpg.data(), jpg.size());
   const Pipeline p = train_pipeline(224);
-  nn::Rng rng(0);
+  random::Rng rng(0);
   for (auto _ : state) benchmark::DoNotOptimize(p(img, rng).pixels.data());
   state.SetItemsProcessed(state.iterations());
 }

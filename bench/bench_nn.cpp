@@ -30,7 +30,7 @@ GeoNetConfig config(const ResNetConfig& backbone) {
 }
 
 Tensor batch(int64_t n, int64_t size) {
-  Rng rng(1);
+  random::Rng rng(1);
   Tensor x = Tensor::empty({n, size, size, 3});
   normal_(x, 0.0f, 1.0f, rng);
   return x;
@@ -118,7 +118,7 @@ void cmp_inference(benchmark::State& st, const ResNetConfig& cfg) {
 void cmp_train_step(benchmark::State& st, const ResNetConfig& cfg) {
   set_num_threads(bench_threads());
   ResNet net(cfg, 0);
-  Rng rng(2);
+  random::Rng rng(2);
   Linear fc(net.embedding_dim(), 1000, true, rng);
   net.train();
   const int64_t n = st.range(0);

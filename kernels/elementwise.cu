@@ -10,6 +10,7 @@
 #include "device.cuh"
 #include "map.cuh"
 #include "geoloc/detail/math.hpp"
+#include "geoloc/random.hpp"
 
 namespace geoloc::cuda {
 namespace {
@@ -89,7 +90,7 @@ struct DropoutOp {
   float p, keep_scale;
   uint64_t seed;
   __device__ void operator()(int64_t i) const {
-    const bool keep = math::dropout_keep(seed, static_cast<uint64_t>(i), p);
+    const bool keep = random::dropout_keep(seed, static_cast<uint64_t>(i), p);
     mask[i] = keep ? 1 : 0;
     st(y, i, keep ? ld(x, i) * keep_scale : 0.0f);
   }

@@ -1,39 +1,26 @@
 #pragma once
 // Modules: named parameters and buffers (names follow PyTorch's state_dict), train/eval mode,
-// device moves, and the basic layers. Layers initialise like PyTorch's defaults, from a seeded Rng.
+// device moves, and the basic layers. Layers initialise like PyTorch's defaults, from a seeded random::Rng.
 #include <cstdint>
 #include <memory>
-#include <random>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "geoloc/ops.hpp"
+#include "geoloc/random.hpp"
 
 namespace geoloc::nn {
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
-/// A seeded random source for initialisation and data order.
-class Rng {
- public:
-  explicit Rng(uint64_t seed = 0) : gen_(seed) {}
-  float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(gen_); }
-  float normal(float mean, float stddev) { return std::normal_distribution<float>(mean, stddev)(gen_); }
-  uint64_t next() { return gen_(); }
-  std::mt19937_64& engine() { return gen_; }
-
- private:
-  std::mt19937_64 gen_;
-};
-
 // Initialisers (fill an F32 tensor in place, any device).
-void uniform_(Tensor& t, float lo, float hi, Rng& rng);
-void normal_(Tensor& t, float mean, float stddev, Rng& rng);
+void uniform_(Tensor& t, float lo, float hi, random::Rng& rng);
+void normal_(Tensor& t, float mean, float stddev, random::Rng& rng);
 /// PyTorch's default for Conv2d/Linear weights: kaiming_uniform(a = sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-void kaiming_uniform_default_(Tensor& t, int64_t fan_in, Rng& rng);
+void kaiming_uniform_default_(Tensor& t, int64_t fan_in, random::Rng& rng);
 /// torchvision's ResNet conv init: kaiming_normal(mode = fan_out, nonlinearity = relu) = N(0, sqrt(2/fan_out)).
-void kaiming_normal_fan_out_(Tensor& t, int64_t fan_out, Rng& rng);
+void kaiming_normal_fan_out_(Tensor& t, int64_t fan_out, random::Rng& rng);
 
 class Module {
  public:
@@ -91,7 +78,7 @@ inline Tensor working_copy(const Tensor& p, DType t) {
 /// bf16 (working copies of the weights).
 class Conv2d : public Module {
  public:
-  Conv2d(int64_t in, int64_t out, int kernel, int stride, int pad, bool bias, Rng& rng);
+  Conv2d(int64_t in, int64_t out, int kernel, int stride, int pad, bool bias, random::Rng& rng);
   Tensor forward(const Tensor& x) const {
     return ops::conv2d(x, working_copy(weight, x.dtype()), working_copy(bias, x.dtype()), stride, pad);
   }
@@ -113,7 +100,7 @@ class BatchNorm2d : public Module {
 /// y = x W^T + b with W [out, in]; with a bf16 input, in bf16 (working copies of the weights).
 class Linear : public Module {
  public:
-  Linear(int64_t in, int64_t out, bool bias, Rng& rng);
+  Linear(int64_t in, int64_t out, bool bias, random::Rng& rng);
   Tensor forward(const Tensor& x) const {
     return ops::linear(x, working_copy(weight, x.dtype()), working_copy(bias, x.dtype()));
   }

@@ -15,17 +15,17 @@ void fill_host(Tensor& t, Gen&& gen) {
 }
 }  // namespace
 
-void uniform_(Tensor& t, float lo, float hi, Rng& rng) {
+void uniform_(Tensor& t, float lo, float hi, random::Rng& rng) {
   fill_host(t, [&] { return rng.uniform(lo, hi); });
 }
-void normal_(Tensor& t, float mean, float stddev, Rng& rng) {
+void normal_(Tensor& t, float mean, float stddev, random::Rng& rng) {
   fill_host(t, [&] { return rng.normal(mean, stddev); });
 }
-void kaiming_uniform_default_(Tensor& t, int64_t fan_in, Rng& rng) {
+void kaiming_uniform_default_(Tensor& t, int64_t fan_in, random::Rng& rng) {
   const float bound = 1.0f / std::sqrt(static_cast<float>(fan_in));
   uniform_(t, -bound, bound, rng);
 }
-void kaiming_normal_fan_out_(Tensor& t, int64_t fan_out, Rng& rng) {
+void kaiming_normal_fan_out_(Tensor& t, int64_t fan_out, random::Rng& rng) {
   normal_(t, 0.0f, std::sqrt(2.0f / static_cast<float>(fan_out)), rng);
 }
 
@@ -116,7 +116,7 @@ void Module::set_frozen(bool frozen) {
 }
 
 // ---------------------------------------------------------------- layers
-Conv2d::Conv2d(int64_t in, int64_t out, int kernel, int stride_, int pad_, bool with_bias, Rng& rng)
+Conv2d::Conv2d(int64_t in, int64_t out, int kernel, int stride_, int pad_, bool with_bias, random::Rng& rng)
     : stride(stride_), pad(pad_) {
   GEOLOC_CHECK(in > 0 && out > 0 && kernel > 0, ValueError, "Conv2d: invalid sizes in=", in, " out=", out,
                " kernel=", kernel);
@@ -142,7 +142,7 @@ BatchNorm2d::BatchNorm2d(int64_t channels, float eps_, float momentum_) : eps(ep
   register_buffer("running_var", &running_var);
 }
 
-Linear::Linear(int64_t in, int64_t out, bool with_bias, Rng& rng) {
+Linear::Linear(int64_t in, int64_t out, bool with_bias, random::Rng& rng) {
   GEOLOC_CHECK(in > 0 && out > 0, ValueError, "Linear: invalid sizes in=", in, " out=", out);
   weight = Tensor::empty({out, in});
   kaiming_uniform_default_(weight, in, rng);

@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "geoloc/error.hpp"
+#include "geoloc/random.hpp"
 #include "geoloc/thread_pool.hpp"
 
 namespace geoloc::earth {
@@ -20,15 +21,9 @@ enum Split : uint64_t { kTrain = 0, kTestUnseen = 1, kTestSeen = 2 };
 enum Purpose : uint64_t { kLocation = 1, kView = 2, kCategoryOrder = 3, kLabelledOrder = 4, kViewOrder = 5 };
 uint64_t stream_id(Split s, Purpose p) { return static_cast<uint64_t>(s) * 16 + p; }
 
-uint64_t splitmix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 // A seeded Fisher-Yates permutation of [0, n).
-std::vector<int> permutation(int n, StreamRng rng) {
+std::vector<int> permutation(int n, random::StreamRng rng) {
   std::vector<int> p(n);
   for (int i = 0; i < n; ++i) p[i] = i;
   for (int i = n - 1; i > 0; --i) std::swap(p[i], p[rng.below(static_cast<uint64_t>(i) + 1)]);
@@ -36,7 +31,7 @@ std::vector<int> permutation(int n, StreamRng rng) {
 }
 
 // Uniform on the sphere: uniform z and uniform longitude (Archimedes).
-geo::LatLng uniform_on_sphere(StreamRng& rng) {
+geo::LatLng uniform_on_sphere(random::StreamRng& rng) {
   const double z = rng.uniform(-1.0, 1.0);
   const double lng = rng.uniform(-180.0, 180.0);
   return {std::asin(z) * 180.0 / kPi, lng};
@@ -62,7 +57,7 @@ class LightsSampler {
     }
     GEOLOC_CHECK(total > 0.0, ValueError, "night-lights raster has no pixel brighter than the floor ", floor);
   }
-  geo::LatLng sample(StreamRng& rng) const {
+  geo::LatLng sample(random::StreamRng& rng) const {
     const double u = rng.uniform() * cdf_.back();
     const size_t i = std::upper_bound(cdf_.begin(), cdf_.end(), u) - cdf_.begin();
     const size_t k = std::min(i, cdf_.size() - 1);
@@ -128,11 +123,11 @@ class SeparationGrid {
 class TestBlocks {
  public:
   TestBlocks(uint64_t seed, double block_km, double share)
-      : seed_(splitmix(seed ^ 0x7e57b10c5ULL)), side_(block_km / geo::kEarthRadiusKm), share_(share) {}
+      : seed_(random::mix64(seed ^ 0x7e57b10c5ULL)), side_(block_km / geo::kEarthRadiusKm), share_(share) {}
   bool is_test(geo::LatLng p) const {
     const geo::Vec3 v = geo::to_unit(p);
     uint64_t h = seed_;
-    for (double c : {v.x, v.y, v.z}) h = splitmix(h ^ static_cast<uint64_t>(static_cast<int64_t>(std::floor((c + 1.0) / side_))));
+    for (double c : {v.x, v.y, v.z}) h = random::mix64(h ^ static_cast<uint64_t>(static_cast<int64_t>(std::floor((c + 1.0) / side_))));
     return static_cast<double>(h >> 11) * 0x1.0p-53 < share_;
   }
 
@@ -155,7 +150,7 @@ Locations draw_locations(const EarthViewsConfig& cfg, Split split, int n, const 
   const double total = cfg.share_lights + cfg.share_land + cfg.share_sea;
   const int n_lights = static_cast<int>(std::lround(n * cfg.share_lights / total));
   const int n_sea = std::min(n - n_lights, static_cast<int>(std::lround(n * cfg.share_sea / total)));
-  const std::vector<int> order = permutation(n, StreamRng(cfg.seed, stream_id(split, kCategoryOrder), 0));
+  const std::vector<int> order = permutation(n, random::StreamRng(cfg.seed, stream_id(split, kCategoryOrder), 0));
   Locations out;
   out.point.resize(n);
   out.source.resize(n);
@@ -168,7 +163,7 @@ Locations draw_locations(const EarthViewsConfig& cfg, Split split, int n, const 
   // configuration excludes nearly everything.
   constexpr int kMaxTries = 100000;
   parallel_for(static_cast<size_t>(n), 64, [&](size_t i) {
-    StreamRng rng(cfg.seed, stream_id(split, kLocation), static_cast<uint64_t>(i));
+    random::StreamRng rng(cfg.seed, stream_id(split, kLocation), static_cast<uint64_t>(i));
     for (int t = 0; t < kMaxTries; ++t) {
       geo::LatLng p;
       switch (out.source[i]) {
@@ -254,28 +249,12 @@ void render_split(EarthSplit& out, const std::vector<ViewSpec>& specs, const Loc
   }
 }
 
-ViewSpec view_spec(const EarthViewsConfig& cfg, StreamRng& rng, int location, int rendering) {
+ViewSpec view_spec(const EarthViewsConfig& cfg, random::StreamRng& rng, int location, int rendering) {
   const float heading = static_cast<float>(rng.uniform(0.0, 360.0));
   const float fov = static_cast<float>(rng.uniform(cfg.fov_km_min, cfg.fov_km_max));
   return {location, rendering, heading, fov};
 }
 }  // namespace
-
-// ---------------------------------------------------------------- StreamRng
-StreamRng::StreamRng(uint64_t seed, uint64_t stream, uint64_t index)
-    : state_(splitmix(splitmix(seed) ^ splitmix(stream * 0x632be59bd9b4e019ULL + index))) {}
-uint64_t StreamRng::next() {
-  state_ += 0x9e3779b97f4a7c15ULL;
-  uint64_t z = state_;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-double StreamRng::uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
-uint64_t StreamRng::below(uint64_t n) {
-  // Lemire's multiply-shift; the bias (< n / 2^64) is irrelevant for n of a few thousand.
-  return static_cast<uint64_t>((static_cast<unsigned __int128>(next()) * n) >> 64);
-}
 
 // ---------------------------------------------------------------- config
 EarthViewsConfig EarthViewsConfig::quick() {
@@ -369,19 +348,19 @@ EarthViews build_earth_views(const EarthViewsConfig& cfg, const EarthImagery& im
   std::vector<ViewSpec> train_specs;
   train_specs.reserve(static_cast<size_t>(cfg.train_locations) * cfg.views_per_train_location);
   for (int l = 0; l < cfg.train_locations; ++l) {
-    StreamRng rng(cfg.seed, stream_id(kTrain, kView), static_cast<uint64_t>(l));
-    const std::vector<int> order = permutation(n_train_r, StreamRng(cfg.seed, stream_id(kTrain, kViewOrder), l));
+    random::StreamRng rng(cfg.seed, stream_id(kTrain, kView), static_cast<uint64_t>(l));
+    const std::vector<int> order = permutation(n_train_r, random::StreamRng(cfg.seed, stream_id(kTrain, kViewOrder), l));
     for (int v = 0; v < cfg.views_per_train_location; ++v)
       train_specs.push_back(view_spec(cfg, rng, l, out.train_renderings[order[v % n_train_r]]));
   }
   std::vector<ViewSpec> unseen_specs, seen_specs;
   for (int l = 0; l < cfg.test_unseen_rendering; ++l) {
-    StreamRng rng(cfg.seed, stream_id(kTestUnseen, kView), static_cast<uint64_t>(l));
+    random::StreamRng rng(cfg.seed, stream_id(kTestUnseen, kView), static_cast<uint64_t>(l));
     const int r = held[rng.below(held.size())];
     unseen_specs.push_back(view_spec(cfg, rng, l, r));
   }
   for (int l = 0; l < cfg.test_seen_rendering; ++l) {
-    StreamRng rng(cfg.seed, stream_id(kTestSeen, kView), static_cast<uint64_t>(l));
+    random::StreamRng rng(cfg.seed, stream_id(kTestSeen, kView), static_cast<uint64_t>(l));
     const int r = out.train_renderings[rng.below(out.train_renderings.size())];
     seen_specs.push_back(view_spec(cfg, rng, l, r));
   }
@@ -398,7 +377,7 @@ EarthViews build_earth_views(const EarthViewsConfig& cfg, const EarthImagery& im
   // Scene labels for a seeded share of the training locations (all views of a location alike).
   const int n_labelled = static_cast<int>(std::lround(cfg.labelled_share * cfg.train_locations));
   const std::vector<int> order =
-      permutation(cfg.train_locations, StreamRng(cfg.seed, stream_id(kTrain, kLabelledOrder), 0));
+      permutation(cfg.train_locations, random::StreamRng(cfg.seed, stream_id(kTrain, kLabelledOrder), 0));
   std::vector<char> labelled(cfg.train_locations, 0);
   for (int i = 0; i < n_labelled; ++i) labelled[order[i]] = 1;
   for (size_t i = 0; i < out.train.n(); ++i)

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "geoloc/error.hpp"
+#include "geoloc/random.hpp"
 #include "geoloc/thread_pool.hpp"
 
 namespace geoloc::geo {
@@ -17,7 +18,8 @@ constexpr std::size_t kChunk = 4096;
 
 // k-means++ (Arthur & Vassilvitskii 2007): each new seed is drawn with probability proportional
 // to the squared chord distance 2(1 - cos) to the nearest seed so far.
-std::vector<Vec3> seed_plus_plus(const std::vector<Vec3>& u, int k, std::mt19937_64& rng) {
+std::vector<Vec3> seed_plus_plus(const std::vector<Vec3>& u, int k, random::Rng& gen) {
+  std::mt19937_64& rng = gen.engine();
   std::vector<Vec3> seeds{u[std::uniform_int_distribution<std::size_t>(0, u.size() - 1)(rng)]};
   std::vector<double> d2(u.size());
   parallel_for(u.size(), kChunk, [&](std::size_t i) { d2[i] = 2.0 * (1.0 - dot(u[i], seeds[0])); });
@@ -72,7 +74,7 @@ KMeansPartition KMeansPartition::fit(std::span<const LatLng> points, const KMean
   GEOLOC_CHECK(opt.max_iterations >= 0, ValueError, "k-means: max_iterations ", opt.max_iterations, " is negative");
   std::vector<Vec3> u(points.size());
   for (std::size_t i = 0; i < u.size(); ++i) u[i] = to_unit(points[i]);
-  std::mt19937_64 rng(opt.seed);
+  random::Rng rng(opt.seed);
   std::vector<Vec3> seeds = seed_plus_plus(u, opt.k, rng);
   std::vector<LatLng> start(seeds.size());
   std::transform(seeds.begin(), seeds.end(), start.begin(), from_unit);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <random>
 
+#include "geoloc/random.hpp"
 #include "geoloc/thread_pool.hpp"
 
 namespace geoloc::geo {
@@ -29,7 +30,8 @@ std::vector<LatLng> synthetic_points(std::size_t n, std::uint64_t seed) {
   // Each block has its own generator seeded from (seed, block), so the output does not depend on
   // the number of threads.
   run_tasks((count + kBlock - 1) / kBlock, [&](std::int64_t b) {
-    std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + static_cast<std::uint64_t>(b));
+    random::Rng gen(seed * 0x9E3779B97F4A7C15ull + static_cast<std::uint64_t>(b));
+    std::mt19937_64& rng = gen.engine();
     std::uniform_real_distribution<double> u01(0.0, 1.0);
     for (std::ptrdiff_t i = b * kBlock; i < std::min(count, (b + 1) * kBlock); ++i) {
       if (u01(rng) < 0.1) {  // uniform on the sphere: z uniform in [-1, 1]

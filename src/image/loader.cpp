@@ -120,8 +120,8 @@ std::vector<size_t> Loader::epoch_order(uint64_t epoch) const {
   std::iota(order.begin(), order.end(), size_t{0});
   if (source_ && opt_.shuffle && order.size() > 1) {
     // Hand-written Fisher-Yates on the portable rand_below: std::shuffle's draws are not specified.
-    nn::Rng rng(mix_seed(opt_.seed, epoch));
-    for (size_t i = order.size() - 1; i > 0; --i) std::swap(order[i], order[rand_below(rng, i + 1)]);
+    random::Rng rng(random::mix_seed(opt_.seed, epoch));
+    for (size_t i = order.size() - 1; i > 0; --i) std::swap(order[i], order[random::below(rng, i + 1)]);
   }
   return order;
 }
@@ -134,7 +134,7 @@ void Loader::begin_epoch(uint64_t epoch) {
   if (shards_) {
     slk.lock();
     old = std::move(stream_);
-    stream_ = shards_->stream(opt_.shuffle, mix_seed(opt_.seed, epoch), opt_.shuffle_buffer);
+    stream_ = shards_->stream(opt_.shuffle, random::mix_seed(opt_.seed, epoch), opt_.shuffle_buffer);
     stream_turn_ = 0;
     stream_pos_ = 0;
     stream_error_ = nullptr;
@@ -227,7 +227,7 @@ Loader::Slot Loader::build(uint64_t gen, uint64_t epoch, size_t k, const std::ve
   Slot slot;
   const size_t begin = k * opt_.batch_size;
   const size_t end = std::min(order.size(), begin + opt_.batch_size);
-  const uint64_t epoch_seed = mix_seed(opt_.seed, epoch);
+  const uint64_t epoch_seed = random::mix_seed(opt_.seed, epoch);
   Batch b;
   b.epoch = epoch;
   b.batch_index = k;
@@ -263,7 +263,7 @@ Loader::Slot Loader::build(uint64_t gen, uint64_t epoch, size_t k, const std::ve
                       "skipping " + (shards_ ? records[p - begin].name : source_->describe(current)) + ": " + e.what());
         continue;
       }
-      nn::Rng rng(mix_seed(epoch_seed, current));
+      random::Rng rng(random::mix_seed(epoch_seed, current));
       images.push_back(transform_(s.image, rng));
       b.indices.push_back(current);
       b.latitude.push_back(s.latitude);

@@ -439,7 +439,7 @@ struct ShardStream::Impl {
   bool shuffle = false;
   size_t capacity = 0;
   std::vector<ShardRecord> buffer;
-  nn::Rng rng{0};
+  random::Rng rng{0};
 
   // The next usable record in shard-visiting order, ignoring the buffer.
   std::optional<ShardRecord> pull() {
@@ -486,9 +486,9 @@ std::unique_ptr<ShardStream> ShardSet::stream(bool shuffle, uint64_t seed, size_
   impl->shuffle = shuffle;
   if (shuffle) {
     // Two independent streams of draws: the shard order, then the buffer's picks.
-    nn::Rng order_rng(mix_seed(seed, 0x5348415244ull));  // "SHARD"
-    for (size_t i = impl->order.size(); i > 1; --i) std::swap(impl->order[i - 1], impl->order[rand_below(order_rng, i)]);
-    impl->rng = nn::Rng(mix_seed(seed, 0x425546ull));  // "BUF"
+    random::Rng order_rng(random::mix_seed(seed, 0x5348415244ull));  // "SHARD"
+    for (size_t i = impl->order.size(); i > 1; --i) std::swap(impl->order[i - 1], impl->order[random::below(order_rng, i)]);
+    impl->rng = random::Rng(random::mix_seed(seed, 0x425546ull));  // "BUF"
     impl->capacity = buffer;
   }
   return std::unique_ptr<ShardStream>(new ShardStream(std::move(impl)));
@@ -506,7 +506,7 @@ std::optional<ShardRecord> ShardStream::next() {
     s.buffer.push_back(std::move(*r));
   }
   if (s.buffer.empty()) return std::nullopt;
-  const size_t j = static_cast<size_t>(rand_below(s.rng, s.buffer.size()));
+  const size_t j = static_cast<size_t>(random::below(s.rng, s.buffer.size()));
   std::swap(s.buffer[j], s.buffer.back());
   ShardRecord out = std::move(s.buffer.back());
   s.buffer.pop_back();

@@ -8,28 +8,6 @@
 namespace geoloc::image {
 
 // ---------------------------------------------------------------- random helpers
-double rand_uniform(nn::Rng& rng, double lo, double hi) {
-  const double u = static_cast<double>(rng.next() >> 11) * 0x1.0p-53;  // [0, 1)
-  return lo + (hi - lo) * u;
-}
-
-uint64_t rand_below(nn::Rng& rng, uint64_t n) {
-  GEOLOC_CHECK(n > 0, ValueError, "rand_below(0): empty range");
-  // Rejection of the incomplete last block keeps every value equally likely.
-  const uint64_t limit = std::numeric_limits<uint64_t>::max() - std::numeric_limits<uint64_t>::max() % n;
-  uint64_t r;
-  do r = rng.next();
-  while (r >= limit);
-  return r % n;
-}
-
-uint64_t mix_seed(uint64_t a, uint64_t b) {
-  uint64_t z = a + 0x9E3779B97F4A7C15ull * (b + 1);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
 namespace {
 
 // Python's round(): half to even. std::nearbyint honours the current rounding mode, which is
@@ -206,7 +184,7 @@ std::array<Image, 5> five_crop(const Image& img, int width, int height) {
           crop(img, {r, b, width, height}), center_crop(img, width, height)};
 }
 
-CropBox random_resized_crop_box(int W, int H, nn::Rng& rng, const RandomResizedCropOptions& o) {
+CropBox random_resized_crop_box(int W, int H, random::Rng& rng, const RandomResizedCropOptions& o) {
   GEOLOC_CHECK(W > 0 && H > 0, ValueError, "random_resized_crop: empty ", W, "x", H, " image");
   GEOLOC_CHECK(o.scale_min > 0 && o.scale_min <= o.scale_max && o.ratio_min > 0 && o.ratio_min <= o.ratio_max,
                ValueError, "random_resized_crop: bad ranges scale [", o.scale_min, ", ", o.scale_max, "] ratio [",
@@ -214,13 +192,13 @@ CropBox random_resized_crop_box(int W, int H, nn::Rng& rng, const RandomResizedC
   const double area = static_cast<double>(W) * H;
   const double lr0 = std::log(o.ratio_min), lr1 = std::log(o.ratio_max);
   for (int attempt = 0; attempt < 10; ++attempt) {
-    const double target = area * rand_uniform(rng, o.scale_min, o.scale_max);
-    const double ar = std::exp(rand_uniform(rng, lr0, lr1));
+    const double target = area * random::uniform(rng, o.scale_min, o.scale_max);
+    const double ar = std::exp(random::uniform(rng, lr0, lr1));
     const int w = round_half_even(std::sqrt(target * ar));
     const int h = round_half_even(std::sqrt(target / ar));
     if (w > 0 && w <= W && h > 0 && h <= H) {
-      const int y = static_cast<int>(rand_below(rng, static_cast<uint64_t>(H - h + 1)));
-      const int x = static_cast<int>(rand_below(rng, static_cast<uint64_t>(W - w + 1)));
+      const int y = static_cast<int>(random::below(rng, static_cast<uint64_t>(H - h + 1)));
+      const int x = static_cast<int>(random::below(rng, static_cast<uint64_t>(W - w + 1)));
       return {x, y, w, h};
     }
   }
@@ -235,7 +213,7 @@ CropBox random_resized_crop_box(int W, int H, nn::Rng& rng, const RandomResizedC
   return {(W - w) / 2, (H - h) / 2, w, h};
 }
 
-Image random_resized_crop(const Image& img, int out_w, int out_h, nn::Rng& rng, const RandomResizedCropOptions& o) {
+Image random_resized_crop(const Image& img, int out_w, int out_h, random::Rng& rng, const RandomResizedCropOptions& o) {
   check_image(img, "random_resized_crop");
   const CropBox box = random_resized_crop_box(img.width, img.height, rng, o);
   return resize(crop(img, box), out_w, out_h);
@@ -322,7 +300,7 @@ Image adjust_hue(const Image& img, float shift) {
   return adjust(img, "adjust_hue", [&](std::vector<float>& p) { hue_f(p, shift); });
 }
 
-Image color_jitter(const Image& img, const ColorJitter& j, nn::Rng& rng) {
+Image color_jitter(const Image& img, const ColorJitter& j, random::Rng& rng) {
   check_image(img, "color_jitter");
   GEOLOC_CHECK(j.brightness >= 0 && j.contrast >= 0 && j.saturation >= 0 && j.hue >= 0 && j.hue <= 0.5f,
                ValueError, "color_jitter: strengths must be >= 0 (hue <= 0.5), got brightness ", j.brightness,
@@ -330,12 +308,12 @@ Image color_jitter(const Image& img, const ColorJitter& j, nn::Rng& rng) {
   // Order first, then the factors, like torchvision's get_params; the draws are made even for
   // disabled adjustments' order slots so that enabling one does not reshuffle the others' order.
   int order[4] = {0, 1, 2, 3};
-  for (int i = 3; i > 0; --i) std::swap(order[i], order[rand_below(rng, static_cast<uint64_t>(i) + 1)]);
-  auto factor = [&](float v) { return static_cast<float>(rand_uniform(rng, std::max(0.0, 1.0 - v), 1.0 + v)); };
+  for (int i = 3; i > 0; --i) std::swap(order[i], order[random::below(rng, static_cast<uint64_t>(i) + 1)]);
+  auto factor = [&](float v) { return static_cast<float>(random::uniform(rng, std::max(0.0, 1.0 - v), 1.0 + v)); };
   const float fb = j.brightness > 0 ? factor(j.brightness) : 1.f;
   const float fc = j.contrast > 0 ? factor(j.contrast) : 1.f;
   const float fs = j.saturation > 0 ? factor(j.saturation) : 1.f;
-  const float fh = j.hue > 0 ? static_cast<float>(rand_uniform(rng, -j.hue, j.hue)) : 0.f;
+  const float fh = j.hue > 0 ? static_cast<float>(random::uniform(rng, -j.hue, j.hue)) : 0.f;
   if (fb == 1.f && fc == 1.f && fs == 1.f && fh == 0.f) return img;
   FloatImage fl = to_float(img);
   for (int op : order) {
@@ -356,7 +334,7 @@ Pipeline& Pipeline::add(Transform t) {
   return *this;
 }
 
-Image Pipeline::operator()(const Image& img, nn::Rng& rng) const {
+Image Pipeline::operator()(const Image& img, random::Rng& rng) const {
   if (steps_.empty()) return img;
   Image cur = steps_[0](img, rng);
   for (size_t i = 1; i < steps_.size(); ++i) cur = steps_[i](cur, rng);
@@ -365,16 +343,16 @@ Image Pipeline::operator()(const Image& img, nn::Rng& rng) const {
 
 Transform random_flip(double p) {
   GEOLOC_CHECK(p >= 0 && p <= 1, ValueError, "random_flip: probability ", p, " is outside [0, 1]");
-  return [p](const Image& img, nn::Rng& rng) { return rand_uniform(rng, 0, 1) < p ? flip_horizontal(img) : img; };
+  return [p](const Image& img, random::Rng& rng) { return random::uniform(rng, 0, 1) < p ? flip_horizontal(img) : img; };
 }
 
 Pipeline train_pipeline(int size, const ColorJitter& jitter, const RandomResizedCropOptions& crop_opts) {
   GEOLOC_CHECK(size > 0, ValueError, "train_pipeline: size ", size, " is not positive");
   Pipeline p;
-  p.add([size, crop_opts](const Image& img, nn::Rng& rng) { return random_resized_crop(img, size, size, rng, crop_opts); });
+  p.add([size, crop_opts](const Image& img, random::Rng& rng) { return random_resized_crop(img, size, size, rng, crop_opts); });
   p.add(random_flip(0.5));
   if (jitter.brightness > 0 || jitter.contrast > 0 || jitter.saturation > 0 || jitter.hue > 0)
-    p.add([jitter](const Image& img, nn::Rng& rng) { return color_jitter(img, jitter, rng); });
+    p.add([jitter](const Image& img, random::Rng& rng) { return color_jitter(img, jitter, rng); });
   return p;
 }
 
@@ -382,8 +360,8 @@ Pipeline eval_pipeline(int resize_to, int size) {
   GEOLOC_CHECK(resize_to > 0 && size > 0 && size <= resize_to, ValueError, "eval_pipeline: crop ", size,
                " must be positive and at most the resize ", resize_to);
   Pipeline p;
-  p.add([resize_to](const Image& img, nn::Rng&) { return resize_shorter(img, resize_to); });
-  p.add([size](const Image& img, nn::Rng&) { return center_crop(img, size, size); });
+  p.add([resize_to](const Image& img, random::Rng&) { return resize_shorter(img, resize_to); });
+  p.add([size](const Image& img, random::Rng&) { return center_crop(img, size, size); });
   return p;
 }
 

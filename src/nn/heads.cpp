@@ -77,13 +77,13 @@ const Tensor& GeoOutput::at(const std::string& name) const {
   throw Error("GeoNet output has no head '" + name + "'");
 }
 
-Heads::Heads(const std::vector<HeadSpec>& s, int64_t dim, Rng& rng) : specs(s) {
+Heads::Heads(const std::vector<HeadSpec>& s, int64_t dim, random::Rng& rng) : specs(s) {
   for (const auto& h : specs) layers.push_back(register_module(h.name, std::make_shared<Linear>(dim, h.classes, true, rng)));
 }
 
 GeoNet::GeoNet(const GeoNetConfig& cfg, uint64_t seed) : ResNet(cfg.backbone, seed), gcfg_(cfg) {
   gcfg_.validate();
-  Rng rng(seed ^ 0x68656164735f5f5full);  // heads draw from their own stream: adding a head leaves the backbone as is
+  random::Rng rng(seed ^ 0x68656164735f5f5full);  // heads draw from their own stream: adding a head leaves the backbone as is
   heads = register_module("heads", std::make_shared<Heads>(gcfg_.heads, embedding_dim(), rng));
   dropout_seed_ = seed;
   set_freeze_backbone(gcfg_.freeze_backbone);

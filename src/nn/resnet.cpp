@@ -125,7 +125,7 @@ ResNetConfig ResNetConfig::parse(const std::string& arch) {
 // ---------------------------------------------------------------- blocks
 namespace {
 // torchvision: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"); fan_out = Cout * KH * KW.
-std::shared_ptr<Conv2d> make_conv(int64_t in, int64_t out, int k, int stride, Rng& rng) {
+std::shared_ptr<Conv2d> make_conv(int64_t in, int64_t out, int k, int stride, random::Rng& rng) {
   auto c = std::make_shared<Conv2d>(in, out, k, stride, k / 2, false, rng);
   kaiming_normal_fan_out_(c->weight, out * k * k, rng);
   return c;
@@ -158,12 +158,12 @@ Tensor conv_bn(const Conv2d& conv, const BatchNorm2d& bn, const Tensor& x, bool 
   return conv_bn_act(conv, bn, x, bn_training, false);
 }
 
-Downsample::Downsample(int64_t in, int64_t out, int stride, Rng& rng) {
+Downsample::Downsample(int64_t in, int64_t out, int stride, random::Rng& rng) {
   conv = register_module("0", make_conv(in, out, 1, stride, rng));
   bn = register_module("1", std::make_shared<BatchNorm2d>(out));
 }
 
-BasicBlock::BasicBlock(int64_t in, int64_t planes, int stride, Rng& rng) {
+BasicBlock::BasicBlock(int64_t in, int64_t planes, int stride, random::Rng& rng) {
   conv1 = register_module("conv1", make_conv(in, planes, 3, stride, rng));
   bn1 = register_module("bn1", std::make_shared<BatchNorm2d>(planes));
   conv2 = register_module("conv2", make_conv(planes, planes, 3, 1, rng));
@@ -176,7 +176,7 @@ Tensor BasicBlock::forward(const Tensor& x, bool t) const {
   return conv_bn_act(*conv2, *bn2, y, t, true, downsample ? downsample->forward(x, t) : x);
 }
 
-Bottleneck::Bottleneck(int64_t in, int64_t planes, int stride, Rng& rng) {
+Bottleneck::Bottleneck(int64_t in, int64_t planes, int stride, random::Rng& rng) {
   conv1 = register_module("conv1", make_conv(in, planes, 1, 1, rng));
   bn1 = register_module("bn1", std::make_shared<BatchNorm2d>(planes));
   conv2 = register_module("conv2", make_conv(planes, planes, 3, stride, rng));
@@ -206,7 +206,7 @@ Tensor ResNetStage::forward(const Tensor& x, bool t) const {
 // ---------------------------------------------------------------- backbone
 ResNet::ResNet(const ResNetConfig& cfg, uint64_t seed) : cfg_(cfg) {
   cfg_.validate();
-  Rng rng(seed);
+  random::Rng rng(seed);
   const int64_t w = cfg_.base_width;
   conv1 = register_module("conv1", make_conv(cfg_.in_channels, w, cfg_.stem_kernel, cfg_.stem_stride, rng));
   bn1 = register_module("bn1", std::make_shared<BatchNorm2d>(w));

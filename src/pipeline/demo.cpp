@@ -21,6 +21,7 @@
 #include "geoloc/pipeline/trainer.hpp"
 #include "geoloc/progress.hpp"
 #include "geoloc/viz/probability_map.hpp"
+#include "geoloc/random.hpp"
 
 namespace geoloc::pipeline {
 
@@ -394,7 +395,8 @@ DemoResult run_demo(const DemoConfig& c) {
       record("model_regression_mse", from_coords(mse), std::nullopt);
     }
     // baselines on the same split
-    std::mt19937_64 rng(c.seed * 7919 + si);
+    random::Rng gen(c.seed * 7919 + si);
+    std::mt19937_64& rng = gen.engine();
     // Uniform over the sphere (over the region for the grid preset): z = sin(lat) uniform, longitude uniform.
     const bool regional = c.preset == "grid";
     constexpr double kDeg = 3.14159265358979323846 / 180.0;

@@ -173,9 +173,9 @@ Tensor Trainer::make_batch(const Dataset& data, const std::vector<size_t>& rows,
     image::Image img;
     if (augment) {
       // Each sample's randomness is a function of (seed, step, position): thread-count independent.
-      nn::Rng rng(image::mix_seed(cfg_.seed, static_cast<uint64_t>(step) * 65536u + j));
+      random::Rng rng(random::mix_seed(cfg_.seed, static_cast<uint64_t>(step) * 65536u + j));
       img = image::random_resized_crop(src, crop, crop, rng, rrc);
-      if (cfg_.flip && image::rand_uniform(rng, 0.0, 1.0) < 0.5) img = image::flip_horizontal(img);
+      if (cfg_.flip && random::uniform(rng, 0.0, 1.0) < 0.5) img = image::flip_horizontal(img);
       if (cfg_.jitter > 0.0f) img = image::color_jitter(img, jitter, rng);
     } else {
       img = image::center_crop(image::resize_shorter(src, model_.preprocess.resize), crop, crop);
@@ -263,7 +263,7 @@ const TrainHistory& Trainer::run(int64_t until, const Dataset* val,
     const float lr = learning_rate(cfg_, step_);
     s_->opt->set_lr(lr);
     s_->opt->zero_grad();
-    model_.net->set_dropout_seed(image::mix_seed(cfg_.seed ^ 0xd0, static_cast<uint64_t>(step_)));
+    model_.net->set_dropout_seed(random::mix_seed(cfg_.seed ^ 0xd0, static_cast<uint64_t>(step_)));
     const nn::GeoOutput out = model_.net->forward(x);
     const nn::MultitaskLoss loss = nn::multitask_loss(*model_.net, out, t, cfg_.loss_weights);
     loss.total.backward();
@@ -316,8 +316,8 @@ const TrainHistory& Trainer::fit(const Dataset& train, const Dataset* val, int64
     const int64_t epoch = flat / static_cast<int64_t>(n);
     if (epoch != perm_epoch) {
       std::iota(perm.begin(), perm.end(), size_t{0});
-      nn::Rng rng(image::mix_seed(cfg_.seed ^ 0x5eed, static_cast<uint64_t>(epoch)));
-      for (size_t i = n - 1; i > 0; --i) std::swap(perm[i], perm[image::rand_below(rng, i + 1)]);
+      random::Rng rng(random::mix_seed(cfg_.seed ^ 0x5eed, static_cast<uint64_t>(epoch)));
+      for (size_t i = n - 1; i > 0; --i) std::swap(perm[i], perm[random::below(rng, i + 1)]);
       perm_epoch = epoch;
     }
     return perm[static_cast<size_t>(flat % static_cast<int64_t>(n))];

@@ -12,7 +12,7 @@ namespace {
 // conv-bn-relu stem, two residual blocks, global pool, linear: the shape of a ResNet, at toy size.
 class TinyResNet : public nn::Module {
  public:
-  explicit TinyResNet(nn::Rng& rng, int64_t classes) {
+  explicit TinyResNet(random::Rng& rng, int64_t classes) {
     stem = register_module("stem", std::make_shared<nn::Conv2d>(3, 8, 3, 1, 1, false, rng));
     bn = register_module("bn", std::make_shared<nn::BatchNorm2d>(8));
     for (int b = 0; b < 2; ++b) {
@@ -38,7 +38,7 @@ class TinyResNet : public nn::Module {
 };
 
 // Toy task: which quadrant of an 8x8 image is bright (4 classes), with noise.
-void make_batch(nn::Rng& rng, int n, Tensor& x, Tensor& y) {
+void make_batch(random::Rng& rng, int n, Tensor& x, Tensor& y) {
   std::vector<float> px(static_cast<size_t>(n) * 8 * 8 * 3);
   std::vector<int32_t> labels(n);
   for (int i = 0; i < n; ++i) {
@@ -57,7 +57,7 @@ void make_batch(nn::Rng& rng, int n, Tensor& x, Tensor& y) {
 }  // namespace
 
 TEST_CASE("a 2-block residual network learns a toy task: loss falls 5x within 80 steps") {
-  nn::Rng rng(3);
+  random::Rng rng(3);
   TinyResNet net(rng, 4);
   optim::Sgd opt(net.named_parameters(), {.lr = 0.05f, .momentum = 0.9f, .nesterov = true});
   float first = 0.0f, last = 0.0f;
@@ -92,7 +92,7 @@ TEST_CASE("a 2-block residual network learns a toy task: loss falls 5x within 80
 }
 
 TEST_CASE("after the first step, a repeated training step allocates nothing from the system") {
-  nn::Rng rng(5);
+  random::Rng rng(5);
   TinyResNet net(rng, 4);
   optim::AdamW opt(net.named_parameters(), {.lr = 1e-3f});
   Tensor x, y;
@@ -113,7 +113,7 @@ TEST_CASE("after the first step, a repeated training step allocates nothing from
 }
 
 TEST_CASE("module names, state, freezing and device moves") {
-  nn::Rng rng(1);
+  random::Rng rng(1);
   TinyResNet net(rng, 3);
   auto names = net.named_parameters();
   CHECK(names.front().first == "stem.weight");

@@ -126,7 +126,7 @@ TEST_CASE("horizontal flip is an exact mirror") {
 TEST_CASE("random resized crop is deterministic given the seed and stays in range") {
   std::set<std::tuple<int, int, int, int>> seen;
   for (uint64_t seed = 0; seed < 50; ++seed) {
-    nn::Rng a(seed), b(seed);
+    random::Rng a(seed), b(seed);
     const CropBox ba = random_resized_crop_box(200, 100, a);
     const CropBox bb = random_resized_crop_box(200, 100, b);
     CHECK(ba == bb);
@@ -146,7 +146,7 @@ TEST_CASE("random resized crop is deterministic given the seed and stays in rang
   CHECK(seen.size() > 40);  // different seeds give different crops
 
   const Image img = numbered(40, 30);
-  nn::Rng r1(7), r2(7);
+  random::Rng r1(7), r2(7);
   const Image o1 = random_resized_crop(img, 16, 16, r1);
   const Image o2 = random_resized_crop(img, 16, 16, r2);
   CHECK(o1.width == 16);
@@ -159,7 +159,7 @@ TEST_CASE("random resized crop falls back to a centred crop after 10 failed draw
   o.scale_min = o.scale_max = 1.0;
   o.ratio_min = 2.0;
   o.ratio_max = 3.0;
-  nn::Rng rng(3);
+  random::Rng rng(3);
   const CropBox b = random_resized_crop_box(100, 100, rng, o);
   CHECK(b == CropBox{0, 25, 100, 50});  // width kept, height = round(100 / 2), centred
   o.ratio_min = 0.2;
@@ -170,7 +170,7 @@ TEST_CASE("random resized crop falls back to a centred crop after 10 failed draw
 
 TEST_CASE("colour jitter adjustments") {
   const Image img = numbered(8, 8);
-  nn::Rng rng(1);
+  random::Rng rng(1);
   CHECK(color_jitter(img, {}, rng) == img);
   CHECK(adjust_brightness(img, 0.f) == constant(8, 8, 0, 0, 0));
   CHECK(adjust_brightness(img, 1.f) == img);
@@ -197,7 +197,7 @@ TEST_CASE("colour jitter adjustments") {
   CHECK(adjust_hue(img, 0.f) == img);
 
   const ColorJitter j{0.4f, 0.4f, 0.4f, 0.1f};
-  nn::Rng a(5), b(5), c(6);
+  random::Rng a(5), b(5), c(6);
   const Image ja = color_jitter(img, j, a);
   CHECK(ja == color_jitter(img, j, b));
   CHECK(!(ja == color_jitter(img, j, c)));
@@ -233,33 +233,33 @@ TEST_CASE("ImageNet normalisation and batch packing") {
 
 TEST_CASE("pipelines: evaluation is fixed, training is seeded") {
   const Image img = numbered(64, 48);
-  nn::Rng rng(0);
+  random::Rng rng(0);
   const Image e = eval_pipeline(32, 24)(img, rng);
   CHECK(e.width == 24);
   CHECK(e.height == 24);
   CHECK(e == center_crop(resize_shorter(img, 32), 24, 24));
   const Pipeline tp = train_pipeline(16);
   CHECK(tp.size() == 3);
-  nn::Rng a(9), b(9);
+  random::Rng a(9), b(9);
   const Image ta = tp(img, a);
   CHECK(ta.width == 16);
   CHECK(ta == tp(img, b));
   // Flip probability extremes.
-  nn::Rng r(1);
+  random::Rng r(1);
   CHECK(random_flip(1.0)(img, r) == flip_horizontal(img));
   CHECK(random_flip(0.0)(img, r) == img);
   CHECK(Pipeline{}(img, r) == img);
 }
 
 TEST_CASE("portable random helpers") {
-  nn::Rng a(42), b(42);
+  random::Rng a(42), b(42);
   for (int i = 0; i < 100; ++i) {
-    const double u = rand_uniform(a, 2.0, 3.0);
+    const double u = random::uniform(a, 2.0, 3.0);
     CHECK(u >= 2.0);
     CHECK(u < 3.0);
-    CHECK(rand_below(b, 7) < 7);
+    CHECK(random::below(b, 7) < 7);
   }
-  CHECK(mix_seed(1, 2) != mix_seed(2, 1));
-  CHECK(mix_seed(1, 2) == mix_seed(1, 2));
-  CHECK_THROWS_AS(rand_below(a, 0), ValueError);
+  CHECK(random::mix_seed(1, 2) != random::mix_seed(2, 1));
+  CHECK(random::mix_seed(1, 2) == random::mix_seed(1, 2));
+  CHECK_THROWS_AS(random::below(a, 0), ValueError);
 }

@@ -484,7 +484,7 @@ TEST_CASE("training from a streaming loader learns, and resumes exactly") {
     lo.seed = 4;
     lo.normalization = spec.preprocess.normalization();
     image::Pipeline p;
-    p.add([](const image::Image& img, nn::Rng& rng) { return image::random_resized_crop(img, 32, 32, rng, {0.7, 1.0}); });
+    p.add([](const image::Image& img, random::Rng& rng) { return image::random_resized_crop(img, 32, 32, rng, {0.7, 1.0}); });
     return std::make_unique<image::Loader>(source, p, lo);
   };
   pipeline::GeoModel full = pipeline::build_model(spec, coords);
@@ -527,7 +527,7 @@ TEST_CASE("training from a streaming loader learns, and resumes exactly") {
   lo.log_skipped = false;
   lo.normalization = spec.preprocess.normalization();
   image::Pipeline crop;
-  crop.add([](const image::Image& img, nn::Rng&) { return image::center_crop(img, 32, 32); });
+  crop.add([](const image::Image& img, random::Rng&) { return image::center_crop(img, 32, 32); });
   image::Loader sparse(source, crop, lo);
   pipeline::GeoModel m1 = pipeline::build_model(spec, coords);
   auto tc = tiny_train(100);  // 64 samples, one unreadable: more than one epoch

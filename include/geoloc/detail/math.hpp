@@ -15,20 +15,6 @@ namespace geoloc::math {
 
 GEOLOC_HD float relu(float x) { return x > 0.0f ? x : 0.0f; }
 
-/// splitmix64: a counter-based hash, so that dropout masks are the same on every device and thread count.
-GEOLOC_HD uint64_t mix64(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-/// Uniform in [0, 1) from (seed, index), 24 bits of resolution.
-GEOLOC_HD float uniform01(uint64_t seed, uint64_t index) {
-  return static_cast<float>(mix64(seed * 0x2545F4914F6CDD1Dull + index) >> 40) * (1.0f / 16777216.0f);
-}
-/// Dropout keeps element `index` with probability 1 - p.
-GEOLOC_HD bool dropout_keep(uint64_t seed, uint64_t index, float p) { return uniform01(seed, index) >= p; }
-
 /// One SGD update (PyTorch semantics); returns the new parameter and updates buf.
 GEOLOC_HD float sgd_update(float p, float g, float& buf, float lr, float momentum, float dampening, float wd,
                            bool nesterov, bool first_step) {

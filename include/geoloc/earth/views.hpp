@@ -16,6 +16,7 @@
 #include "geoloc/geo/coords.hpp"
 #include "geoloc/geo/countries.hpp"
 #include "geoloc/image/transforms.hpp"
+#include "geoloc/random.hpp"
 #include "geoloc/tensor.hpp"
 
 namespace geoloc::earth {
@@ -123,20 +124,5 @@ void save_contact_sheet(const EarthSplit& split, const std::string& path, int co
 void save_contact_sheet(const EarthSplit& split, const std::vector<size_t>& indices, const std::string& path,
                         int cols = 8, int scale = 2);
 
-/// A counter-based random stream (splitmix64), cheap to create per location or view; used
-/// instead of nn::Rng (mt19937_64), whose 2.5 kB state is costly to seed 50k times.
-class StreamRng {
- public:
-  StreamRng(uint64_t seed, uint64_t stream, uint64_t index);
-  uint64_t next();
-  /// Uniform in [0, 1) with 53 random bits.
-  double uniform();
-  double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
-  /// Uniform integer in [0, n); n > 0.
-  uint64_t below(uint64_t n);
-
- private:
-  uint64_t state_;
-};
 
 }  // namespace geoloc::earth

@@ -1,16 +1,16 @@
 #pragma once
 // A multi-threaded batch loader with prefetching, deterministic regardless of the thread count.
 //
-// Determinism: epoch e visits a permutation of [0, size) drawn from mix_seed(seed, e); batch k is
+// Determinism: epoch e visits a permutation of [0, size) drawn from random::mix_seed(seed, e); batch k is
 // the slice [k * batch_size, (k + 1) * batch_size) of it; the transform of sample i in epoch e
-// draws from an nn::Rng seeded with mix_seed(mix_seed(seed, e), i). Workers build whole batches
+// draws from an random::Rng seeded with random::mix_seed(random::mix_seed(seed, e), i). Workers build whole batches
 // and the consumer receives them in batch order, so 1 or 16 threads give bit-identical batches.
 //
 // From shards (shards.hpp) the loader reads records as a stream instead: epoch e's pass is
-// ShardSet::stream(shuffle, mix_seed(seed, e), shuffle_buffer); batch k takes the records at stream
+// ShardSet::stream(shuffle, random::mix_seed(seed, e), shuffle_buffer); batch k takes the records at stream
 // positions [k * batch_size, (k + 1) * batch_size) (workers take their turn at the stream in batch
 // order), and the record at position p is sample p: its transform draws from
-// mix_seed(mix_seed(seed, e), p). Without shuffling that is exactly what a manifest listing the same
+// random::mix_seed(random::mix_seed(seed, e), p). Without shuffling that is exactly what a manifest listing the same
 // images in the same order gives, so both produce identical batches.
 #include <atomic>
 #include <condition_variable>

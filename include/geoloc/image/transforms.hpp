@@ -1,6 +1,6 @@
 #pragma once
 // Geometric and photometric transforms on 8-bit RGB images, the ImageNet normalisation, and
-// packing a batch into an NHWC float tensor. Random transforms draw only from the nn::Rng they are
+// packing a batch into an NHWC float tensor. Random transforms draw only from the random::Rng they are
 // given, through the portable helpers below, so a seed fixes the result on every platform and
 // thread count.
 #include <array>
@@ -10,19 +10,10 @@
 #include <vector>
 
 #include "geoloc/image/image.hpp"
-#include "geoloc/nn.hpp"
+#include "geoloc/random.hpp"
 #include "geoloc/tensor.hpp"
 
 namespace geoloc::image {
-
-// ---------------------------------------------------------------- random helpers
-/// Uniform in [lo, hi) from the top 53 bits of one engine draw (std distributions are not
-/// specified bit-exactly across standard libraries; these are).
-double rand_uniform(nn::Rng& rng, double lo, double hi);
-/// Uniform integer in [0, n) without modulo bias; n > 0.
-uint64_t rand_below(nn::Rng& rng, uint64_t n);
-/// SplitMix64 finaliser of (a, b): independent seeds for (seed, epoch, sample) triples.
-uint64_t mix_seed(uint64_t a, uint64_t b);
 
 // ---------------------------------------------------------------- geometry
 /// A rectangle of pixels: columns [x, x + width), rows [y, y + height).
@@ -60,10 +51,10 @@ struct RandomResizedCropOptions {
 };
 /// Up to 10 random draws; if none fits inside the image, falls back to the largest centred box
 /// whose aspect ratio is clamped to the range (torchvision's behaviour).
-CropBox random_resized_crop_box(int image_width, int image_height, nn::Rng& rng,
+CropBox random_resized_crop_box(int image_width, int image_height, random::Rng& rng,
                                 const RandomResizedCropOptions& options = {});
 /// random_resized_crop_box, then crop and resize to out_width x out_height.
-Image random_resized_crop(const Image& img, int out_width, int out_height, nn::Rng& rng,
+Image random_resized_crop(const Image& img, int out_width, int out_height, random::Rng& rng,
                           const RandomResizedCropOptions& options = {});
 
 // ---------------------------------------------------------------- photometric
@@ -73,7 +64,7 @@ Image random_resized_crop(const Image& img, int out_width, int out_height, nn::R
 struct ColorJitter {
   float brightness = 0.f, contrast = 0.f, saturation = 0.f, hue = 0.f;
 };
-Image color_jitter(const Image& img, const ColorJitter& jitter, nn::Rng& rng);
+Image color_jitter(const Image& img, const ColorJitter& jitter, random::Rng& rng);
 /// The individual adjustments with a fixed factor (1 = unchanged; hue_shift in turns, 0 = none).
 Image adjust_brightness(const Image& img, float factor);
 Image adjust_contrast(const Image& img, float factor);
@@ -82,7 +73,7 @@ Image adjust_hue(const Image& img, float hue_shift);
 
 // ---------------------------------------------------------------- pipelines
 /// One step of a pipeline: image in, image out, randomness only from the given Rng.
-using Transform = std::function<Image(const Image&, nn::Rng&)>;
+using Transform = std::function<Image(const Image&, random::Rng&)>;
 
 /// Steps applied in order.
 class Pipeline {
@@ -90,7 +81,7 @@ class Pipeline {
   Pipeline() = default;
   explicit Pipeline(std::vector<Transform> steps) : steps_(std::move(steps)) {}
   Pipeline& add(Transform t);
-  Image operator()(const Image& img, nn::Rng& rng) const;
+  Image operator()(const Image& img, random::Rng& rng) const;
   size_t size() const { return steps_.size(); }
 
  private:

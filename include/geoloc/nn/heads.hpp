@@ -55,7 +55,7 @@ struct GeoOutput {
 /// The linear heads, as children named by head.
 class Heads : public Module {
  public:
-  Heads(const std::vector<HeadSpec>& specs, int64_t dim, Rng& rng);
+  Heads(const std::vector<HeadSpec>& specs, int64_t dim, random::Rng& rng);
   std::vector<HeadSpec> specs;
   std::vector<std::shared_ptr<Linear>> layers;
 };

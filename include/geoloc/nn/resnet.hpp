@@ -58,7 +58,7 @@ class ResidualBlock : public Module {
 /// torchvision's `downsample`: Sequential(conv1x1 stride s, BatchNorm2d), children named "0" and "1".
 class Downsample : public Module {
  public:
-  Downsample(int64_t in, int64_t out, int stride, Rng& rng);
+  Downsample(int64_t in, int64_t out, int stride, random::Rng& rng);
   Tensor forward(const Tensor& x, bool bn_training) const { return conv_bn(*conv, *bn, x, bn_training); }
   std::shared_ptr<Conv2d> conv;
   std::shared_ptr<BatchNorm2d> bn;
@@ -66,7 +66,7 @@ class Downsample : public Module {
 
 class BasicBlock : public ResidualBlock {
  public:
-  BasicBlock(int64_t in, int64_t planes, int stride, Rng& rng);
+  BasicBlock(int64_t in, int64_t planes, int stride, random::Rng& rng);
   Tensor forward(const Tensor& x, bool bn_training) const override;
   std::shared_ptr<Conv2d> conv1, conv2;
   std::shared_ptr<BatchNorm2d> bn1, bn2;
@@ -76,7 +76,7 @@ class BasicBlock : public ResidualBlock {
 class Bottleneck : public ResidualBlock {
  public:
   /// in -> planes (1x1) -> planes (3x3, stride) -> 4*planes (1x1).
-  Bottleneck(int64_t in, int64_t planes, int stride, Rng& rng);
+  Bottleneck(int64_t in, int64_t planes, int stride, random::Rng& rng);
   Tensor forward(const Tensor& x, bool bn_training) const override;
   std::shared_ptr<Conv2d> conv1, conv2, conv3;
   std::shared_ptr<BatchNorm2d> bn1, bn2, bn3;

@@ -6,6 +6,7 @@
 
 #include "bf16.hpp"
 #include "common.hpp"
+#include "geoloc/random.hpp"
 namespace geoloc::cpu {
 using namespace detail;
 
@@ -152,7 +153,7 @@ void dropout_forward(const Tensor& x, const Tensor& mask, const Tensor& y, float
     float* __restrict y_ = Y;
     uint8_t* __restrict m_ = M;
     for (int64_t i = i0; i < i1; ++i) {
-      m_[i] = math::dropout_keep(seed, static_cast<uint64_t>(i), p) ? 1 : 0;
+      m_[i] = random::dropout_keep(seed, static_cast<uint64_t>(i), p) ? 1 : 0;
       y_[i] = m_[i] ? x_[i] * keep_scale : 0.0f;
     }
   });

@@ -1,6 +1,8 @@
 // The op table's rows of the elementwise functions, reductions, fill and dropout (see tests/ops/op_table.cpp for the tolerances).
 #include "rows.hpp"
 
+#include "geoloc/random.hpp"
+
 namespace geoloc::optest::rows {
 
 // ---------------------------------------------------------------- elementwise
@@ -134,7 +136,7 @@ void elementwise_rows(Table& t) {
         const auto x = in[0].to_vector();
         std::vector<double> y(x.size());
         for (size_t i = 0; i < x.size(); ++i) {
-          const bool keep = math::dropout_keep(1234, i, p);
+          const bool keep = random::dropout_keep(1234, i, p);
           if (m[i] != (keep ? 1 : 0)) return "mask[" + std::to_string(i) + "] is not the counter hash's";
           y[i] = keep ? x[i] / (1.0 - p) : 0.0;
         }
