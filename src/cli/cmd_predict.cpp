@@ -121,7 +121,7 @@ int run_predict(int argc, char** argv) {
   };
   auto answer = [&](std::vector<image::Image>& imgs) {
     pipeline::HeadProbabilities hp =
-        predictor.probabilities(pipeline::network_input(model.preprocess, imgs, five, model.net->device()));
+        predictor.probabilities(model.preprocess.eval_batch(imgs, five).to(model.net->device()));
     if (five) hp = pipeline::Predictor::aggregate(hp, 5, args.flag("max-crops"));
     if (place) hp = pipeline::Predictor::aggregate(hp, hp.n);
     predictor.prepare(hp, po);  // the neighbour searches of knn and refine, batched

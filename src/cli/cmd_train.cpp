@@ -177,16 +177,7 @@ int train_streaming(const Args& args, const pipeline::ModelSpec& spec, pipeline:
   GEOLOC_CHECK(buffer >= 0, ValueError, "--shuffle-buffer must be >= 0, got ", buffer);
   lo.shuffle_buffer = static_cast<size_t>(buffer);
   lo.normalization = spec.preprocess.normalization();
-  image::Pipeline augment;
-  augment.add([size = spec.preprocess.resize](const image::Image& img, random::Rng&) { return image::resize_shorter(img, size); });
-  augment.add([&tc, crop = spec.preprocess.crop](const image::Image& img, random::Rng& rng) {
-    return image::random_resized_crop(img, crop, crop, rng, {tc.crop_scale_min, 1.0, 3.0 / 4.0, 4.0 / 3.0});
-  });
-  if (tc.flip) augment.add(image::random_flip());
-  if (tc.jitter > 0.0f)
-    augment.add([&tc](const image::Image& img, random::Rng& rng) {
-      return image::color_jitter(img, {tc.jitter, tc.jitter, tc.jitter, 0.0f}, rng);
-    });
+  const image::Pipeline augment = spec.preprocess.train_transform(tc.augmentation());
   auto loader = from_shards ? std::make_unique<image::Loader>(shards, augment, lo, decode)
                             : std::make_unique<image::Loader>(source, augment, lo);
   const std::unique_ptr<pipeline::Dataset> val = validation_set(args, spec);

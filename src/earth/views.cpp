@@ -409,22 +409,13 @@ Tensor normalised_batch(const EarthSplit& split, const std::vector<size_t>& indi
   for (size_t i : indices)
     GEOLOC_CHECK(i < split.n(), ValueError, "normalised_batch: view ", i, " is outside ", split.name, " (",
                  split.n(), " views)");
-  Tensor t = Tensor::empty({static_cast<int64_t>(indices.size()), split.size, split.size, 3});
-  float* dst = t.data<float>();
-  // Per-channel (x / 255 - mean) / std as one multiply-add.
-  float scale[3], shift[3];
-  for (int c = 0; c < 3; ++c) {
-    scale[c] = 1.f / (255.f * norm.std[c]);
-    shift[c] = -norm.mean[c] / norm.std[c];
-  }
-  const size_t px = static_cast<size_t>(split.size) * split.size;
+  // The views as images, normalised and packed by the one image-to-tensor path (image::pack_batch).
+  std::vector<image::Image> imgs(indices.size());
   for (size_t b = 0; b < indices.size(); ++b) {
-    const uint8_t* src = split.view(indices[b]);
-    float* d = dst + b * px * 3;
-    for (size_t p = 0; p < px; ++p)
-      for (int c = 0; c < 3; ++c) d[p * 3 + c] = src[p * 3 + c] * scale[c] + shift[c];
+    imgs[b] = image::Image(split.size, split.size);
+    std::memcpy(imgs[b].pixels.data(), split.view(indices[b]), split.view_bytes());
   }
-  return t;
+  return image::pack_batch(imgs, norm);
 }
 
 Tensor normalised_batch(const EarthSplit& split, size_t begin, size_t count, const image::Normalization& norm) {

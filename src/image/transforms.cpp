@@ -346,11 +346,11 @@ Transform random_flip(double p) {
   return [p](const Image& img, random::Rng& rng) { return random::uniform(rng, 0, 1) < p ? flip_horizontal(img) : img; };
 }
 
-Pipeline train_pipeline(int size, const ColorJitter& jitter, const RandomResizedCropOptions& crop_opts) {
+Pipeline train_pipeline(int size, const ColorJitter& jitter, const RandomResizedCropOptions& crop_opts, double flip) {
   GEOLOC_CHECK(size > 0, ValueError, "train_pipeline: size ", size, " is not positive");
   Pipeline p;
   p.add([size, crop_opts](const Image& img, random::Rng& rng) { return random_resized_crop(img, size, size, rng, crop_opts); });
-  p.add(random_flip(0.5));
+  if (flip > 0) p.add(random_flip(flip));
   if (jitter.brightness > 0 || jitter.contrast > 0 || jitter.saturation > 0 || jitter.hue > 0)
     p.add([jitter](const Image& img, random::Rng& rng) { return color_jitter(img, jitter, rng); });
   return p;

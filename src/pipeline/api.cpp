@@ -32,7 +32,7 @@ struct Locator::Impl {
       imgs[i].height = r.height;
       imgs[i].pixels = r.pixels;
     }
-    return pipeline::network_input(model.preprocess, imgs, options.five_crop, model.net->device());
+    return model.preprocess.eval_batch(imgs, options.five_crop).to(model.net->device());
   }
 
   Result result(const pipeline::HeadProbabilities& hp, int64_t i) const {

@@ -11,30 +11,11 @@
 
 namespace geoloc::pipeline {
 
-Tensor network_input(const Preprocess& pp, std::span<const image::Image> images, bool five_crop, Device device) {
-  GEOLOC_CHECK(!images.empty(), ValueError, "no images to prepare");
-  pp.validate();
-  const image::Normalization norm = pp.normalization();
-  const size_t per = five_crop ? 5 : 1;
-  Tensor batch = Tensor::empty({static_cast<int64_t>(images.size() * per), pp.crop, pp.crop, 3});
-  const size_t stride = static_cast<size_t>(pp.crop) * pp.crop * 3;
-  detail::parallel_for(images.size(), [&](size_t j) {
-    const image::Image scaled = image::resize_shorter(images[j], pp.resize);
-    if (five_crop) {
-      const auto crops = image::five_crop(scaled, pp.crop, pp.crop);
-      for (size_t k = 0; k < 5; ++k) image::normalize_into(crops[k], norm, batch.data<float>() + (j * 5 + k) * stride);
-    } else {
-      image::normalize_into(image::center_crop(scaled, pp.crop, pp.crop), norm, batch.data<float>() + j * stride);
-    }
-  });
-  return batch.to(device);
-}
-
 Tensor eval_batch(const GeoModel& model, const Dataset& data, size_t start, size_t count, bool five_crop) {
   GEOLOC_CHECK(start + count <= data.size(), ValueError, "rows ", start, "..", start + count, " out of range (",
                data.size(), " rows)");
-  return network_input(model.preprocess, std::span<const image::Image>(data.images).subspan(start, count), five_crop,
-                       model.net->device());
+  return model.preprocess.eval_batch(std::span<const image::Image>(data.images).subspan(start, count), five_crop)
+      .to(model.net->device());
 }
 
 namespace {

@@ -62,14 +62,6 @@ GeoPartition partition_from_json(const nlohmann::json& j) {
 }
 }  // namespace
 
-void Preprocess::validate() const {
-  GEOLOC_CHECK(resize > 0 && crop > 0 && crop <= resize, ValueError, "preprocessing: crop ", crop,
-               " must be positive and at most the resize ", resize);
-  for (int c = 0; c < 3; ++c)
-    GEOLOC_CHECK(std::isfinite(mean[c]) && std::isfinite(std[c]) && std[c] > 0.0f, ValueError, "preprocessing: channel ",
-                 c, " has mean ", mean[c], " and std ", std[c], " (std must be positive)");
-}
-
 // ---------------------------------------------------------------- k-NN index
 KnnIndex KnnIndex::build(const Tensor& embeddings, std::vector<geo::LatLng> coords) {
   check_ndim(embeddings, 2, "k-NN embeddings");

@@ -53,8 +53,7 @@ void TrainConfig::validate() const {
                " steps) must be shorter than training (", steps, " steps)");
   GEOLOC_CHECK(clip_grad_norm >= 0.0f, ValueError, "gradient clipping must be >= 0, got ", clip_grad_norm);
   GEOLOC_CHECK(soft_targets_tau_km >= 0.0, ValueError, "soft-target tau must be >= 0 km, got ", soft_targets_tau_km);
-  GEOLOC_CHECK(crop_scale_min > 0.0 && crop_scale_min <= 1.0, ValueError, "crop scale must be in (0, 1], got ",
-               crop_scale_min);
+  augmentation().validate();
   GEOLOC_CHECK(eval_every >= 0 && checkpoint_every >= 0, ValueError, "eval/checkpoint intervals must be >= 0");
   GEOLOC_CHECK(checkpoint_every == 0 || !checkpoint_path.empty(), ValueError,
                "checkpoints every ", checkpoint_every, " steps need a checkpoint path");
@@ -162,27 +161,20 @@ Trainer::Trainer(GeoModel& model, TrainConfig config) : model_(model), cfg_(std:
 Trainer::~Trainer() = default;
 
 Tensor Trainer::make_batch(const Dataset& data, const std::vector<size_t>& rows, int64_t step, bool augment) const {
-  const int crop = model_.preprocess.crop;
-  const auto norm = model_.preprocess.normalization();
-  Tensor batch = Tensor::empty({static_cast<int64_t>(rows.size()), crop, crop, 3});
-  float* dst = batch.data<float>();
-  const image::RandomResizedCropOptions rrc{cfg_.crop_scale_min, 1.0, 3.0 / 4.0, 4.0 / 3.0};
-  const image::ColorJitter jitter{cfg_.jitter, cfg_.jitter, cfg_.jitter, 0.0f};
-  detail::parallel_for(rows.size(), [&](size_t j) {
-    const image::Image& src = data.images[rows[j]];
-    image::Image img;
-    if (augment) {
-      // Each sample's randomness is a function of (seed, step, position): thread-count independent.
-      random::Rng rng(random::mix_seed(cfg_.seed, static_cast<uint64_t>(step) * 65536u + j));
-      img = image::random_resized_crop(src, crop, crop, rng, rrc);
-      if (cfg_.flip && random::uniform(rng, 0.0, 1.0) < 0.5) img = image::flip_horizontal(img);
-      if (cfg_.jitter > 0.0f) img = image::color_jitter(img, jitter, rng);
-    } else {
-      img = image::center_crop(image::resize_shorter(src, model_.preprocess.resize), crop, crop);
-    }
-    image::normalize_into(img, norm, dst + j * static_cast<size_t>(crop) * crop * 3);
-  });
-  return batch;
+  const Preprocess& pp = model_.preprocess;
+  if (!augment) {
+    std::vector<image::Image> imgs(rows.size());
+    for (size_t j = 0; j < rows.size(); ++j) imgs[j] = data.images[rows[j]];
+    return pp.eval_batch(imgs);
+  }
+  // Each sample's randomness is a function of (seed, step, position): thread-count independent.
+  std::vector<const image::Image*> imgs(rows.size());
+  std::vector<uint64_t> seeds(rows.size());
+  for (size_t j = 0; j < rows.size(); ++j) {
+    imgs[j] = &data.images[rows[j]];
+    seeds[j] = random::mix_seed(cfg_.seed, static_cast<uint64_t>(step) * 65536u + j);
+  }
+  return pp.train_batch(imgs, seeds, cfg_.augmentation());
 }
 
 // Targets stay on the CPU: the loss counts the labelled samples there and uploads each tensor once.

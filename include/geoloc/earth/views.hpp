@@ -103,7 +103,8 @@ EarthViews build_earth_views(const EarthViewsConfig& config, const EarthImagery&
 /// Same, loading EarthImagery::load() and CountryIndex::load_default() first.
 EarthViews build_earth_views(const EarthViewsConfig& config, const ProgressFn& progress = {});
 
-/// Views [begin, begin + count) of a split as a normalised F32 NHWC tensor ((x / 255 - mean) / std).
+/// Views [begin, begin + count) of a split as a normalised F32 NHWC tensor ((x / 255 - mean) / std),
+/// packed by image::pack_batch.
 Tensor normalised_batch(const EarthSplit& split, size_t begin, size_t count,
                         const image::Normalization& norm = image::imagenet_normalization());
 /// Same for arbitrary indices (a shuffled mini-batch).

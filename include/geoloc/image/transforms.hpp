@@ -88,9 +88,11 @@ class Pipeline {
   std::vector<Transform> steps_;
 };
 
-/// Training augmentation: RandomResizedCrop(size), horizontal flip with probability 1/2, colour jitter.
+/// Training augmentation: RandomResizedCrop(size), horizontal flip with probability `flip` (no step
+/// and no draw when 0), colour jitter (no step when every strength is 0). A model's training
+/// transform is this after resizing (pipeline::Preprocess::train_transform).
 Pipeline train_pipeline(int size, const ColorJitter& jitter = {0.4f, 0.4f, 0.4f, 0.f},
-                        const RandomResizedCropOptions& crop = {});
+                        const RandomResizedCropOptions& crop = {}, double flip = 0.5);
 /// Evaluation: resize the shorter side to `resize_to`, centre crop `size` x `size` (no randomness).
 Pipeline eval_pipeline(int resize_to, int size);
 /// Flips with probability p.

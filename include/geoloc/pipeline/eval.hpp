@@ -86,11 +86,8 @@ EvalReport evaluate_strategies(const GeoModel& model, const Dataset& data, const
 /// has no cell (a region without training points) the nearest centre: Partition::cell_centers_of.
 std::vector<geo::LatLng> true_cell_centers(const geo::Partition& partition, std::span<const geo::LatLng> truth);
 
-/// The network input for images of any size: shorter side resized to preprocess.resize, then a
-/// centre crop (or the five crops, consecutive rows per image), normalised, on `device`.
-Tensor network_input(const Preprocess& preprocess, std::span<const image::Image> images, bool five_crop,
-                     Device device);
-/// network_input() of rows [start, start + count) of `data` for `model`.
+/// The network input of rows [start, start + count) of `data` for `model`: model.preprocess.eval_batch
+/// (the centre crop, or five crops per image), on the model's device.
 Tensor eval_batch(const GeoModel& model, const Dataset& data, size_t start, size_t count, bool five_crop = false);
 
 /// Embeddings (centre crops) of every image of `data` with its coordinate.

@@ -14,24 +14,10 @@
 #include "geoloc/geo/hierarchy.hpp"
 #include "geoloc/geo/kmeans.hpp"
 #include "geoloc/geo/partition.hpp"
-#include "geoloc/image/transforms.hpp"
 #include "geoloc/nn/heads.hpp"
+#include "geoloc/pipeline/preprocess.hpp"
 
 namespace geoloc::pipeline {
-
-/// How images become network input: resize the shorter side to `resize`, centre-crop `crop`
-/// (training: random-resized crop to `crop`), normalise with mean/std (ImageNet's by default).
-struct Preprocess {
-  int resize = 256;
-  int crop = 224;
-  float mean[3] = {0.485f, 0.456f, 0.406f};
-  float std[3] = {0.229f, 0.224f, 0.225f};
-  /// ValueError unless 0 < crop <= resize and every std is positive and mean finite.
-  void validate() const;
-  image::Normalization normalization() const {
-    return {{mean[0], mean[1], mean[2]}, {std[0], std[1], std[2]}};
-  }
-};
 
 /// One geo head's classes: an S2 partitioning or k-means clusters.
 struct GeoPartition {

@@ -47,6 +47,7 @@ struct TrainConfig {
   double crop_scale_min = 0.6;
   bool flip = false;
   float jitter = 0.1f;
+  Augmentation augmentation() const { return {crop_scale_min, flip, jitter}; }
   // Evaluation and checkpoints (0 = never); the checkpoint is one file, rewritten atomically
   int64_t eval_every = 0;
   // Training-curve points (the loss read back from the device) every this many steps (0 = 1 on the
