@@ -142,39 +142,84 @@ Tensor histograms(const Dataset& d) {
   return h;
 }
 
-}  // namespace
+// ---------------------------------------------------------------- the presets
+// The seed systems as data: what each preset changes in the shared recipe (data, training, evaluation).
+enum class Classes {
+  S2Hierarchy,    // three S2 partitionings, coarse to fine (PlaNet / Müller-Budack et al.)
+  CountryAndS2,   // a country head next to one S2 partitioning (EUGuess)
+  KMeans,         // k-means clusters of the training coordinates (WorldNet, Hulse et al.)
+  EuropeFishnet,  // a fishnet over Europe; views outside are left out (GeoGuessrAI)
+};
 
-DemoResult run_demo(const DemoConfig& c) {
-  const auto t0 = Clock::now();
-  GEOLOC_CHECK(c.preset == "multitask" || c.preset == "worldnet" || c.preset == "regression" || c.preset == "country" ||
-                   c.preset == "grid",
-               ValueError, "unknown demo preset '", c.preset,
-               "' (expected multitask, regression, country, worldnet or grid)");
-  Recipe r = recipe(c.size, c.seed);
-  if (c.steps > 0) r.steps = c.steps;
-  Device::parse(c.device);  // a bad device name fails before any work
-  fs::create_directories(fs::path(c.out_dir) / "maps");
+struct Preset {
+  const char* name;
+  Classes classes;
+  std::vector<Strategy> strategies;
+  bool scene_head = false;        // L = L_geo + L_scene
+  bool hybrid_head = false;       // OSV-5M's cell + offset head
+  bool snap_to_land = false;      // predictions at sea moved to the nearest coast
+  bool regression_heads = false;  // extra stage: haversine and MSE coordinate heads on the frozen backbone (Sy & Day)
+  bool multiview = false;         // extra stage: several views of each test place averaged (EUGuess)
+};
 
-  // ---- data
+const std::vector<Strategy> kAllStrategies = {Strategy::CellMean, Strategy::Hierarchy, Strategy::Centroid, Strategy::Knn,
+                                              Strategy::Refine,   Strategy::Hybrid,    Strategy::Rank};
+const std::vector<Strategy> kFlatStrategies = {Strategy::CellMean, Strategy::Centroid, Strategy::Knn, Strategy::Refine,
+                                               Strategy::Rank};
+
+const std::vector<Preset>& presets() {
+  static const std::vector<Preset> table = {
+      {.name = "multitask", .classes = Classes::S2Hierarchy, .strategies = kAllStrategies, .scene_head = true,
+       .hybrid_head = true},
+      // the S2 multitask network pre-trains the backbone the regression heads use
+      {.name = "regression", .classes = Classes::S2Hierarchy, .strategies = kAllStrategies, .scene_head = true,
+       .regression_heads = true},
+      {.name = "country", .classes = Classes::CountryAndS2, .strategies = kFlatStrategies, .multiview = true},
+      {.name = "worldnet", .classes = Classes::KMeans, .strategies = kFlatStrategies, .snap_to_land = true},
+      {.name = "grid", .classes = Classes::EuropeFishnet, .strategies = kFlatStrategies},
+  };
+  return table;
+}
+
+const Preset& find_preset(const std::string& name) {
+  std::string names;
+  for (const Preset& p : presets()) {
+    if (name == p.name) return p;
+    names += names.empty() ? p.name : std::string(", ") + p.name;
+  }
+  throw ValueError("unknown demo preset '" + name + "' (expected " + names + ")");
+}
+
+// ---------------------------------------------------------------- the stages
+// The data: imagery, polygons, the rendered views as datasets (the grid preset keeps its region only).
+struct DemoData {
+  earth::EarthImagery imagery;
+  geo::CountryIndex countries;
+  earth::EarthViews views;
+  Dataset train;
+  std::vector<std::pair<std::string, Dataset>> eval_sets;
+};
+
+std::unique_ptr<DemoData> load_data(const DemoConfig& c, const Recipe& r) {
   say(c, "[1/6] loading imagery and country polygons\n");
-  const earth::EarthImagery imagery = earth::EarthImagery::load();
-  const geo::CountryIndex countries = geo::CountryIndex::load_default();
+  auto d = std::unique_ptr<DemoData>(new DemoData{earth::EarthImagery::load(), geo::CountryIndex::load_default(), {}, {}, {}});
   say(c, "[2/6] rendering the Earth-views data set\n");
   Progress data_progress("  views", 100, "%", c.progress);
-  const earth::EarthViews views = earth::build_earth_views(r.data, imagery, countries, [&](std::string_view stage, double f) {
+  d->views = earth::build_earth_views(r.data, d->imagery, d->countries, [&](std::string_view stage, double f) {
     data_progress.update(static_cast<int64_t>(100 * f), std::string(stage));
   });
-  data_progress.finish(std::to_string(views.train.n()) + " training views, " +
-                       std::to_string(views.test_unseen_rendering.n() + views.test_seen_rendering.n()) + " test views");
-  Dataset train = to_dataset(views.train);
-  // The grid preset narrows these to its region below.
-  std::vector<std::pair<std::string, Dataset>> eval_sets = {{"test_unseen_rendering", to_dataset(views.test_unseen_rendering)},
-                                                               {"test_seen_rendering", to_dataset(views.test_seen_rendering)}};
-  earth::save_contact_sheet(views.test_unseen_rendering, (fs::path(c.out_dir) / "test-views.png").string(), 32, 8, 2);
+  const earth::EarthViews& v = d->views;
+  data_progress.finish(std::to_string(v.train.n()) + " training views, " +
+                       std::to_string(v.test_unseen_rendering.n() + v.test_seen_rendering.n()) + " test views");
+  d->train = to_dataset(v.train);
+  d->eval_sets = {{"test_unseen_rendering", to_dataset(v.test_unseen_rendering)},
+                  {"test_seen_rendering", to_dataset(v.test_seen_rendering)}};
+  earth::save_contact_sheet(v.test_unseen_rendering, (fs::path(c.out_dir) / "test-views.png").string(), 32, 8, 2);
+  return d;
+}
 
-  std::vector<std::string> scenes;
-  for (int s = 0; s < earth::kNumScenes; ++s) scenes.emplace_back(earth::scene_name(s));
-  const int size = r.data.image_size;
+// The main network's training configuration for the size's recipe.
+TrainConfig train_config(const DemoConfig& c, const Recipe& r) {
   TrainConfig tc;
   tc.batch_size = r.batch;
   tc.lr = r.lr;
@@ -191,11 +236,13 @@ DemoResult run_demo(const DemoConfig& c) {
     tc.weight_decay = 0.05f;
   }
   tc.progress = c.progress;
-  Preprocess pp;
-  pp.resize = size;
-  pp.crop = size;
+  return tc;
+}
 
-  // ---- scene-label propagation (the helper network of the seed paper)
+// Scene-label propagation (the helper network of the seed paper); returns the share of propagated
+// labels that agree with the rule the views were labelled by.
+double propagate_scenes(const DemoConfig& c, const Recipe& r, const TrainConfig& tc, const Preprocess& pp, DemoData& d) {
+  Dataset& train = d.train;
   size_t labelled = 0;
   for (int s : train.scene) labelled += s >= 0;
   say(c, "[3/6] scene-label propagation: a helper network trained on %zu labelled views labels the other %zu\n",
@@ -206,52 +253,55 @@ DemoResult run_demo(const DemoConfig& c) {
   propagate_scene_labels(train, nn::ResNetConfig::small(), earth::kNumScenes, pp, helper);
   size_t right = 0, total = 0;
   for (size_t i = 0; i < train.size(); ++i)
-    if (views.train.scene[i] < 0) {
+    if (d.views.train.scene[i] < 0) {
       ++total;
-      right += train.scene[i] == views.train.scene_truth[i];
+      right += train.scene[i] == d.views.train.scene_truth[i];
     }
-  const double propagation_acc = total ? static_cast<double>(right) / total : 1.0;
+  return total ? static_cast<double>(right) / total : 1.0;
+}
 
-  // ---- the model
+// The preset's classes, the model built on them, trained; model.safetensors and the training curve.
+GeoModel train_model(const DemoConfig& c, const Preset& preset, const TrainConfig& tc, const Preprocess& pp,
+                     DemoData& d) {
+  Dataset& train = d.train;
   say(c, "[4/6] partitioning %zu training coordinates and training the network\n", train.size());
   ModelSpec spec;
   spec.backbone = nn::ResNetConfig::small();
   spec.preprocess = pp;
   spec.seed = c.seed;
   const int64_t n = static_cast<int64_t>(train.size());
-  std::vector<Strategy> strategies;
-  if (c.preset == "worldnet") {
-    spec.kmeans_k = static_cast<int>(std::clamp<int64_t>(n / 60, 16, 1024));
-    strategies = {Strategy::CellMean, Strategy::Centroid, Strategy::Knn, Strategy::Refine, Strategy::Rank};
-  } else if (c.preset == "country") {
-    // Country classification (EUGuess) next to one S2 partitioning; the country comes from its own head.
-    spec.country_head = true;
-    spec.cells.tau_max = {std::max<int64_t>(n / 40, 20)};
-    spec.cells.tau_min = std::max<int64_t>(n / 2000, 5);
-    strategies = {Strategy::CellMean, Strategy::Centroid, Strategy::Knn, Strategy::Refine, Strategy::Rank};
-  } else if (c.preset == "grid") {
-    // A 3-degree fishnet over Europe (GeoGuessrAI); training and test views outside it are left out.
-    strategies = {Strategy::CellMean, Strategy::Centroid, Strategy::Knn, Strategy::Refine, Strategy::Rank};
-  } else {
-    // multitask, and the pre-training of the regression preset's backbone.
-    // Three partitionings, coarse to fine, scaled to the data as tau 5000/2000/1000 are to MP-16's 4.7M photos.
-    spec.cells.tau_max = {std::max<int64_t>(n / 12, 40), std::max<int64_t>(n / 30, 20), std::max<int64_t>(n / 80, 10)};
-    spec.cells.tau_min = std::max<int64_t>(n / 2000, 5);
-    spec.scene_names = scenes;
-    spec.hybrid_head = c.preset == "multitask";
-    strategies = {Strategy::CellMean, Strategy::Hierarchy, Strategy::Centroid, Strategy::Knn, Strategy::Refine,
-                  Strategy::Hybrid, Strategy::Rank};
-  }
   GeoModel model;
-  if (c.preset == "grid") {
+  switch (preset.classes) {
+    case Classes::S2Hierarchy:
+      // Three partitionings, coarse to fine, scaled to the data as tau 5000/2000/1000 are to MP-16's 4.7M photos.
+      spec.cells.tau_max = {std::max<int64_t>(n / 12, 40), std::max<int64_t>(n / 30, 20), std::max<int64_t>(n / 80, 10)};
+      spec.cells.tau_min = std::max<int64_t>(n / 2000, 5);
+      break;
+    case Classes::CountryAndS2:
+      // Country classification next to one S2 partitioning; the country comes from its own head.
+      spec.country_head = true;
+      spec.cells.tau_max = {std::max<int64_t>(n / 40, 20)};
+      spec.cells.tau_min = std::max<int64_t>(n / 2000, 5);
+      break;
+    case Classes::KMeans:
+      spec.kmeans_k = static_cast<int>(std::clamp<int64_t>(n / 60, 16, 1024));
+      break;
+    case Classes::EuropeFishnet:
+      break;
+  }
+  if (preset.scene_head) {
+    for (int s = 0; s < earth::kNumScenes; ++s) spec.scene_names.emplace_back(earth::scene_name(s));
+  }
+  spec.hybrid_head = preset.hybrid_head;
+  if (preset.classes == Classes::EuropeFishnet) {
+    // A 3-degree fishnet over Europe; training and test views outside it are left out.
     train = region_subset(train);
-    for (auto& [name, d] : eval_sets) d = region_subset(d);
+    for (auto& [name, set] : d.eval_sets) set = region_subset(set);
     say(c, "  grid preset: %zu training views inside the region (%.0f..%.0f N, %.0f..%.0f E)\n", train.size(), kRegion[0],
         kRegion[2], kRegion[1], kRegion[3]);
     auto grid = std::make_shared<geo::FishnetPartition>(geo::FishnetPartition::build(
         geo::bounding_box(kRegion[0], kRegion[1], kRegion[2], kRegion[3]),
-        {.cell_deg = train.size() < 1500 ? 6.0 : 3.0, .merge_below = 0.3},
-        train.coords));
+        {.cell_deg = train.size() < 1500 ? 6.0 : 3.0, .merge_below = 0.3}, train.coords));
     nn::GeoNetConfig cfg;
     cfg.backbone = spec.backbone;
     cfg.heads = {{"grid", nn::HeadKind::Partition, static_cast<int64_t>(grid->size())}};
@@ -262,212 +312,256 @@ DemoResult run_demo(const DemoConfig& c) {
   } else {
     model = build_model(spec, train.coords, train.country);
   }
-  for (const auto& p : model.partitions)
-    say(c, "  partitioning %s: %zu classes\n", p.name.c_str(), p.partition->size());
+  for (const auto& p : model.partitions) say(c, "  partitioning %s: %zu classes\n", p.name.c_str(), p.partition->size());
   Trainer trainer(model, tc);
   const TrainHistory& hist = trainer.fit(train);
-  const std::string model_path = (fs::path(c.out_dir) / "model.safetensors").string();
-  model.save(model_path);
+  model.save((fs::path(c.out_dir) / "model.safetensors").string());
   hist.write((fs::path(c.out_dir) / "training-curve").string());
+  return model;
+}
 
-  // Regression preset (Sy & Day): coordinates regressed from the frozen backbone just trained, by two
-  // heads side by side: a unit 3-vector with the haversine loss, and (lat/90, lng/180) with MSE.
+// Extra stage of the regression preset (Sy & Day): coordinates regressed from the frozen backbone just
+// trained, by two heads side by side: a unit 3-vector with the haversine loss, and (lat/90, lng/180) with MSE.
+GeoModel train_regression_heads(const DemoConfig& c, const Recipe& r, const TrainConfig& tc, const Preprocess& pp,
+                                const GeoModel& model, const Dataset& train) {
+  say(c, "  regression heads on the frozen backbone\n");
   GeoModel regression;
-  if (c.preset == "regression") {
-    say(c, "  regression heads on the frozen backbone\n");
-    nn::GeoNetConfig cfg;
-    cfg.backbone = spec.backbone;
-    cfg.freeze_backbone = true;
-    cfg.heads = {{"coords", nn::HeadKind::Coordinates, 3}, {"latlng", nn::HeadKind::Coordinates, 2}};
-    regression.net = std::make_shared<nn::GeoNet>(cfg, c.seed + 1);
-    regression.preprocess = pp;
-    regression.finalise();
-    for (const auto& [name, t] : model.net->state()) {
-      if (name.rfind("heads.", 0) == 0) continue;
-      Tensor* dst = regression.net->find(name);
-      GEOLOC_CHECK(dst, Error, "regression preset: backbone tensor '", name, "' missing");
-      dst->copy_(t);
-    }
-    TrainConfig rc = tc;
-    rc.optimizer = "adamw";
-    rc.lr = 1e-2f;
-    rc.weight_decay = 0.0f;
-    rc.steps = std::max<int64_t>(r.steps / 3, 50);
-    Trainer(regression, rc).fit(train);
+  nn::GeoNetConfig cfg;
+  cfg.backbone = nn::ResNetConfig::small();
+  cfg.freeze_backbone = true;
+  cfg.heads = {{"coords", nn::HeadKind::Coordinates, 3}, {"latlng", nn::HeadKind::Coordinates, 2}};
+  regression.net = std::make_shared<nn::GeoNet>(cfg, c.seed + 1);
+  regression.preprocess = pp;
+  regression.finalise();
+  for (const auto& [name, t] : model.net->state()) {
+    if (name.rfind("heads.", 0) == 0) continue;
+    Tensor* dst = regression.net->find(name);
+    GEOLOC_CHECK(dst, Error, "regression preset: backbone tensor '", name, "' missing");
+    dst->copy_(t);
   }
+  TrainConfig rc = tc;
+  rc.optimizer = "adamw";
+  rc.lr = 1e-2f;
+  rc.weight_decay = 0.0f;
+  rc.steps = std::max<int64_t>(r.steps / 3, 50);
+  Trainer(regression, rc).fit(train);
+  return regression;
+}
 
-  // ---- k-NN index of the training embeddings
-  say(c, "[5/6] indexing the training embeddings for k-NN\n");
-  model.knn = build_knn_index(model, train);
-  model.knn.save((fs::path(c.out_dir) / "knn.safetensors").string());
+// One test split's evaluation: the model's strategies, the preset's extra methods and the baselines,
+// into metrics.json's splits.SPLIT and the printed report, with the split's probability maps.
+struct SplitEvaluation {
+  const DemoConfig& c;
+  const Preset& preset;
+  const DemoData& d;
+  const GeoModel& model;
+  const GeoModel* regression;  // the regression preset's heads, else null
+  const KnnIndex& colour_index;
+  const viz::MapRenderer* maps;
+  nlohmann::json& metrics;
+  std::string& report;
 
-  // ---- evaluation
-  say(c, "[6/6] evaluating on the two test splits\n");
-  const KnnIndex colour_index = KnnIndex::build(histograms(train), train.coords);
-  // The most populous cell of the finest partitioning (or the class with most training points).
+  void run(size_t si) const;
+};
+
+void SplitEvaluation::run(size_t si) const {
+  const auto& [split, data] = d.eval_sets[si];
+  if (data.size() == 0) return;
+  const earth::EarthSplit* split_src[] = {&d.views.test_unseen_rendering, &d.views.test_seen_rendering};
+  const geo::CountryIndex& countries = d.countries;
   const auto& fine = *model.finest().partition;
+  char buf[256];
+  EvalOptions eo;
+  eo.strategies = preset.strategies;
+  eo.predict.snap_to_land = preset.snap_to_land;
+  // The five thresholds of the table's first rows, and Sy & Day's distance buckets.
+  eo.thresholds_km = geo::kDefaultThresholdsKm;
+  eo.thresholds_km.insert(eo.thresholds_km.end(), geo::kDistanceBucketsKm.begin(), geo::kDistanceBucketsKm.end());
+  const EvalReport er = evaluate_strategies(model, data, &countries, eo);
+  std::vector<std::pair<std::string, geo::Metrics>> table;
+  auto& js = metrics["splits"][split];
+  // One method's entry in metrics.json (scene_acc null where the method has no scene) and in the table.
+  // "acc_km" keeps exactly the five thresholds it always had; the buckets go to "acc_km_buckets".
+  auto record = [&](const std::string& method, const geo::Metrics& m, std::optional<double> scene_acc) {
+    nlohmann::json j = m.to_json();
+    nlohmann::json buckets = nlohmann::json::object();
+    for (double t : geo::kDistanceBucketsKm) {
+      const std::string key = geo::threshold_key(t);
+      buckets[key] = j["acc_km"][key];
+      j["acc_km"].erase(key);
+    }
+    j["acc_km_buckets"] = buckets;
+    j["scene_acc"] = scene_acc ? nlohmann::json(*scene_acc) : nlohmann::json(nullptr);
+    js[method] = j;
+    table.emplace_back(method, m);
+  };
+  // Metrics of predicted coordinates (the baselines, the regression heads, several views): countries
+  // and continents looked up in the polygons (or, given, from a country head), cells of the model's
+  // finest partitioning assigned to the coordinates.
+  const std::vector<geo::Continent> true_continent = countries.continents(data.coords);
+  const std::vector<geo::LatLng> true_cell = true_cell_centers(fine, data.coords);
+  auto from_coords = [&](const std::vector<geo::LatLng>& pred, std::vector<int> country = {}) {
+    std::vector<geo::Continent> continent;
+    if (country.empty()) {
+      country = countries.country_codes(pred);
+      continent = countries.continents(pred);
+    } else {
+      for (int code : country) continent.push_back(geo::continent_of_country(code));
+    }
+    const std::vector<geo::LatLng> cell = fine.cell_centers_of(pred);
+    return geo::compute_metrics(pred, data.coords, eo.thresholds_km,
+                                {.predicted_country = country,
+                                 .true_country = data.country,
+                                 .predicted_continent = continent,
+                                 .true_continent = true_continent,
+                                 .predicted_cell = cell,
+                                 .true_cell = true_cell});
+  };
+  for (const auto& [name, m] : er.methods) {
+    const std::string method = name == "cell"       ? "model"
+                               : name == "hierarchy" ? "model_hierarchy"
+                               : name == "centroid"  ? "model_centroid"
+                               : name == "knn"       ? "model_knn"
+                                                     : "model_" + name;
+    record(method, m, er.scene_acc);
+    js[method]["coverage"] = er.calibration_json()["coverage"][name];
+  }
+  if (er.calibration) metrics["calibration"][split] = er.calibration->to_json();
+  er.write_calibration((fs::path(c.out_dir) / ("calibration-" + split)).string(), split);
+  if (regression) {
+    const Predictor rp(*regression);
+    std::vector<geo::LatLng> hav, mse;
+    for (size_t start = 0; start < data.size(); start += 128) {
+      const size_t m = std::min<size_t>(128, data.size() - start);
+      const auto hp = rp.probabilities(eval_batch(*regression, data, start, m));
+      for (int64_t i = 0; i < hp.n; ++i) {
+        hav.push_back(regression_coordinate(hp.row("coords", i)));
+        mse.push_back(regression_coordinate(hp.row("latlng", i)));
+      }
+    }
+    record("model_regression_haversine", from_coords(hav), std::nullopt);
+    record("model_regression_mse", from_coords(mse), std::nullopt);
+  }
+  // Baselines on the same split: uniform over the sphere (over the region for the grid preset: z =
+  // sin(lat) uniform, longitude uniform), the most populous cell of the finest partitioning (or the
+  // class with most training points), and the colour-histogram k-NN.
   size_t top = 0;
   for (size_t k = 1; k < fine.size(); ++k)
     if (fine.count(k) > fine.count(top)) top = k;
-  std::unique_ptr<viz::MapRenderer> maps;
-  if (c.maps > 0) maps = std::make_unique<viz::MapRenderer>(fine, imagery.rendering(earth::Rendering::BlueMarbleJul).image());
+  random::Rng gen(c.seed * 7919 + si);
+  std::mt19937_64& rng = gen.engine();
+  const bool regional = preset.classes == Classes::EuropeFishnet;
+  constexpr double kDeg = 3.14159265358979323846 / 180.0;
+  std::uniform_real_distribution<double> uz(regional ? std::sin(kRegion[0] * kDeg) : -1.0,
+                                            regional ? std::sin(kRegion[2] * kDeg) : 1.0),
+      ul(regional ? kRegion[1] : -180.0, regional ? kRegion[3] : 180.0);
+  std::vector<geo::LatLng> uniform(data.size()), top_cell(data.size(), fine.center(top)), colour(data.size());
+  for (auto& p : uniform) p = {std::asin(uz(rng)) / kDeg, ul(rng)};
+  const Tensor test_hist = histograms(data);
+  PredictOptions po;
+  detail::parallel_for(data.size(), [&](size_t i) {
+    colour[i] = knn_coordinate(colour_index, test_hist.data<float>() + i * test_hist.dim(1), test_hist.dim(1), po);
+  });
+  record("random", from_coords(uniform), std::nullopt);
+  record("top_cell", from_coords(top_cell), std::nullopt);
+  record("color_knn", from_coords(colour), std::nullopt);
+  if (preset.multiview) {
+    // Several photos of each test place, their probabilities averaged (EUGuess).
+    constexpr int kViews = 4;
+    const Dataset multi = extra_views(*split_src[si], d.imagery, kViews);
+    const Predictor pred(model, &countries);
+    std::vector<geo::LatLng> coords;
+    std::vector<int> country;
+    for (size_t start = 0; start < data.size(); start += 64) {
+      const size_t m = std::min<size_t>(64, data.size() - start);
+      const auto hp = Predictor::aggregate(pred.probabilities(eval_batch(model, multi, start * kViews, m * kViews)), kViews);
+      for (int64_t i = 0; i < hp.n; ++i) {
+        const Prediction p = pred.decide(hp, i, eo.predict);  // one partitioning: the cell mean
+        coords.push_back(p.coordinate);
+        country.push_back(p.country);
+      }
+    }
+    // the country from the country head, as for the single views
+    record("model_multiview", from_coords(coords, country), std::nullopt);
+  }
+  std::snprintf(buf, sizeof buf, "\n%s (%zu views%s)\n", split.c_str(), data.size(),
+                si == 0 ? "; renderings never seen in training, unseen regions" : "; training renderings, unseen regions");
+  report += buf + geo::format_metrics_table(table, {.unit = c.unit});
+  if (er.scene_acc) {
+    std::snprintf(buf, sizeof buf, "scene accuracy (model): %.1f %%\n", 100.0 * *er.scene_acc);
+    report += buf;
+  }
+  report += er.calibration_table();
+  if (!maps) return;
+  // Probability maps, with the truth: the first few views as they come, then the view the model
+  // placed best (a hit) and the one at the median error (a typical miss), so that the maps show
+  // both what the model does well and how it usually fails.
+  const auto& best = er.predicted.count("hierarchy") ? er.predicted.at("hierarchy") : er.predicted.begin()->second;
+  auto write_map = [&](size_t k, const std::string& title, const std::string& file) {
+    viz::ProbabilityMapSpec ms;
+    ms.title = title;
+    ms.truth = data.coords[k];
+    ms.prediction = best[k];
+    ms.log_scale = true;
+    ms.top_k = 3;
+    maps->write((fs::path(c.out_dir) / "maps" / (file + ".png")).string(), er.probabilities.row(model.finest().name, k),
+                ms);
+  };
+  for (int k = 0; k < c.maps && k < static_cast<int>(data.size()); ++k)
+    write_map(static_cast<size_t>(k), split + " view " + std::to_string(k), split + "-" + std::to_string(k));
+  std::vector<double> err(data.size());
+  for (size_t i = 0; i < data.size(); ++i) err[i] = geo::haversine_km(best[i], data.coords[i]);
+  std::vector<size_t> by_err(data.size());
+  std::iota(by_err.begin(), by_err.end(), size_t{0});
+  std::stable_sort(by_err.begin(), by_err.end(), [&](size_t a, size_t b) { return err[a] < err[b]; });
+  const size_t hit = by_err.front(), median = by_err[by_err.size() / 2];
+  const std::string n = std::to_string(data.size());
+  write_map(hit, split + " view " + std::to_string(hit) + ": the best of " + n, split + "-best");
+  write_map(median, split + " view " + std::to_string(median) + ": the median of " + n, split + "-median");
+}
 
+}  // namespace
+
+DemoResult run_demo(const DemoConfig& c) {
+  const auto t0 = Clock::now();
+  const Preset& preset = find_preset(c.preset);
+  Recipe r = recipe(c.size, c.seed);
+  if (c.steps > 0) r.steps = c.steps;
+  Device::parse(c.device);  // a bad device name fails before any work
+  fs::create_directories(fs::path(c.out_dir) / "maps");
+
+  const std::unique_ptr<DemoData> d = load_data(c, r);
+  const TrainConfig tc = train_config(c, r);
+  Preprocess pp;
+  pp.resize = r.data.image_size;
+  pp.crop = r.data.image_size;
+  const double propagation_acc = propagate_scenes(c, r, tc, pp, *d);
+  GeoModel model = train_model(c, preset, tc, pp, *d);
+  GeoModel regression;
+  if (preset.regression_heads) regression = train_regression_heads(c, r, tc, pp, model, d->train);
+
+  say(c, "[5/6] indexing the training embeddings for k-NN\n");
+  model.knn = build_knn_index(model, d->train);
+  model.knn.save((fs::path(c.out_dir) / "knn.safetensors").string());
+
+  say(c, "[6/6] evaluating on the two test splits\n");
+  const KnnIndex colour_index = KnnIndex::build(histograms(d->train), d->train.coords);
+  std::unique_ptr<viz::MapRenderer> maps;
+  if (c.maps > 0)
+    maps = std::make_unique<viz::MapRenderer>(*model.finest().partition,
+                                              d->imagery.rendering(earth::Rendering::BlueMarbleJul).image());
   DemoResult out;
   out.metrics["preset"] = c.preset;
   out.metrics["size"] = c.size;
   out.metrics["scene_propagation_acc"] = propagation_acc;
-  out.metrics["train_views"] = train.size();
+  out.metrics["train_views"] = d->train.size();
   std::string report;
+  const SplitEvaluation eval{c, preset, *d, model, preset.regression_heads ? &regression : nullptr, colour_index,
+                             maps.get(), out.metrics, report};
+  for (size_t si = 0; si < d->eval_sets.size(); ++si) eval.run(si);
+
+  // ---- the report: metrics.json and the printed tables
   char buf[256];
-  const earth::EarthSplit* split_src[] = {&views.test_unseen_rendering, &views.test_seen_rendering};
-  for (size_t si = 0; si < eval_sets.size(); ++si) {
-    const auto& [split, data] = eval_sets[si];
-    if (data.size() == 0) continue;
-    EvalOptions eo;
-    eo.strategies = strategies;
-    eo.predict.snap_to_land = c.preset == "worldnet";
-    // The five thresholds of the table's first rows, and Sy & Day's distance buckets.
-    eo.thresholds_km = geo::kDefaultThresholdsKm;
-    eo.thresholds_km.insert(eo.thresholds_km.end(), geo::kDistanceBucketsKm.begin(), geo::kDistanceBucketsKm.end());
-    const EvalReport er = evaluate_strategies(model, data, &countries, eo);
-    std::vector<std::pair<std::string, geo::Metrics>> table;
-    auto& js = out.metrics["splits"][split];
-    // One method's entry in metrics.json (scene_acc null where the method has no scene) and in the table.
-    // "acc_km" keeps exactly the five thresholds it always had; the buckets go to "acc_km_buckets".
-    auto record = [&](const std::string& method, const geo::Metrics& m, std::optional<double> scene_acc) {
-      nlohmann::json j = m.to_json();
-      nlohmann::json buckets = nlohmann::json::object();
-      for (double t : geo::kDistanceBucketsKm) {
-        const std::string key = geo::threshold_key(t);
-        buckets[key] = j["acc_km"][key];
-        j["acc_km"].erase(key);
-      }
-      j["acc_km_buckets"] = buckets;
-      j["scene_acc"] = scene_acc ? nlohmann::json(*scene_acc) : nlohmann::json(nullptr);
-      js[method] = j;
-      table.emplace_back(method, m);
-    };
-    // Metrics of predicted coordinates (the baselines, the regression heads, several views): countries
-    // and continents looked up in the polygons (or, given, from a country head), cells of the model's
-    // finest partitioning assigned to the coordinates.
-    const std::vector<geo::Continent> true_continent = countries.continents(data.coords);
-    const std::vector<geo::LatLng> true_cell = true_cell_centers(fine, data.coords);
-    auto from_coords = [&](const std::vector<geo::LatLng>& pred, std::vector<int> country = {}) {
-      std::vector<geo::Continent> continent;
-      if (country.empty()) {
-        country = countries.country_codes(pred);
-        continent = countries.continents(pred);
-      } else {
-        for (int code : country) continent.push_back(geo::continent_of_country(code));
-      }
-      const std::vector<geo::LatLng> cell = fine.cell_centers_of(pred);
-      return geo::compute_metrics(pred, data.coords, eo.thresholds_km,
-                                  {.predicted_country = country,
-                                   .true_country = data.country,
-                                   .predicted_continent = continent,
-                                   .true_continent = true_continent,
-                                   .predicted_cell = cell,
-                                   .true_cell = true_cell});
-    };
-    for (const auto& [name, m] : er.methods) {
-      const std::string method = name == "cell"       ? "model"
-                                 : name == "hierarchy" ? "model_hierarchy"
-                                 : name == "centroid"  ? "model_centroid"
-                                 : name == "knn"       ? "model_knn"
-                                                       : "model_" + name;
-      record(method, m, er.scene_acc);
-      js[method]["coverage"] = er.calibration_json()["coverage"][name];
-    }
-    if (er.calibration) out.metrics["calibration"][split] = er.calibration->to_json();
-    er.write_calibration((fs::path(c.out_dir) / ("calibration-" + split)).string(), split);
-    if (c.preset == "regression") {
-      const Predictor rp(regression);
-      std::vector<geo::LatLng> hav, mse;
-      for (size_t start = 0; start < data.size(); start += 128) {
-        const size_t m = std::min<size_t>(128, data.size() - start);
-        const auto hp = rp.probabilities(eval_batch(regression, data, start, m));
-        for (int64_t i = 0; i < hp.n; ++i) {
-          hav.push_back(regression_coordinate(hp.row("coords", i)));
-          mse.push_back(regression_coordinate(hp.row("latlng", i)));
-        }
-      }
-      record("model_regression_haversine", from_coords(hav), std::nullopt);
-      record("model_regression_mse", from_coords(mse), std::nullopt);
-    }
-    // baselines on the same split
-    random::Rng gen(c.seed * 7919 + si);
-    std::mt19937_64& rng = gen.engine();
-    // Uniform over the sphere (over the region for the grid preset): z = sin(lat) uniform, longitude uniform.
-    const bool regional = c.preset == "grid";
-    constexpr double kDeg = 3.14159265358979323846 / 180.0;
-    std::uniform_real_distribution<double> uz(regional ? std::sin(kRegion[0] * kDeg) : -1.0,
-                                              regional ? std::sin(kRegion[2] * kDeg) : 1.0),
-        ul(regional ? kRegion[1] : -180.0, regional ? kRegion[3] : 180.0);
-    std::vector<geo::LatLng> random(data.size()), top_cell(data.size(), fine.center(top)), colour(data.size());
-    for (auto& p : random) p = {std::asin(uz(rng)) / kDeg, ul(rng)};
-    const Tensor test_hist = histograms(data);
-    PredictOptions po;
-    detail::parallel_for(data.size(), [&](size_t i) {
-      colour[i] = knn_coordinate(colour_index, test_hist.data<float>() + i * test_hist.dim(1), test_hist.dim(1), po);
-    });
-    record("random", from_coords(random), std::nullopt);
-    record("top_cell", from_coords(top_cell), std::nullopt);
-    record("color_knn", from_coords(colour), std::nullopt);
-    if (c.preset == "country") {
-      // Several photos of each test place, their probabilities averaged (EUGuess).
-      constexpr int kViews = 4;
-      const Dataset multi = extra_views(*split_src[si], imagery, kViews);
-      const Predictor pred(model, &countries);
-      std::vector<geo::LatLng> coords;
-      std::vector<int> country;
-      for (size_t start = 0; start < data.size(); start += 64) {
-        const size_t m = std::min<size_t>(64, data.size() - start);
-        const auto hp = Predictor::aggregate(pred.probabilities(eval_batch(model, multi, start * kViews, m * kViews)), kViews);
-        for (int64_t i = 0; i < hp.n; ++i) {
-          const Prediction p = pred.decide(hp, i, eo.predict);  // one partitioning: the cell mean
-          coords.push_back(p.coordinate);
-          country.push_back(p.country);
-        }
-      }
-      // the country from the country head, as for the single views
-      record("model_multiview", from_coords(coords, country), std::nullopt);
-    }
-    std::snprintf(buf, sizeof buf, "\n%s (%zu views%s)\n", split.c_str(), data.size(),
-                  si == 0 ? "; renderings never seen in training, unseen regions" : "; training renderings, unseen regions");
-    report += buf + geo::format_metrics_table(table, {.unit = c.unit});
-    if (er.scene_acc) {
-      std::snprintf(buf, sizeof buf, "scene accuracy (model): %.1f %%\n", 100.0 * *er.scene_acc);
-      report += buf;
-    }
-    report += er.calibration_table();
-    // Probability maps, with the truth: the first few views as they come, then the view the model
-    // placed best (a hit) and the one at the median error (a typical miss), so that the maps show
-    // both what the model does well and how it usually fails.
-    const auto& best = er.predicted.count("hierarchy") ? er.predicted.at("hierarchy") : er.predicted.begin()->second;
-    auto write_map = [&](size_t k, const std::string& title, const std::string& file) {
-      viz::ProbabilityMapSpec ms;
-      ms.title = title;
-      ms.truth = data.coords[k];
-      ms.prediction = best[k];
-      ms.log_scale = true;
-      ms.top_k = 3;
-      maps->write((fs::path(c.out_dir) / "maps" / (file + ".png")).string(),
-                  er.probabilities.row(model.finest().name, k), ms);
-    };
-    for (int k = 0; maps && k < c.maps && k < static_cast<int>(data.size()); ++k)
-      write_map(static_cast<size_t>(k), split + " view " + std::to_string(k), split + "-" + std::to_string(k));
-    if (maps) {
-      std::vector<double> err(data.size());
-      for (size_t i = 0; i < data.size(); ++i) err[i] = geo::haversine_km(best[i], data.coords[i]);
-      std::vector<size_t> by_err(data.size());
-      std::iota(by_err.begin(), by_err.end(), size_t{0});
-      std::stable_sort(by_err.begin(), by_err.end(), [&](size_t a, size_t b) { return err[a] < err[b]; });
-      const size_t hit = by_err.front(), median = by_err[by_err.size() / 2];
-      const std::string n = std::to_string(data.size());
-      write_map(hit, split + " view " + std::to_string(hit) + ": the best of " + n, split + "-best");
-      write_map(median, split + " view " + std::to_string(median) + ": the median of " + n, split + "-median");
-    }
-  }
   std::snprintf(buf, sizeof buf, "\nscene labels propagated to unlabelled training views: %.1f %% agree with the rule\n",
                 100.0 * propagation_acc);
   report += buf;
