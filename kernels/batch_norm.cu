@@ -20,6 +20,7 @@
 #include "cuda_common.cuh"
 #include "device.cuh"
 #include "internal.cuh"
+#include "geoloc/detail/math.hpp"
 
 namespace geoloc::cuda {
 namespace {
@@ -155,8 +156,8 @@ __global__ void scale_shift_act_kernel(const T* __restrict__ x, const float* __r
         o.x += r.x, o.y += r.y, o.z += r.z, o.w += r.w;
       }
       if (relu) {
-        o.x = o.x > 0.0f ? o.x : 0.0f, o.y = o.y > 0.0f ? o.y : 0.0f;
-        o.z = o.z > 0.0f ? o.z : 0.0f, o.w = o.w > 0.0f ? o.w : 0.0f;
+        o.x = math::relu(o.x), o.y = math::relu(o.y);
+        o.z = math::relu(o.z), o.w = math::relu(o.w);
       }
       y4[i] = o;
     }
@@ -165,7 +166,7 @@ __global__ void scale_shift_act_kernel(const T* __restrict__ x, const float* __r
       const Idx c = i % C;
       float o = ld(x, i) * __ldg(scale + c) + __ldg(shift + c);
       if (res) o += ld(res, i);
-      if (relu) o = o > 0.0f ? o : 0.0f;
+      if (relu) o = math::relu(o);
       st(y, i, o);
     }
   }

@@ -1,6 +1,7 @@
 // Weights files: PyTorch layouts at the boundary, strict name and shape checks.
 #include "geoloc/nn/weights.hpp"
 
+#include <cmath>
 #include <set>
 
 namespace geoloc::nn {
@@ -45,6 +46,15 @@ Tensor ohwi_to_oihw(const Tensor& src) {
 }
 }  // namespace
 
+void require_finite(const Tensor& t, const std::string& path, const std::string& name, const char* where) {
+  if (t.dtype() != DType::F32) return;  // what files and modules hold (F16 / BF16 files are widened on reading)
+  const Tensor host = t.to(Device::cpu());
+  const float* p = host.data<float>();
+  for (int64_t i = 0; i < host.numel(); ++i)
+    GEOLOC_CHECK(std::isfinite(p[i]), IoError, path, ": tensor '", name, "' holds a non-finite value (", p[i],
+                 " at element ", i, ") ", where, "; a model with NaN or infinite weights is refused");
+}
+
 std::vector<int64_t> pytorch_shape(const Shape& s) {
   if (s.ndim() == 4) return {s[0], s[3], s[1], s[2]};
   return s.vec();
@@ -52,6 +62,7 @@ std::vector<int64_t> pytorch_shape(const Shape& s) {
 
 namespace {
 bool is_head(const std::string& name) { return name.rfind("heads.", 0) == 0; }
+
 
 void load_impl(Module& m, const safetensors::File& file, bool backbone_only) {
   const std::string& path = file.path();
@@ -73,6 +84,7 @@ void load_impl(Module& m, const safetensors::File& file, bool backbone_only) {
                  IoError, path, ": tensor '", name, "' has dtype ", safetensors::st_dtype_name(e.dtype),
                  ", expected F32, F16 or BF16");
     Tensor src = file.tensor(name);
+    require_finite(src, path, name, "in the file");
     staged.emplace_back(dst, dst.ndim() == 4 ? oihw_to_ohwi(src, dst.shape()) : src.view(dst.shape()));
   }
   for (const auto& e : file.entries()) {
@@ -98,6 +110,7 @@ void save_state(const Module& m, const std::string& path, const std::map<std::st
     safetensors::WriteItem w;
     w.name = name;
     const Tensor h = t.to(Device::cpu());
+    require_finite(h, path, name, "to be written");
     w.tensor = h.ndim() == 4 ? ohwi_to_oihw(h) : h;
     items.push_back(std::move(w));
     names.insert(name);

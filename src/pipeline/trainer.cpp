@@ -9,6 +9,7 @@
 #include "geoloc/atomic_file.hpp"
 #include "geoloc/detail/parallel.hpp"
 #include "geoloc/geo/predict.hpp"
+#include "geoloc/nn/weights.hpp"
 #include "geoloc/image/transforms.hpp"
 #include "geoloc/optim.hpp"
 #include "geoloc/pipeline/eval.hpp"
@@ -271,6 +272,11 @@ const TrainHistory& Trainer::run(int64_t until, const Dataset* val,
       const double dt = std::chrono::duration<double>(now - window_start).count();
       CurvePoint cp{step_, loss.total.item(), {}, lr, dt > 0 ? window_images / dt : 0.0};
       for (const auto& [head, value] : loss.per_head) cp.per_head[head] = value.item();
+      // A diverged run stops here, before its weights reach a checkpoint or a model file (save_state
+      // refuses non-finite weights too, for the steps between two read-backs).
+      GEOLOC_CHECK(std::isfinite(cp.loss), ValueError, "training diverged: the loss is ", std::isnan(cp.loss) ? "NaN" : "infinite", " at step ", step_,
+                   log_every > 1 ? " (read back every " + std::to_string(log_every) + " steps)" : std::string(),
+                   " with learning rate ", lr, "; lower the learning rate or clip the gradients (geoloc train --clip)");
       if (dt > 1.0) {
         window_images = 0.0;
         window_start = now;
@@ -368,6 +374,9 @@ void Trainer::save_checkpoint(const std::string& path) const {
   std::vector<safetensors::WriteItem> items;
   for (const auto& [name, t] : model_.net->state()) items.push_back({"model." + name, t});
   for (const auto& [name, t] : s_->opt->state()) items.push_back({"optim." + name, t});
+  // the weights may have diverged since the last loss read-back: no checkpoint holds a NaN
+  for (const auto& it : items)
+    nn::require_finite(it.tensor, path, it.name, ("to be written at step " + std::to_string(step_)).c_str());
   auto meta = model_.metadata();
   meta["checkpoint"] = nlohmann::json{{"step", step_}, {"seed", cfg_.seed}, {"optimizer", cfg_.optimizer}}.dump();
   safetensors::write(path, items, meta);

@@ -13,7 +13,8 @@
 
 namespace geoloc::math {
 
-GEOLOC_HD float relu(float x) { return x > 0.0f ? x : 0.0f; }
+/// max(x, 0) with NaN propagated, as PyTorch's relu (-0 gives +0).
+GEOLOC_HD float relu(float x) { return x > 0.0f || x != x ? x : 0.0f; }
 
 /// One SGD update (PyTorch semantics); returns the new parameter and updates buf.
 GEOLOC_HD float sgd_update(float p, float g, float& buf, float lr, float momentum, float dampening, float wd,

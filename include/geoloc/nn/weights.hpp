@@ -40,4 +40,9 @@ std::unique_ptr<GeoNet> load_geonet(const std::string& path, const std::optional
 /// The file-layout shape of an in-memory tensor: OHWI [O,H,W,I] -> OIHW [O,I,H,W] for 4-D, else unchanged.
 std::vector<int64_t> pytorch_shape(const Shape& ours);
 
+/// IoError naming `path`, the tensor and the first NaN or infinity of an F32 tensor (any device; other
+/// dtypes pass): no weights file is written from, and no model takes, non-finite weights. `where` ends
+/// the message ("in the file", "to be written").
+void require_finite(const Tensor& t, const std::string& path, const std::string& name, const char* where);
+
 }  // namespace geoloc::nn

@@ -62,7 +62,8 @@ void tile(const float* const* a, const float* __restrict b, int64_t ldb, int64_t
       for (int i = 0; i < MR; ++i) {
         __m256 y = e.scale ? _mm256_fmadd_ps(acc[i][v], sc, sh) : _mm256_add_ps(acc[i][v], sh);
         if (e.residual) y = _mm256_add_ps(y, _mm256_loadu_ps(e.residual + i * e.ld_residual + 8 * v));
-        if (e.relu) y = _mm256_max_ps(y, _mm256_setzero_ps());
+        if (e.relu)  // max(y, 0) with NaN kept (math::relu)
+          y = _mm256_blendv_ps(_mm256_max_ps(y, _mm256_setzero_ps()), y, _mm256_cmp_ps(y, y, _CMP_UNORD_Q));
         acc[i][v] = y;
       }
     }

@@ -59,7 +59,8 @@ void tile(const float* const* a, const float* __restrict b, int64_t ldb, int64_t
       for (int i = 0; i < MR; ++i) {
         __m512 y = e.scale ? _mm512_fmadd_ps(acc[i][v], sc, sh) : _mm512_add_ps(acc[i][v], sh);
         if (e.residual) y = _mm512_add_ps(y, _mm512_loadu_ps(e.residual + i * e.ld_residual + 16 * v));
-        if (e.relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
+        if (e.relu)  // max(y, 0) with NaN kept (math::relu)
+          y = _mm512_mask_mov_ps(_mm512_max_ps(y, _mm512_setzero_ps()), _mm512_cmp_ps_mask(y, y, _CMP_UNORD_Q), y);
         acc[i][v] = y;
       }
     }
