@@ -58,6 +58,9 @@ class Shape {
 // ---------------------------------------------------------------- memory
 /// Device memory provider. The CPU and CUDA allocators cache freed blocks by size, so that a
 /// training step that repeats the same shapes allocates nothing from the system after its first run.
+/// The cache holds at most cache_limit() bytes; past it the least recently freed blocks are released
+/// (CPU: a quarter of the physical memory, at least 1 GiB, or GEOLOC_CPU_CACHE_MB; CUDA: no limit, and
+/// the cache is given back when cudaMalloc fails).
 class Allocator {
  public:
   virtual ~Allocator() = default;
@@ -66,11 +69,14 @@ class Allocator {
   virtual Device device() const = 0;
   /// Releases cached (free) blocks back to the system.
   virtual void empty_cache() {}
+  /// At most this many bytes of freed blocks are kept (SIZE_MAX = no limit); blocks beyond it are released.
+  virtual void set_cache_limit(size_t bytes) { (void)bytes; }
   struct Stats {
     uint64_t system_allocs = 0;  // blocks obtained from the system (malloc / cudaMalloc)
     uint64_t requests = 0;       // allocate() calls
     size_t bytes_in_use = 0;
     size_t bytes_cached = 0;
+    size_t cache_limit = SIZE_MAX;
   };
   virtual Stats stats() const = 0;
 };

@@ -8,7 +8,10 @@
 #include <map>
 #include <mutex>
 
+#include <unistd.h>
+
 #include "geoloc/backend.hpp"
+#include "geoloc/detail/block_cache.hpp"
 #include "geoloc/dispatch.hpp"
 
 namespace geoloc {
@@ -94,26 +97,35 @@ std::string Shape::str() const {
 
 // ---------------------------------------------------------------- CPU caching allocator
 namespace {
+// The default cache limit: GEOLOC_CPU_CACHE_MB, else a quarter of the physical memory (at least 1 GiB).
+size_t default_cpu_cache_limit() {
+  if (const char* e = std::getenv("GEOLOC_CPU_CACHE_MB")) {
+    char* end = nullptr;
+    const unsigned long long mb = std::strtoull(e, &end, 10);
+    if (end != e && *end == 0 && mb < (SIZE_MAX >> 20)) return static_cast<size_t>(mb) << 20;
+  }
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  const size_t phys = pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page) : 0;
+  return std::max<size_t>(size_t(1) << 30, phys / 4);
+}
+
 class CpuCachingAllocator final : public Allocator {
  public:
   static constexpr size_t kAlign = 64;
+  CpuCachingAllocator() : cache_(default_cpu_cache_limit()) {}
   ~CpuCachingAllocator() override { empty_cache(); }
   void* allocate(size_t bytes) override {
     size_t sz = round(bytes);
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.requests;
-    auto it = free_.find(sz);
-    if (it != free_.end()) {
-      void* p = it->second;
-      free_.erase(it);
-      stats_.bytes_cached -= sz;
+    if (void* p = cache_.take(sz)) {
       stats_.bytes_in_use += sz;
       return p;
     }
     void* p = std::aligned_alloc(kAlign, sz);
     if (!p) {
       // Out of memory: give the cache back and try once more before failing.
-      release_all();
+      release(cache_.take_all());
       p = std::aligned_alloc(kAlign, sz);
     }
     GEOLOC_CHECK(p, Error, "out of host memory allocating ", sz, " bytes");
@@ -126,28 +138,36 @@ class CpuCachingAllocator final : public Allocator {
     size_t sz = round(bytes);
     std::lock_guard<std::mutex> lock(mu_);
     stats_.bytes_in_use -= sz;
-    stats_.bytes_cached += sz;
-    free_.emplace(sz, p);
+    detail::BlockCache::Blocks out;
+    cache_.put(p, sz, out);
+    release(out);
   }
   Device device() const override { return Device::cpu(); }
   void empty_cache() override {
     std::lock_guard<std::mutex> lock(mu_);
-    release_all();
+    release(cache_.take_all());
+  }
+  void set_cache_limit(size_t bytes) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    detail::BlockCache::Blocks out;
+    cache_.set_limit(bytes, out);
+    release(out);
   }
   Stats stats() const override {
     std::lock_guard<std::mutex> lock(mu_);
-    return stats_;
+    Stats s = stats_;
+    s.bytes_cached = cache_.bytes();
+    s.cache_limit = cache_.limit();
+    return s;
   }
 
  private:
   static size_t round(size_t bytes) { return std::max<size_t>(kAlign, (bytes + kAlign - 1) / kAlign * kAlign); }
-  void release_all() {
-    for (auto& [sz, p] : free_) std::free(p);
-    free_.clear();
-    stats_.bytes_cached = 0;
+  static void release(const detail::BlockCache::Blocks& blocks) {
+    for (const auto& b : blocks) std::free(b.first);
   }
   mutable std::mutex mu_;
-  std::multimap<size_t, void*> free_;  // exact-size reuse keeps repeated steps allocation-free
+  detail::BlockCache cache_;  // exact-size reuse keeps repeated steps allocation-free
   Stats stats_;
 };
 }  // namespace

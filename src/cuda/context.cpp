@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "caches.cuh"
+#include "geoloc/detail/block_cache.hpp"
 #include "cuda_libs.cuh"
 
 namespace geoloc::cuda {
@@ -88,11 +89,7 @@ class CudaCachingAllocator final : public Allocator {
     const size_t sz = round(bytes);
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.requests;
-    auto it = free_.find(sz);
-    if (it != free_.end() && !it->second.empty()) {
-      void* p = it->second.back();
-      it->second.pop_back();
-      stats_.bytes_cached -= sz;
+    if (void* p = cache_.take(sz)) {
       stats_.bytes_in_use += sz;
       return p;
     }
@@ -123,8 +120,9 @@ class CudaCachingAllocator final : public Allocator {
     const size_t sz = round(bytes);
     std::lock_guard<std::mutex> lock(mu_);
     stats_.bytes_in_use -= sz;
-    stats_.bytes_cached += sz;
-    free_[sz].push_back(p);
+    geoloc::detail::BlockCache::Blocks out;
+    cache_.put(p, sz, out);
+    if (!out.empty()) release_locked(out);
   }
 
   Device device() const override { return Device::cuda(device_); }
@@ -134,9 +132,19 @@ class CudaCachingAllocator final : public Allocator {
     release_all_locked();
   }
 
+  void set_cache_limit(size_t bytes) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    geoloc::detail::BlockCache::Blocks out;
+    cache_.set_limit(bytes, out);
+    if (!out.empty()) release_locked(out);
+  }
+
   Stats stats() const override {
     std::lock_guard<std::mutex> lock(mu_);
-    return stats_;
+    Stats s = stats_;
+    s.bytes_cached = cache_.bytes();
+    s.cache_limit = cache_.limit();
+    return s;
   }
 
  private:
@@ -145,21 +153,19 @@ class CudaCachingAllocator final : public Allocator {
     if (bytes <= kBoundary) return std::max(kSmall, (bytes + kSmall - 1) / kSmall * kSmall);
     return (bytes + kLarge - 1) / kLarge * kLarge;
   }
-  void release_all_locked() {
+  void release_all_locked() { release_locked(cache_.take_all()); }
+  void release_locked(const geoloc::detail::BlockCache::Blocks& blocks) {
     int prev = -1;
     if (cudaGetDevice(&prev) != cudaSuccess) prev = -1;
     (void)cudaSetDevice(device_);
     (void)cudaDeviceSynchronize();  // a cached block may still be read by queued work of another stream
-    for (auto& [sz, list] : free_)
-      for (void* p : list) (void)cudaFree(p);
-    free_.clear();
-    stats_.bytes_cached = 0;
+    for (const auto& b : blocks) (void)cudaFree(b.first);
     if (prev >= 0 && prev != device_) (void)cudaSetDevice(prev);
   }
 
   int device_;
   mutable std::mutex mu_;
-  std::map<size_t, std::vector<void*>> free_;
+  geoloc::detail::BlockCache cache_;  // no limit by default: a GPU is the process's own; given back on cudaMalloc failure
   Stats stats_;
 };
 }  // namespace
