@@ -10,6 +10,7 @@
 #include "geoloc/detail/parallel.hpp"
 #include "geoloc/geo/predict.hpp"
 #include "geoloc/image/transforms.hpp"
+#include "geoloc/lr_schedule.hpp"
 #include "geoloc/optim.hpp"
 #include "geoloc/pipeline/eval.hpp"
 #include "geoloc/pipeline/predict.hpp"
@@ -23,24 +24,6 @@ namespace {
 constexpr double kPi = 3.14159265358979323846;
 
 }  // namespace
-
-// ---------------------------------------------------------------- schedules
-Schedule parse_schedule(const std::string& s) {
-  for (Schedule k : {Schedule::Constant, Schedule::Step, Schedule::MultiStep, Schedule::Cosine, Schedule::CosineRestarts})
-    if (s == schedule_name(k)) return k;
-  throw ValueError("unknown schedule '" + s + "' (expected constant, step, multistep, cosine or cosine-restarts)");
-}
-
-const char* schedule_name(Schedule s) {
-  switch (s) {
-    case Schedule::Constant: return "constant";
-    case Schedule::Step: return "step";
-    case Schedule::MultiStep: return "multistep";
-    case Schedule::Cosine: return "cosine";
-    case Schedule::CosineRestarts: return "cosine-restarts";
-  }
-  return "?";
-}
 
 void TrainConfig::validate() const {
   GEOLOC_CHECK(steps > 0, ValueError, "steps must be positive, got ", steps);
@@ -63,34 +46,18 @@ void TrainConfig::validate() const {
   Device::parse(device);
 }
 
-float learning_rate(const TrainConfig& c, int64_t step) {
-  if (step < c.warmup_steps) return c.lr * (0.1f + 0.9f * static_cast<float>(step) / static_cast<float>(c.warmup_steps));
-  const int64_t t = step - c.warmup_steps, total = std::max<int64_t>(1, c.steps - c.warmup_steps);
-  switch (c.schedule) {
-    case Schedule::Constant: return c.lr;
-    case Schedule::Step: {
-      const int64_t period = c.step_size > 0 ? c.step_size : std::max<int64_t>(1, total / 3);
-      return c.lr * std::pow(c.gamma, static_cast<float>(t / period));
-    }
-    case Schedule::MultiStep: {
-      int passed = 0;
-      for (int64_t m : c.milestones) passed += step >= m;
-      return c.lr * std::pow(c.gamma, static_cast<float>(passed));
-    }
-    case Schedule::Cosine:
-      return c.lr * 0.5f * (1.0f + std::cos(static_cast<float>(kPi) * static_cast<float>(t) / static_cast<float>(total)));
-    case Schedule::CosineRestarts: {
-      int64_t period = c.step_size > 0 ? c.step_size : std::max<int64_t>(1, total / 4), start = 0;
-      while (t >= start + period) {
-        start += period;
-        period *= std::max(1, c.restart_mult);
-      }
-      return c.lr * 0.5f *
-             (1.0f + std::cos(static_cast<float>(kPi) * static_cast<float>(t - start) / static_cast<float>(period)));
-    }
-  }
-  return c.lr;
+optim::ScheduleOptions TrainConfig::schedule_options() const {
+  return {.schedule = schedule,
+          .lr = lr,
+          .steps = steps,
+          .warmup_steps = warmup_steps,
+          .step_size = step_size,
+          .milestones = milestones,
+          .gamma = gamma,
+          .restart_mult = restart_mult};
 }
+
+float learning_rate(const TrainConfig& c, int64_t step) { return optim::learning_rate(c.schedule_options(), step); }
 
 // ---------------------------------------------------------------- history
 std::string TrainHistory::to_json() const {
@@ -136,6 +103,7 @@ void TrainHistory::write(const std::string& stem) const {
 // ---------------------------------------------------------------- trainer
 struct Trainer::State {
   std::unique_ptr<optim::Optimizer> opt;
+  optim::ScheduleOptions schedule;
   Device device;
   std::map<int, int> country_class;  // ISO code -> class of the country head
 };
@@ -144,6 +112,7 @@ Trainer::Trainer(GeoModel& model, TrainConfig config) : model_(model), cfg_(std:
   GEOLOC_CHECK(model.net, ValueError, "trainer: the model has no network");
   cfg_.validate();
   s_->device = Device::parse(cfg_.device);
+  s_->schedule = cfg_.schedule_options();
   model_.net->to(s_->device);
   const auto params = model_.net->named_parameters();
   if (cfg_.optimizer == "sgd") {
@@ -260,7 +229,7 @@ const TrainHistory& Trainer::run(int64_t until, const Dataset* val,
     Tensor x = next_batch(step_, y).to(s_->device);
     if (cfg_.precision == "bf16") x = x.to_dtype(DType::BF16);  // once per batch, on the device
     const nn::MultitaskTargets t = targets(y);
-    const float lr = learning_rate(cfg_, step_);
+    const float lr = optim::learning_rate(s_->schedule, step_);
     s_->opt->set_lr(lr);
     s_->opt->zero_grad();
     model_.net->set_dropout_seed(random::mix_seed(cfg_.seed ^ 0xd0, static_cast<uint64_t>(step_)));

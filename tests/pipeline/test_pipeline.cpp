@@ -279,30 +279,25 @@ TEST_CASE("bad manifests, missing and corrupt images, malformed model files are 
   fs::remove_all(set.dir);
 }
 
-TEST_CASE("learning-rate schedules") {
+TEST_CASE("the training configuration's learning rate is its schedule's (optim::learning_rate)") {
   pipeline::TrainConfig c;
   c.steps = 100;
   c.lr = 1.0f;
-  c.schedule = pipeline::Schedule::Cosine;
-  CHECK(pipeline::learning_rate(c, 0) == doctest::Approx(1.0));
-  CHECK(pipeline::learning_rate(c, 50) == doctest::Approx(0.5));
-  c.schedule = pipeline::Schedule::MultiStep;
+  c.warmup_steps = 5;
+  c.step_size = 10;
   c.milestones = {30, 60};
-  CHECK(pipeline::learning_rate(c, 29) == doctest::Approx(1.0));
-  CHECK(pipeline::learning_rate(c, 30) == doctest::Approx(0.1));
-  CHECK(pipeline::learning_rate(c, 99) == doctest::Approx(0.01));
-  c.schedule = pipeline::Schedule::Step;
-  c.step_size = 10;
-  CHECK(pipeline::learning_rate(c, 25) == doctest::Approx(0.01));
-  c.schedule = pipeline::Schedule::CosineRestarts;
-  c.step_size = 10;
-  c.restart_mult = 2;
-  CHECK(pipeline::learning_rate(c, 10) == doctest::Approx(1.0));  // restart
-  CHECK(pipeline::learning_rate(c, 20) == doctest::Approx(0.5));  // middle of the 20-step period
-  c.warmup_steps = 10;
-  c.schedule = pipeline::Schedule::Constant;
-  CHECK(pipeline::learning_rate(c, 0) == doctest::Approx(0.1));
-  CHECK_THROWS_AS(pipeline::parse_schedule("linear"), ValueError);
+  c.gamma = 0.5f;
+  c.restart_mult = 3;
+  for (optim::Schedule k : {optim::Schedule::Constant, optim::Schedule::Step, optim::Schedule::MultiStep,
+                            optim::Schedule::Cosine, optim::Schedule::CosineRestarts}) {
+    c.schedule = k;
+    const optim::ScheduleOptions o = c.schedule_options();
+    for (int64_t step : {0, 4, 5, 29, 30, 45, 99}) {
+      INFO(optim::schedule_name(k), " step ", step);
+      CHECK(pipeline::learning_rate(c, step) == optim::learning_rate(o, step));
+    }
+  }
+  CHECK(c.schedule_options().milestones == c.milestones);
 }
 
 TEST_CASE("k-NN coordinates: weighted spherical mean, and mean shift towards the densest neighbours") {

@@ -11,15 +11,12 @@
 
 #include "geoloc/geo/metrics.hpp"
 #include "geoloc/image/loader.hpp"
+#include "geoloc/lr_schedule.hpp"
 #include "geoloc/nn/loss.hpp"
 #include "geoloc/pipeline/dataset.hpp"
 #include "geoloc/pipeline/model.hpp"
 
 namespace geoloc::pipeline {
-
-enum class Schedule { Constant, Step, MultiStep, Cosine, CosineRestarts };
-Schedule parse_schedule(const std::string& s);  // "constant", "step", "multistep", "cosine", "cosine-restarts"
-const char* schedule_name(Schedule s);
 
 struct TrainConfig {
   int64_t steps = 1000;
@@ -30,7 +27,7 @@ struct TrainConfig {
   bool nesterov = true;
   float weight_decay = 1e-4f;
   bool decay_bn_and_bias = false;
-  Schedule schedule = Schedule::Cosine;
+  optim::Schedule schedule = optim::Schedule::Cosine;  // geoloc/lr_schedule.hpp
   int64_t warmup_steps = 0;              // linear warm-up from lr/10
   int64_t step_size = 0;                 // Step: period; CosineRestarts: first period (0 = steps/4)
   std::vector<int64_t> milestones;       // MultiStep
@@ -65,9 +62,12 @@ struct TrainConfig {
   bool progress = true;
   /// ValueError naming the first invalid field.
   void validate() const;
+  /// The learning-rate schedule of these fields (lr, steps, schedule, warmup_steps, step_size, milestones,
+  /// gamma, restart_mult).
+  optim::ScheduleOptions schedule_options() const;
 };
 
-/// The learning rate at `step` (0-based) for the configuration.
+/// The learning rate at `step` (0-based) for the configuration: optim::learning_rate(c.schedule_options(), step).
 float learning_rate(const TrainConfig& c, int64_t step);
 
 struct CurvePoint {
