@@ -16,7 +16,7 @@
 #include "geoloc/pipeline/predict.hpp"
 #include "geoloc/progress.hpp"
 #include "geoloc/safetensors.hpp"
-#include "geoloc/viz/chart.hpp"
+#include "geoloc/viz/training_chart.hpp"
 
 namespace geoloc::pipeline {
 
@@ -79,25 +79,14 @@ std::string TrainHistory::to_json() const {
 void TrainHistory::write(const std::string& stem) const {
   const std::string json = to_json();
   write_file_atomic(stem + ".json", [&](std::ostream& os) { os << json << "\n"; }, false);
-  viz::ChartSpec spec;
-  spec.title = "training loss";
-  spec.x_label = "step";
-  spec.y_label = "loss";
-  viz::Series total{"total", {}, {}};
-  std::map<std::string, viz::Series> heads;
+  std::vector<viz::LossPoint> points;
+  points.reserve(curve.size());
   for (const auto& p : curve) {
-    total.x.push_back(static_cast<double>(p.step));
-    total.y.push_back(p.loss);
-    for (const auto& [h, v] : p.per_head) {
-      auto& s = heads[h];
-      s.name = h;
-      s.x.push_back(static_cast<double>(p.step));
-      s.y.push_back(v);
-    }
+    viz::LossPoint lp{p.step, p.loss, {}};
+    for (const auto& [h, v] : p.per_head) lp.per_head[h] = v;
+    points.push_back(std::move(lp));
   }
-  spec.series.push_back(std::move(total));
-  for (auto& [h, s] : heads) spec.series.push_back(std::move(s));
-  viz::write_line_chart(stem + ".png", spec);
+  viz::write_training_chart(stem + ".png", points);
 }
 
 // ---------------------------------------------------------------- trainer

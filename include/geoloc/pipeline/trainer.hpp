@@ -88,7 +88,7 @@ struct TrainHistory {
   double seconds = 0.0;
   /// {"curve": [{"step", "loss", "lr", "images_per_s", "heads": {...}}], "evals": [...], "seconds"}
   std::string to_json() const;
-  /// Writes <stem>.json and <stem>.png (loss per head and accuracy curves), atomically.
+  /// Writes <stem>.json and <stem>.png (the total and per-head loss: viz::write_training_chart), atomically.
   void write(const std::string& stem) const;
 };
 
