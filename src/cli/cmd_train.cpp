@@ -16,6 +16,7 @@
 #include "geoloc/lr_schedule.hpp"
 #include "geoloc/nn/weights.hpp"
 #include "geoloc/pipeline/eval.hpp"
+#include "geoloc/pipeline/scene_labels.hpp"
 #include "geoloc/pipeline/trainer.hpp"
 #include "geoloc/safetensors.hpp"
 

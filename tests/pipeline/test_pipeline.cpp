@@ -15,6 +15,7 @@
 #include "geoloc/image/loader.hpp"
 #include "geoloc/nn/weights.hpp"
 #include "geoloc/pipeline/eval.hpp"
+#include "geoloc/pipeline/scene_labels.hpp"
 #include "geoloc/pipeline/trainer.hpp"
 #include "photos.hpp"
 

@@ -143,10 +143,4 @@ class Trainer {
 geo::Metrics evaluate(const GeoModel& model, const Dataset& data, const std::string& strategy = "hierarchy",
                       int batch_size = 128);
 
-/// Scene-label propagation (the helper network of Müller-Budack et al.): trains a scene-only model on
-/// the rows with a known scene and labels the others with its prediction. Returns how many were labelled.
-/// The helper uses `backbone` and the main model's `preprocess`.
-size_t propagate_scene_labels(Dataset& train, const nn::ResNetConfig& backbone, int64_t scene_classes,
-                              const Preprocess& preprocess, TrainConfig config);
-
 }  // namespace geoloc::pipeline
