@@ -9,6 +9,7 @@
 #include "geoloc/atomic_file.hpp"
 #include "geoloc/geo/countries.hpp"
 #include "geoloc/pipeline/eval.hpp"
+#include "geoloc/pipeline/knn.hpp"
 
 namespace geoloc::cli {
 namespace {

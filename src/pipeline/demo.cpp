@@ -18,6 +18,7 @@
 #include "geoloc/geo/countries.hpp"
 #include "geoloc/geo/fishnet.hpp"
 #include "geoloc/pipeline/eval.hpp"
+#include "geoloc/pipeline/knn.hpp"
 #include "geoloc/pipeline/scene_labels.hpp"
 #include "geoloc/pipeline/trainer.hpp"
 #include "geoloc/progress.hpp"

@@ -301,21 +301,4 @@ void EvalReport::write_calibration(const std::string& stem, const std::string& t
   }
   viz::write_line_chart(stem + ".png", spec);
 }
-
-KnnIndex build_knn_index(const GeoModel& model, const Dataset& data, int batch_size) {
-  data.validate("k-NN data");
-  GEOLOC_CHECK(data.size() > 0, ValueError, "cannot index an empty data set");
-  const Predictor pred(model);
-  std::vector<float> emb;
-  int64_t d = 0;
-  for (size_t start = 0; start < data.size(); start += static_cast<size_t>(batch_size)) {
-    const size_t m = std::min<size_t>(static_cast<size_t>(batch_size), data.size() - start);
-    const HeadProbabilities hp = pred.probabilities(eval_batch(model, data, start, m));
-    d = hp.embedding.dim(1);
-    const auto v = hp.embedding.to_vector();
-    emb.insert(emb.end(), v.begin(), v.end());
-  }
-  return KnnIndex::build(Tensor::from_vector({static_cast<int64_t>(data.size()), d}, emb), data.coords);
-}
-
 }  // namespace geoloc::pipeline

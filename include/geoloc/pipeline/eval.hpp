@@ -1,5 +1,5 @@
 #pragma once
-// Evaluating a model on a labelled data set, several strategies side by side, and the k-NN index.
+// Evaluating a model on a labelled data set, several strategies side by side.
 #include <map>
 #include <optional>
 #include <span>
@@ -92,8 +92,5 @@ Tensor network_input(const Preprocess& preprocess, std::span<const image::Image>
                      Device device);
 /// network_input() of rows [start, start + count) of `data` for `model`.
 Tensor eval_batch(const GeoModel& model, const Dataset& data, size_t start, size_t count, bool five_crop = false);
-
-/// Embeddings (centre crops) of every image of `data` with its coordinate.
-KnnIndex build_knn_index(const GeoModel& model, const Dataset& data, int batch_size = 128);
 
 }  // namespace geoloc::pipeline
