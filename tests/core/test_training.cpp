@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "geoloc/lr_schedule.hpp"
+#include "geoloc/module.hpp"
 #include "geoloc/optim.hpp"
 
 using namespace geoloc;
