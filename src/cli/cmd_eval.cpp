@@ -2,7 +2,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <nlohmann/json.hpp>
 
 #include "cli.hpp"
 #include "data_args.hpp"
@@ -76,7 +75,7 @@ int run_eval(int argc, char** argv) {
   std::printf("%s", report.calibration_table().c_str());
   if (args.has("calibration")) report.write_calibration(args.get("calibration"));
   if (args.has("json")) {
-    const std::string j = report.to_json().dump(2);
+    const std::string j = report.to_json();
     write_file_atomic(args.get("json"), [&](std::ostream& os) { os << j << "\n"; }, false);
   }
   return 0;

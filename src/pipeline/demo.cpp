@@ -25,6 +25,9 @@
 #include "geoloc/viz/probability_map.hpp"
 #include "geoloc/random.hpp"
 
+#include "geo/metrics_json.hpp"
+#include "pipeline/eval_json.hpp"
+
 namespace geoloc::pipeline {
 
 namespace {
@@ -315,10 +318,11 @@ DemoResult run_demo(const DemoConfig& c) {
   if (c.maps > 0) maps = std::make_unique<viz::MapRenderer>(fine, imagery.rendering(earth::Rendering::BlueMarbleJul).image());
 
   DemoResult out;
-  out.metrics["preset"] = c.preset;
-  out.metrics["size"] = c.size;
-  out.metrics["scene_propagation_acc"] = propagation_acc;
-  out.metrics["train_views"] = train.size();
+  nlohmann::json metrics;  // out.metrics, as text at the end
+  metrics["preset"] = c.preset;
+  metrics["size"] = c.size;
+  metrics["scene_propagation_acc"] = propagation_acc;
+  metrics["train_views"] = train.size();
   std::string report;
   char buf[256];
   const earth::EarthSplit* split_src[] = {&views.test_unseen_rendering, &views.test_seen_rendering};
@@ -333,11 +337,11 @@ DemoResult run_demo(const DemoConfig& c) {
     eo.thresholds_km.insert(eo.thresholds_km.end(), geo::kDistanceBucketsKm.begin(), geo::kDistanceBucketsKm.end());
     const EvalReport er = evaluate_strategies(model, data, &countries, eo);
     std::vector<std::pair<std::string, geo::Metrics>> table;
-    auto& js = out.metrics["splits"][split];
+    auto& js = metrics["splits"][split];
     // One method's entry in metrics.json (scene_acc null where the method has no scene) and in the table.
     // "acc_km" keeps exactly the five thresholds it always had; the buckets go to "acc_km_buckets".
     auto record = [&](const std::string& method, const geo::Metrics& m, std::optional<double> scene_acc) {
-      nlohmann::json j = m.to_json();
+      nlohmann::json j = geo::to_json_object(m);
       nlohmann::json buckets = nlohmann::json::object();
       for (double t : geo::kDistanceBucketsKm) {
         const std::string key = geo::threshold_key(t);
@@ -378,9 +382,9 @@ DemoResult run_demo(const DemoConfig& c) {
                                  : name == "knn"       ? "model_knn"
                                                        : "model_" + name;
       record(method, m, er.scene_acc);
-      js[method]["coverage"] = er.calibration_json()["coverage"][name];
+      js[method]["coverage"] = calibration_json_object(er)["coverage"][name];
     }
-    if (er.calibration) out.metrics["calibration"][split] = er.calibration->to_json();
+    if (er.calibration) metrics["calibration"][split] = to_json_object(*er.calibration);
     er.write_calibration((fs::path(c.out_dir) / ("calibration-" + split)).string(), split);
     if (c.preset == "regression") {
       const Predictor rp(regression);
@@ -474,8 +478,9 @@ DemoResult run_demo(const DemoConfig& c) {
                 100.0 * propagation_acc);
   report += buf;
   out.seconds = since(t0);
-  out.metrics["seconds"] = out.seconds;
-  const std::string mj = out.metrics.dump(2);
+  metrics["seconds"] = out.seconds;
+  out.metrics = metrics.dump(2);
+  const std::string& mj = out.metrics;
   write_file_atomic((fs::path(c.out_dir) / "metrics.json").string(), [&](std::ostream& os) { os << mj << "\n"; }, false);
   std::snprintf(buf, sizeof buf,
                 "\nwrote %s/: model.safetensors, knn.safetensors, metrics.json, training-curve.png/.json, maps/*.png, "

@@ -18,6 +18,8 @@
 #include "geoloc/safetensors.hpp"
 #include "geoloc/viz/training_chart.hpp"
 
+#include "geo/metrics_json.hpp"
+
 namespace geoloc::pipeline {
 
 namespace {
@@ -69,7 +71,7 @@ std::string TrainHistory::to_json() const {
         {{"step", p.step}, {"loss", p.loss}, {"lr", p.lr}, {"images_per_s", p.images_per_s}, {"heads", p.per_head}});
   j["evals"] = nlohmann::json::array();
   for (const auto& e : evals) {
-    auto m = e.metrics.to_json();
+    auto m = geo::to_json_object(e.metrics);
     m["step"] = e.step;
     j["evals"].push_back(m);
   }
