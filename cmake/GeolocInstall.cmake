@@ -24,7 +24,7 @@ install(FILES ${CMAKE_BINARY_DIR}/geolocConfig.cmake ${CMAKE_BINARY_DIR}/geolocC
 # pkg-config: geoloc.pc beside the CMake package (lib/pkgconfig). Shared: -lgeoloc; static: the component
 # archives in link order and the libraries they use (s2geometry and the Abseil pieces its headers call,
 # stb, libjpeg-turbo, libarchive, threads, dl).
-set(GEOLOC_PC_REQUIRES "nlohmann_json")
+set(GEOLOC_PC_REQUIRES "")  # shared: the public headers need no third-party package
 if(BUILD_SHARED_LIBS)
   set(GEOLOC_PC_LIBS "-L\${libdir} -lgeoloc")
 else()
@@ -54,7 +54,7 @@ else()
   if(CMAKE_DL_LIBS)
     string(REPLACE " ${CMAKE_DL_LIBS}" " -l${CMAKE_DL_LIBS}" GEOLOC_PC_LIBS "${GEOLOC_PC_LIBS}")
   endif()
-  set(GEOLOC_PC_REQUIRES "${GEOLOC_PC_REQUIRES} eigen3")
+  set(GEOLOC_PC_REQUIRES "nlohmann_json eigen3")
 endif()
 file(RELATIVE_PATH GEOLOC_PC_PREFIX "/p/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/p")  # relocatable: from pcfiledir
 configure_file(cmake/geoloc.pc.in ${CMAKE_BINARY_DIR}/geoloc.pc @ONLY)

@@ -1,6 +1,6 @@
 # BUILD_SHARED_LIBS=ON: libgeoloc.so, one shared library from every component's sources, exporting only
 # geoloc's own symbols (the public API: namespace geoloc, and the type information of its classes, so that
-# geoloc::Error and its subclasses can be caught across the boundary). Eigen, s2geometry, Abseil, stb,
+# geoloc::Error and its subclasses can be caught across the boundary). nlohmann-json, Eigen, s2geometry, Abseil, stb,
 # libjpeg-turbo, libarchive, msgpack-cxx and the standard-library instantiations stay inside: the version script cmake/geoloc.map makes every other
 # symbol local (hidden). (Not -fvisibility=hidden: the public headers carry no export annotations, and a
 # hidden symbol cannot be exported by the version script.)
@@ -14,11 +14,12 @@ set_target_properties(geoloc PROPERTIES OUTPUT_NAME geoloc VERSION ${PROJECT_VER
                       LINK_DEPENDS ${PROJECT_SOURCE_DIR}/cmake/geoloc.map)
 target_include_directories(geoloc PUBLIC
   $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:include>)
+target_include_directories(geoloc PRIVATE ${PROJECT_SOURCE_DIR}/src)  # internal headers, as for the components
 target_compile_features(geoloc PUBLIC cxx_std_20)
-# public headers include nlohmann/json.hpp; everything else is private to the library
-target_link_libraries(geoloc PUBLIC nlohmann_json::nlohmann_json Threads::Threads
-                      PRIVATE Eigen3::Eigen geoloc::s2 geoloc::stb libjpeg-turbo::turbojpeg LibArchive::LibArchive
-                              ${CMAKE_DL_LIBS})
+# the public headers have no third-party types (scripts/check-public-headers.sh): every dependency is private
+target_link_libraries(geoloc PUBLIC Threads::Threads
+                      PRIVATE nlohmann_json::nlohmann_json Eigen3::Eigen geoloc::s2 geoloc::stb
+                              libjpeg-turbo::turbojpeg LibArchive::LibArchive ${CMAKE_DL_LIBS})
 # what geoloc_image sets: msgpack-cxx header-only, without Boost
 target_include_directories(geoloc PRIVATE ${MSGPACK_CXX_INCLUDE_DIR})
 target_compile_definitions(geoloc PRIVATE MSGPACK_NO_BOOST)

@@ -27,6 +27,8 @@ function(geoloc_component name)
   add_library(geoloc::geoloc_${name} ALIAS geoloc_${name})
   target_include_directories(geoloc_${name} PUBLIC
     $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:include>)
+  # the library's internal headers (never installed), included as "<component>/<name>.hpp"
+  target_include_directories(geoloc_${name} PRIVATE ${PROJECT_SOURCE_DIR}/src)
   target_compile_features(geoloc_${name} PUBLIC cxx_std_20)
   target_link_libraries(geoloc_${name} PUBLIC ${A_DEPS})
   if(GEOLOC_HAS_CUDA)

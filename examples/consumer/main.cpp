@@ -6,6 +6,7 @@
 
 #include "geoloc/build_info.hpp"
 #include "geoloc/geo/countries.hpp"
+#include "geoloc/geo/data_dir.hpp"
 #include "geoloc/geoloc.hpp"
 #include "geoloc/tensor.hpp"
 

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "geoloc/nn.hpp"
+#include "geoloc/module.hpp"
 
 namespace geoloc::optim {
 

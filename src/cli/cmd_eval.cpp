@@ -2,13 +2,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <nlohmann/json.hpp>
 
 #include "cli.hpp"
 #include "data_args.hpp"
 #include "geoloc/atomic_file.hpp"
 #include "geoloc/geo/countries.hpp"
 #include "geoloc/pipeline/eval.hpp"
+#include "geoloc/pipeline/knn.hpp"
 
 namespace geoloc::cli {
 namespace {
@@ -75,7 +75,7 @@ int run_eval(int argc, char** argv) {
   std::printf("%s", report.calibration_table().c_str());
   if (args.has("calibration")) report.write_calibration(args.get("calibration"));
   if (args.has("json")) {
-    const std::string j = report.to_json().dump(2);
+    const std::string j = report.to_json();
     write_file_atomic(args.get("json"), [&](std::ostream& os) { os << j << "\n"; }, false);
   }
   return 0;

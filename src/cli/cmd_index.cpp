@@ -4,6 +4,7 @@
 #include "cli.hpp"
 #include "data_args.hpp"
 #include "geoloc/pipeline/eval.hpp"
+#include "geoloc/pipeline/knn.hpp"
 
 namespace geoloc::cli {
 namespace {

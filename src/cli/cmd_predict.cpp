@@ -9,6 +9,7 @@
 #include "geoloc/image/image.hpp"
 #include "geoloc/image/shards.hpp"
 #include "geoloc/pipeline/eval.hpp"
+#include "geoloc/pipeline/knn.hpp"
 #include "geoloc/viz/probability_map.hpp"
 
 namespace geoloc::cli {

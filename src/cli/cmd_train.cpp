@@ -13,8 +13,10 @@
 #include "geoloc/image/cache.hpp"
 #include "geoloc/image/loader.hpp"
 #include "geoloc/image/shards.hpp"
+#include "geoloc/lr_schedule.hpp"
 #include "geoloc/nn/weights.hpp"
 #include "geoloc/pipeline/eval.hpp"
+#include "geoloc/pipeline/scene_labels.hpp"
 #include "geoloc/pipeline/trainer.hpp"
 #include "geoloc/safetensors.hpp"
 
@@ -279,7 +281,7 @@ int run_train(int argc, char** argv) {
   tc.optimizer = args.get("optimizer");
   tc.lr = static_cast<float>(args.get_double("lr"));
   tc.weight_decay = static_cast<float>(args.get_double("weight-decay"));
-  tc.schedule = pipeline::parse_schedule(args.get("schedule"));
+  tc.schedule = optim::parse_schedule(args.get("schedule"));
   tc.warmup_steps = args.get_int("warmup");
   tc.clip_grad_norm = static_cast<float>(args.get_double("clip"));
   tc.soft_targets_tau_km = args.get_double("soft-tau");

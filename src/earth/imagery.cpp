@@ -8,7 +8,7 @@
 #include <numbers>
 
 #include "geoloc/error.hpp"
-#include "geoloc/geo/countries.hpp"
+#include "geoloc/geo/data_dir.hpp"
 #include "geoloc/thread_pool.hpp"
 
 namespace geoloc::earth {

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "geo/metrics_json.hpp"
 #include "geoloc/error.hpp"
 
 namespace geoloc::geo {
@@ -43,16 +44,18 @@ std::string threshold_key(double km) {
   return buf;
 }
 
-nlohmann::json Metrics::to_json() const {
+nlohmann::json to_json_object(const Metrics& m) {
   nlohmann::json acc = nlohmann::json::object();
-  for (std::size_t i = 0; i < thresholds_km.size(); ++i) acc[threshold_key(thresholds_km[i])] = accuracy[i];
-  nlohmann::json j = {{"n", n}, {"acc_km", acc}, {"median_km", median_km}, {"mean_km", mean_km},
-                      {"geoguessr", geoguessr}};
-  if (country_acc) j["country_acc"] = *country_acc;
-  if (continent_acc) j["continent_acc"] = *continent_acc;
-  if (mean_cell_km) j["mean_cell_km"] = *mean_cell_km;
+  for (std::size_t i = 0; i < m.thresholds_km.size(); ++i) acc[threshold_key(m.thresholds_km[i])] = m.accuracy[i];
+  nlohmann::json j = {{"n", m.n}, {"acc_km", acc}, {"median_km", m.median_km}, {"mean_km", m.mean_km},
+                      {"geoguessr", m.geoguessr}};
+  if (m.country_acc) j["country_acc"] = *m.country_acc;
+  if (m.continent_acc) j["continent_acc"] = *m.continent_acc;
+  if (m.mean_cell_km) j["mean_cell_km"] = *m.mean_cell_km;
   return j;
 }
+
+std::string Metrics::to_json() const { return to_json_object(*this).dump(2); }
 
 Metrics compute_metrics(std::span<const LatLng> predicted, std::span<const LatLng> truth,
                         std::span<const double> thresholds_km, std::span<const int> predicted_country,

@@ -18,10 +18,15 @@
 #include "geoloc/geo/countries.hpp"
 #include "geoloc/geo/fishnet.hpp"
 #include "geoloc/pipeline/eval.hpp"
+#include "geoloc/pipeline/knn.hpp"
+#include "geoloc/pipeline/scene_labels.hpp"
 #include "geoloc/pipeline/trainer.hpp"
 #include "geoloc/progress.hpp"
 #include "geoloc/viz/probability_map.hpp"
 #include "geoloc/random.hpp"
+
+#include "geo/metrics_json.hpp"
+#include "pipeline/eval_json.hpp"
 
 namespace geoloc::pipeline {
 
@@ -383,7 +388,7 @@ void SplitEvaluation::run(size_t si) const {
   // One method's entry in metrics.json (scene_acc null where the method has no scene) and in the table.
   // "acc_km" keeps exactly the five thresholds it always had; the buckets go to "acc_km_buckets".
   auto record = [&](const std::string& method, const geo::Metrics& m, std::optional<double> scene_acc) {
-    nlohmann::json j = m.to_json();
+    nlohmann::json j = geo::to_json_object(m);
     nlohmann::json buckets = nlohmann::json::object();
     for (double t : geo::kDistanceBucketsKm) {
       const std::string key = geo::threshold_key(t);
@@ -424,9 +429,9 @@ void SplitEvaluation::run(size_t si) const {
                                : name == "knn"       ? "model_knn"
                                                      : "model_" + name;
     record(method, m, er.scene_acc);
-    js[method]["coverage"] = er.calibration_json()["coverage"][name];
+    js[method]["coverage"] = calibration_json_object(er)["coverage"][name];
   }
-  if (er.calibration) metrics["calibration"][split] = er.calibration->to_json();
+  if (er.calibration) metrics["calibration"][split] = to_json_object(*er.calibration);
   er.write_calibration((fs::path(c.out_dir) / ("calibration-" + split)).string(), split);
   if (regression) {
     const Predictor rp(*regression);
@@ -551,13 +556,14 @@ DemoResult run_demo(const DemoConfig& c) {
     maps = std::make_unique<viz::MapRenderer>(*model.finest().partition,
                                               d->imagery.rendering(earth::Rendering::BlueMarbleJul).image());
   DemoResult out;
-  out.metrics["preset"] = c.preset;
-  out.metrics["size"] = c.size;
-  out.metrics["scene_propagation_acc"] = propagation_acc;
-  out.metrics["train_views"] = d->train.size();
+  nlohmann::json metrics;  // out.metrics, as text at the end
+  metrics["preset"] = c.preset;
+  metrics["size"] = c.size;
+  metrics["scene_propagation_acc"] = propagation_acc;
+  metrics["train_views"] = d->train.size();
   std::string report;
   const SplitEvaluation eval{c, preset, *d, model, preset.regression_heads ? &regression : nullptr, colour_index,
-                             maps.get(), out.metrics, report};
+                             maps.get(), metrics, report};
   for (size_t si = 0; si < d->eval_sets.size(); ++si) eval.run(si);
 
   // ---- the report: metrics.json and the printed tables
@@ -566,8 +572,9 @@ DemoResult run_demo(const DemoConfig& c) {
                 100.0 * propagation_acc);
   report += buf;
   out.seconds = since(t0);
-  out.metrics["seconds"] = out.seconds;
-  const std::string mj = out.metrics.dump(2);
+  metrics["seconds"] = out.seconds;
+  out.metrics = metrics.dump(2);
+  const std::string& mj = out.metrics;
   write_file_atomic((fs::path(c.out_dir) / "metrics.json").string(), [&](std::ostream& os) { os << mj << "\n"; }, false);
   std::snprintf(buf, sizeof buf,
                 "\nwrote %s/: model.safetensors, knn.safetensors, metrics.json, training-curve.png/.json, maps/*.png, "

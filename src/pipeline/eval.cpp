@@ -9,6 +9,9 @@
 #include "geoloc/image/transforms.hpp"
 #include "geoloc/viz/chart.hpp"
 
+#include "geo/metrics_json.hpp"
+#include "pipeline/eval_json.hpp"
+
 namespace geoloc::pipeline {
 
 Tensor eval_batch(const GeoModel& model, const Dataset& data, size_t start, size_t count, bool five_crop) {
@@ -149,15 +152,17 @@ std::string EvalReport::table(const geo::TableOptions& options) const {
   return t;
 }
 
-nlohmann::json EvalReport::to_json() const {
+nlohmann::json to_json_object(const EvalReport& r) {
   nlohmann::json j = nlohmann::json::object();
-  for (const auto& [name, m] : methods) {
-    auto mj = m.to_json();
-    if (scene_acc) mj["scene_acc"] = *scene_acc;
+  for (const auto& [name, m] : r.methods) {
+    auto mj = geo::to_json_object(m);
+    if (r.scene_acc) mj["scene_acc"] = *r.scene_acc;
     j[name] = mj;
   }
   return j;
 }
+
+std::string EvalReport::to_json() const { return to_json_object(*this).dump(2); }
 
 std::vector<CoveragePoint> accuracy_coverage(std::span<const double> error, std::span<const double> confidence,
                                              std::span<const double> fractions, std::span<const double> thresholds) {
@@ -205,28 +210,32 @@ Calibration calibration(std::span<const std::pair<int, float>> top, std::span<co
   return c;
 }
 
-nlohmann::json Calibration::to_json() const {
-  return {{"ece", ece},
-          {"bins", {{"confidence", bin_confidence}, {"accuracy", bin_accuracy}, {"count", bin_count}}}};
+nlohmann::json to_json_object(const Calibration& c) {
+  return {{"ece", c.ece},
+          {"bins", {{"confidence", c.bin_confidence}, {"accuracy", c.bin_accuracy}, {"count", c.bin_count}}}};
 }
+
+std::string Calibration::to_json() const { return to_json_object(*this).dump(2); }
 
 namespace {
 std::string pct_key(double f) { return std::to_string(static_cast<int>(std::lround(100.0 * f))); }
 }  // namespace
 
-nlohmann::json EvalReport::calibration_json() const {
+nlohmann::json calibration_json_object(const EvalReport& r) {
   nlohmann::json j = nlohmann::json::object();
-  if (calibration) j = calibration->to_json();
+  if (r.calibration) j = to_json_object(*r.calibration);
   auto& cj = j["coverage"] = nlohmann::json::object();
-  for (const auto& [name, m] : methods) {
-    auto it = coverage.find(name);
-    if (it == coverage.end()) continue;
+  for (const auto& [name, m] : r.methods) {
+    auto it = r.coverage.find(name);
+    if (it == r.coverage.end()) continue;
     for (const auto& pt : it->second)
       for (size_t t = 0; t < pt.accuracy.size(); ++t)
         cj[name][pct_key(pt.coverage)][geo::threshold_key(kCoverageThresholdsKm[t])] = pt.accuracy[t];
   }
   return j;
 }
+
+std::string EvalReport::calibration_json() const { return calibration_json_object(*this).dump(2); }
 
 std::string EvalReport::calibration_table() const {
   std::string t;
@@ -253,7 +262,7 @@ std::string EvalReport::calibration_table() const {
 }
 
 void EvalReport::write_calibration(const std::string& stem, const std::string& title) const {
-  const std::string j = calibration_json().dump(2);
+  const std::string j = calibration_json();
   write_file_atomic(stem + ".json", [&](std::ostream& os) { os << j << "\n"; }, false);
   viz::ChartSpec spec;
   char buf[160];
@@ -282,21 +291,4 @@ void EvalReport::write_calibration(const std::string& stem, const std::string& t
   }
   viz::write_line_chart(stem + ".png", spec);
 }
-
-KnnIndex build_knn_index(const GeoModel& model, const Dataset& data, int batch_size) {
-  data.validate("k-NN data");
-  GEOLOC_CHECK(data.size() > 0, ValueError, "cannot index an empty data set");
-  const Predictor pred(model);
-  std::vector<float> emb;
-  int64_t d = 0;
-  for (size_t start = 0; start < data.size(); start += static_cast<size_t>(batch_size)) {
-    const size_t m = std::min<size_t>(static_cast<size_t>(batch_size), data.size() - start);
-    const HeadProbabilities hp = pred.probabilities(eval_batch(model, data, start, m));
-    d = hp.embedding.dim(1);
-    const auto v = hp.embedding.to_vector();
-    emb.insert(emb.end(), v.begin(), v.end());
-  }
-  return KnnIndex::build(Tensor::from_vector({static_cast<int64_t>(data.size()), d}, emb), data.coords);
-}
-
 }  // namespace geoloc::pipeline

@@ -1,7 +1,5 @@
 #include "geoloc/pipeline/model.hpp"
 
-#include "geoloc/dispatch.hpp"
-
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
@@ -61,89 +59,6 @@ GeoPartition partition_from_json(const nlohmann::json& j) {
   return gp;
 }
 }  // namespace
-
-// ---------------------------------------------------------------- k-NN index
-KnnIndex KnnIndex::build(const Tensor& embeddings, std::vector<geo::LatLng> coords) {
-  check_ndim(embeddings, 2, "k-NN embeddings");
-  GEOLOC_CHECK(embeddings.dim(0) == static_cast<int64_t>(coords.size()), ShapeError, "k-NN index: ",
-               embeddings.dim(0), " embeddings but ", coords.size(), " coordinates");
-  KnnIndex k;
-  k.embeddings = embeddings.to(Device::cpu()).clone();
-  const int64_t m = k.embeddings.dim(0), d = k.embeddings.dim(1);
-  float* e = k.embeddings.data<float>();
-  for (int64_t i = 0; i < m; ++i) {
-    double s = 0.0;
-    for (int64_t j = 0; j < d; ++j) s += static_cast<double>(e[i * d + j]) * e[i * d + j];
-    const float inv = s > 0.0 ? static_cast<float>(1.0 / std::sqrt(s)) : 0.0f;
-    for (int64_t j = 0; j < d; ++j) e[i * d + j] *= inv;
-  }
-  k.coords = std::move(coords);
-  return k;
-}
-
-std::vector<std::vector<std::pair<int, float>>> KnnIndex::search(const Tensor& queries, int k) const {
-  GEOLOC_CHECK(!empty(), ValueError, "k-NN search on an empty index");
-  GEOLOC_CHECK(queries.defined() && queries.dtype() == DType::F32 && queries.ndim() == 2, ShapeError,
-               "k-NN queries must be f32 [M, D], got ", queries.defined() ? queries.str() : std::string("undefined"));
-  GEOLOC_CHECK(queries.dim(1) == embeddings.dim(1), ShapeError, "k-NN query has dimension ", queries.dim(1),
-               " but the index has ", embeddings.dim(1));
-  GEOLOC_CHECK(k >= 1 && k <= kKnnMaxK, ValueError, "k-NN: k = ", k, " outside [1, ", kKnnMaxK, "]");
-  const int64_t m = queries.dim(0), kk = std::min<int64_t>(k, embeddings.dim(0));
-  const Device dev = embeddings.device();
-  const Tensor q = queries.to(dev);
-  Tensor scores = Tensor::empty({m, kk}, DType::F32, dev), index = Tensor::empty({m, kk}, DType::I32, dev);
-  GEOLOC_DISPATCH(dev, knn_topk, q, embeddings, static_cast<int>(kk), KnnMetric::InnerProduct, scores, index, 0);
-  const auto s = scores.to_vector();
-  const auto idx = index.to_labels();
-  std::vector<std::vector<std::pair<int, float>>> out(static_cast<size_t>(m));
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t j = 0; j < kk; ++j) out[i].emplace_back(idx[i * kk + j], s[i * kk + j]);
-  return out;
-}
-
-std::vector<std::pair<int, float>> KnnIndex::search(const float* query, int64_t dim, int k) const {
-  GEOLOC_CHECK(!empty(), ValueError, "k-NN search on an empty index");
-  GEOLOC_CHECK(dim == embeddings.dim(1), ShapeError, "k-NN query has dimension ", dim, " but the index has ",
-               embeddings.dim(1));
-  return search(Tensor::from_vector({1, dim}, std::vector<float>(query, query + dim)),
-                std::min<int>(std::max(k, 1), kKnnMaxK))[0];
-}
-
-KnnIndex KnnIndex::to(Device device) const {
-  KnnIndex k;
-  k.embeddings = embeddings.to(device);
-  k.coords = coords;
-  return k;
-}
-
-void KnnIndex::save(const std::string& path) const {
-  std::vector<float> ll;
-  for (const auto& c : coords) {
-    ll.push_back(static_cast<float>(c.lat));
-    ll.push_back(static_cast<float>(c.lng));
-  }
-  safetensors::write(path,
-                     std::vector<std::pair<std::string, Tensor>>{
-                         {"embeddings", embeddings.to(Device::cpu())},
-                         {"latlng", Tensor::from_vector({static_cast<int64_t>(coords.size()), 2}, ll)}},
-                     {{"format", "geoloc-knn/1"}});
-}
-
-KnnIndex KnnIndex::load(const std::string& path) {
-  const auto f = safetensors::File::open(path);
-  const Tensor e = f.tensor("embeddings"), ll = f.tensor("latlng");
-  GEOLOC_CHECK(e.ndim() == 2 && ll.ndim() == 2 && ll.dim(1) == 2 && ll.dim(0) == e.dim(0), IoError, path,
-               ": k-NN index needs embeddings [M, D] and latlng [M, 2], got ", e.shape().str(), " and ",
-               ll.shape().str());
-  std::vector<geo::LatLng> coords;
-  const auto v = ll.to_vector();
-  for (int64_t i = 0; i < ll.dim(0); ++i) {
-    geo::LatLng p{v[2 * i], v[2 * i + 1]};
-    geo::validate(p, path + " latlng row " + std::to_string(i));
-    coords.push_back(p);
-  }
-  return build(e, std::move(coords));
-}
 
 // ---------------------------------------------------------------- model
 const GeoPartition& GeoModel::finest() const {

@@ -6,6 +6,7 @@
 
 #include "geoloc/detail/parallel.hpp"
 #include "geoloc/geo/predict.hpp"
+#include "knn_internal.hpp"
 
 namespace geoloc::pipeline {
 
@@ -30,27 +31,6 @@ Strategy parse_strategy(const std::string& s) {
   throw ValueError("unknown strategy '" + s +
                    "' (expected cell, hierarchy, centroid, knn, regression, refine, hybrid or rank)");
 }
-
-KnnMode parse_knn_mode(const std::string& s) {
-  if (s == "mean") return KnnMode::WeightedMean;
-  if (s == "mean-shift") return KnnMode::MeanShift;
-  throw ValueError("unknown k-NN mode '" + s + "' (expected mean or mean-shift)");
-}
-
-namespace {
-void check_knn_options(const PredictOptions& o) {
-  GEOLOC_CHECK(o.knn_k >= 1 && o.knn_temperature > 0.0f, ValueError, "k-NN: k (", o.knn_k,
-               ") and temperature (", o.knn_temperature, ") must be positive");
-  GEOLOC_CHECK(o.knn_mode != KnnMode::MeanShift || o.mean_shift_bandwidth_km > 0.0, ValueError,
-               "k-NN mean shift: bandwidth ", o.mean_shift_bandwidth_km, " km must be positive");
-}
-// q / |q| (the index rows are unit length, so inner products are cosines)
-void normalise_query(float* q, int64_t dim) {
-  double norm = 0.0;
-  for (int64_t j = 0; j < dim; ++j) norm += static_cast<double>(q[j]) * q[j];
-  for (int64_t j = 0; j < dim; ++j) q[j] = static_cast<float>(q[j] / std::max(std::sqrt(norm), 1e-12));
-}
-}  // namespace
 
 std::span<const float> HeadProbabilities::row(const std::string& name, int64_t i) const {
   auto it = p.find(name);
@@ -434,43 +414,6 @@ void Predictor::prepare(HeadProbabilities& p, const PredictOptions& o) const {
   if (o.strategy == Strategy::Knn) find_neighbours(p, o);
   if (o.strategy == Strategy::Refine || o.strategy == Strategy::Rank) find_refined(p, o);
 }
-
-geo::LatLng knn_coordinate(const KnnIndex& index, const float* query, int64_t dim, const PredictOptions& o) {
-  check_knn_options(o);
-  std::vector<float> q(query, query + dim);
-  normalise_query(q.data(), dim);
-  return knn_coordinate(index, index.search(q.data(), dim, o.knn_k), o);
-}
-
-geo::LatLng knn_coordinate(const KnnIndex& index, const std::vector<std::pair<int, float>>& nbrs,
-                           const PredictOptions& o) {
-  check_knn_options(o);
-  GEOLOC_CHECK(!nbrs.empty(), ValueError, "k-NN: no neighbours");
-  std::vector<geo::LatLng> pts;
-  std::vector<double> w;
-  for (const auto& [row, sim] : nbrs) {
-    pts.push_back(index.coords[row]);
-    w.push_back(std::exp((sim - nbrs.front().second) / o.knn_temperature));
-  }
-  geo::LatLng x = geo::spherical_mean(pts, w);
-  if (o.knn_mode == KnnMode::MeanShift) {
-    // Mean shift on the sphere with a Gaussian kernel: moves towards the densest group of neighbours,
-    // which a plain mean of two distant clusters would miss.
-    for (int it = 0; it < 20; ++it) {
-      std::vector<double> wk(pts.size());
-      for (size_t k = 0; k < pts.size(); ++k) {
-        const double dk = geo::haversine_km(x, pts[k]) / o.mean_shift_bandwidth_km;
-        wk[k] = w[k] * std::exp(-0.5 * dk * dk) + 1e-300;
-      }
-      const geo::LatLng nx = geo::spherical_mean(pts, wk);
-      const double moved = geo::haversine_km(nx, x);
-      x = nx;
-      if (moved < 0.1) break;
-    }
-  }
-  return x;
-}
-
 
 Prediction Predictor::decide(const HeadProbabilities& p, int64_t i, const PredictOptions& o) const {
   Prediction r;

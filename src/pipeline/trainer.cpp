@@ -11,12 +11,15 @@
 #include "geoloc/geo/predict.hpp"
 #include "geoloc/nn/weights.hpp"
 #include "geoloc/image/transforms.hpp"
+#include "geoloc/lr_schedule.hpp"
 #include "geoloc/optim.hpp"
 #include "geoloc/pipeline/eval.hpp"
 #include "geoloc/pipeline/predict.hpp"
 #include "geoloc/progress.hpp"
 #include "geoloc/safetensors.hpp"
-#include "geoloc/viz/chart.hpp"
+#include "geoloc/viz/training_chart.hpp"
+
+#include "geo/metrics_json.hpp"
 
 namespace geoloc::pipeline {
 
@@ -24,24 +27,6 @@ namespace {
 constexpr double kPi = 3.14159265358979323846;
 
 }  // namespace
-
-// ---------------------------------------------------------------- schedules
-Schedule parse_schedule(const std::string& s) {
-  for (Schedule k : {Schedule::Constant, Schedule::Step, Schedule::MultiStep, Schedule::Cosine, Schedule::CosineRestarts})
-    if (s == schedule_name(k)) return k;
-  throw ValueError("unknown schedule '" + s + "' (expected constant, step, multistep, cosine or cosine-restarts)");
-}
-
-const char* schedule_name(Schedule s) {
-  switch (s) {
-    case Schedule::Constant: return "constant";
-    case Schedule::Step: return "step";
-    case Schedule::MultiStep: return "multistep";
-    case Schedule::Cosine: return "cosine";
-    case Schedule::CosineRestarts: return "cosine-restarts";
-  }
-  return "?";
-}
 
 void TrainConfig::validate() const {
   GEOLOC_CHECK(steps > 0, ValueError, "steps must be positive, got ", steps);
@@ -63,34 +48,18 @@ void TrainConfig::validate() const {
   Device::parse(device);
 }
 
-float learning_rate(const TrainConfig& c, int64_t step) {
-  if (step < c.warmup_steps) return c.lr * (0.1f + 0.9f * static_cast<float>(step) / static_cast<float>(c.warmup_steps));
-  const int64_t t = step - c.warmup_steps, total = std::max<int64_t>(1, c.steps - c.warmup_steps);
-  switch (c.schedule) {
-    case Schedule::Constant: return c.lr;
-    case Schedule::Step: {
-      const int64_t period = c.step_size > 0 ? c.step_size : std::max<int64_t>(1, total / 3);
-      return c.lr * std::pow(c.gamma, static_cast<float>(t / period));
-    }
-    case Schedule::MultiStep: {
-      int passed = 0;
-      for (int64_t m : c.milestones) passed += step >= m;
-      return c.lr * std::pow(c.gamma, static_cast<float>(passed));
-    }
-    case Schedule::Cosine:
-      return c.lr * 0.5f * (1.0f + std::cos(static_cast<float>(kPi) * static_cast<float>(t) / static_cast<float>(total)));
-    case Schedule::CosineRestarts: {
-      int64_t period = c.step_size > 0 ? c.step_size : std::max<int64_t>(1, total / 4), start = 0;
-      while (t >= start + period) {
-        start += period;
-        period *= std::max(1, c.restart_mult);
-      }
-      return c.lr * 0.5f *
-             (1.0f + std::cos(static_cast<float>(kPi) * static_cast<float>(t - start) / static_cast<float>(period)));
-    }
-  }
-  return c.lr;
+optim::ScheduleOptions TrainConfig::schedule_options() const {
+  return {.schedule = schedule,
+          .lr = lr,
+          .steps = steps,
+          .warmup_steps = warmup_steps,
+          .step_size = step_size,
+          .milestones = milestones,
+          .gamma = gamma,
+          .restart_mult = restart_mult};
 }
+
+float learning_rate(const TrainConfig& c, int64_t step) { return optim::learning_rate(c.schedule_options(), step); }
 
 // ---------------------------------------------------------------- history
 std::string TrainHistory::to_json() const {
@@ -102,7 +71,7 @@ std::string TrainHistory::to_json() const {
         {{"step", p.step}, {"loss", p.loss}, {"lr", p.lr}, {"images_per_s", p.images_per_s}, {"heads", p.per_head}});
   j["evals"] = nlohmann::json::array();
   for (const auto& e : evals) {
-    auto m = e.metrics.to_json();
+    auto m = geo::to_json_object(e.metrics);
     m["step"] = e.step;
     j["evals"].push_back(m);
   }
@@ -112,30 +81,20 @@ std::string TrainHistory::to_json() const {
 void TrainHistory::write(const std::string& stem) const {
   const std::string json = to_json();
   write_file_atomic(stem + ".json", [&](std::ostream& os) { os << json << "\n"; }, false);
-  viz::ChartSpec spec;
-  spec.title = "training loss";
-  spec.x_label = "step";
-  spec.y_label = "loss";
-  viz::Series total{"total", {}, {}};
-  std::map<std::string, viz::Series> heads;
+  std::vector<viz::LossPoint> points;
+  points.reserve(curve.size());
   for (const auto& p : curve) {
-    total.x.push_back(static_cast<double>(p.step));
-    total.y.push_back(p.loss);
-    for (const auto& [h, v] : p.per_head) {
-      auto& s = heads[h];
-      s.name = h;
-      s.x.push_back(static_cast<double>(p.step));
-      s.y.push_back(v);
-    }
+    viz::LossPoint lp{p.step, p.loss, {}};
+    for (const auto& [h, v] : p.per_head) lp.per_head[h] = v;
+    points.push_back(std::move(lp));
   }
-  spec.series.push_back(std::move(total));
-  for (auto& [h, s] : heads) spec.series.push_back(std::move(s));
-  viz::write_line_chart(stem + ".png", spec);
+  viz::write_training_chart(stem + ".png", points);
 }
 
 // ---------------------------------------------------------------- trainer
 struct Trainer::State {
   std::unique_ptr<optim::Optimizer> opt;
+  optim::ScheduleOptions schedule;
   Device device;
   std::map<int, int> country_class;  // ISO code -> class of the country head
 };
@@ -144,6 +103,7 @@ Trainer::Trainer(GeoModel& model, TrainConfig config) : model_(model), cfg_(std:
   GEOLOC_CHECK(model.net, ValueError, "trainer: the model has no network");
   cfg_.validate();
   s_->device = Device::parse(cfg_.device);
+  s_->schedule = cfg_.schedule_options();
   model_.net->to(s_->device);
   const auto params = model_.net->named_parameters();
   if (cfg_.optimizer == "sgd") {
@@ -253,7 +213,7 @@ const TrainHistory& Trainer::run(int64_t until, const Dataset* val,
     Tensor x = next_batch(step_, y).to(s_->device);
     if (cfg_.precision == "bf16") x = x.to_dtype(DType::BF16);  // once per batch, on the device
     const nn::MultitaskTargets t = targets(y);
-    const float lr = learning_rate(cfg_, step_);
+    const float lr = optim::learning_rate(s_->schedule, step_);
     s_->opt->set_lr(lr);
     s_->opt->zero_grad();
     model_.net->set_dropout_seed(random::mix_seed(cfg_.seed ^ 0xd0, static_cast<uint64_t>(step_)));
@@ -436,37 +396,6 @@ geo::Metrics evaluate(const GeoModel& model, const Dataset& data, const std::str
   const EvalReport r = evaluate_strategies(model, data, nullptr, o);
   GEOLOC_CHECK(!r.methods.empty(), ValueError, "evaluation: strategy '", strategy, "' is not available for this model");
   return r.methods.front().second;
-}
-
-// ---------------------------------------------------------------- scene propagation
-size_t propagate_scene_labels(Dataset& train, const nn::ResNetConfig& backbone, int64_t scene_classes,
-                              const Preprocess& preprocess, TrainConfig config) {
-  std::vector<size_t> labelled, unlabelled;
-  for (size_t i = 0; i < train.size(); ++i) (train.scene[i] >= 0 ? labelled : unlabelled).push_back(i);
-  if (unlabelled.empty()) return 0;
-  GEOLOC_CHECK(!labelled.empty(), ValueError, "scene propagation: no row has a scene label");
-  GeoModel helper;
-  nn::GeoNetConfig cfg;
-  cfg.backbone = backbone;
-  cfg.heads = {{"scene", nn::HeadKind::Scene, scene_classes}};
-  helper.net = std::make_shared<nn::GeoNet>(cfg, config.seed);
-  helper.scene_names.resize(static_cast<size_t>(scene_classes));
-  helper.preprocess = preprocess;
-  helper.finalise();
-  const Dataset sub = train.subset(labelled);
-  Trainer t(helper, config);
-  t.fit(sub);
-  const Predictor pred(helper);
-  const Dataset rest = train.subset(unlabelled);
-  for (size_t start = 0; start < rest.size(); start += 256) {
-    const size_t m = std::min<size_t>(256, rest.size() - start);
-    const auto hp = pred.probabilities(eval_batch(helper, rest, start, m));
-    for (size_t j = 0; j < m; ++j) {
-      const auto p = hp.row("scene", static_cast<int64_t>(j));
-      train.scene[unlabelled[start + j]] = static_cast<int>(std::max_element(p.begin(), p.end()) - p.begin());
-    }
-  }
-  return unlabelled.size();
 }
 
 }  // namespace geoloc::pipeline

@@ -7,7 +7,7 @@
 #include <optional>
 
 #include "geoloc/error.hpp"
-#include "geoloc/geo/countries.hpp"
+#include "geoloc/geo/data_dir.hpp"
 #include "geoloc/image/transforms.hpp"
 
 namespace geoloc::viz {

@@ -1,8 +1,10 @@
-// Modules, optimisers and a tiny residual network that must learn; repeated steps allocate nothing.
+// Modules, optimisers, learning-rate schedules and a tiny residual network that must learn; repeated steps allocate nothing.
 #include <doctest/doctest.h>
 
 #include <cmath>
 
+#include "geoloc/lr_schedule.hpp"
+#include "geoloc/module.hpp"
 #include "geoloc/optim.hpp"
 
 using namespace geoloc;
@@ -181,4 +183,30 @@ TEST_CASE("gradient clipping scales the global norm") {
   auto g = a.grad().to_vector();
   CHECK(g[0] == Approx(0.6).epsilon(1e-4));
   CHECK(g[1] == Approx(0.8).epsilon(1e-4));
+}
+
+TEST_CASE("learning-rate schedules") {
+  optim::ScheduleOptions c;
+  c.steps = 100;
+  c.lr = 1.0f;
+  c.schedule = optim::Schedule::Cosine;
+  CHECK(optim::learning_rate(c, 0) == doctest::Approx(1.0));
+  CHECK(optim::learning_rate(c, 50) == doctest::Approx(0.5));
+  c.schedule = optim::Schedule::MultiStep;
+  c.milestones = {30, 60};
+  CHECK(optim::learning_rate(c, 29) == doctest::Approx(1.0));
+  CHECK(optim::learning_rate(c, 30) == doctest::Approx(0.1));
+  CHECK(optim::learning_rate(c, 99) == doctest::Approx(0.01));
+  c.schedule = optim::Schedule::Step;
+  c.step_size = 10;
+  CHECK(optim::learning_rate(c, 25) == doctest::Approx(0.01));
+  c.schedule = optim::Schedule::CosineRestarts;
+  c.step_size = 10;
+  c.restart_mult = 2;
+  CHECK(optim::learning_rate(c, 10) == doctest::Approx(1.0));  // restart
+  CHECK(optim::learning_rate(c, 20) == doctest::Approx(0.5));  // middle of the 20-step period
+  c.warmup_steps = 10;
+  c.schedule = optim::Schedule::Constant;
+  CHECK(optim::learning_rate(c, 0) == doctest::Approx(0.1));
+  CHECK_THROWS_AS(optim::parse_schedule("linear"), ValueError);
 }

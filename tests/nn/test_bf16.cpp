@@ -9,7 +9,7 @@
 #include <random>
 
 #include "geoloc/detail/math.hpp"
-#include "geoloc/nn.hpp"
+#include "geoloc/module.hpp"
 #include "geoloc/ops.hpp"
 
 using namespace geoloc;

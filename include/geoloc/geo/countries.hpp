@@ -11,11 +11,6 @@
 
 namespace geoloc::geo {
 
-/// The data folder: $GEOLOC_DATA_DIR when set, else share/geoloc of the installation that the running
-/// library (or, linked statically, the executable) belongs to: <dir>/../share/geoloc or
-/// <dir>/../../share/geoloc. IoError naming the places looked in when none has the data.
-std::string data_dir();
-
 struct Country {
   int iso_n3 = -1;   // ISO 3166-1 numeric; -1 where Natural Earth has none (e.g. Kosovo, N. Cyprus)
   std::string name;  // Natural Earth's short name
@@ -34,7 +29,8 @@ class CountryIndex {
  public:
   /// Loads admin-0 countries and land polygons. IoError on an unreadable or malformed file.
   static CountryIndex load(const std::string& countries_geojson, const std::string& land_geojson);
-  /// Loads data_dir()/natural-earth/{countries,land}-<resolution>.geojson ("50m" or "110m").
+  /// Loads data_dir()/natural-earth/{countries,land}-<resolution>.geojson ("50m" or "110m"); data_dir():
+  /// geo/data_dir.hpp.
   static CountryIndex load_default(std::string_view resolution = "50m");
 
   CountryIndex(CountryIndex&&) noexcept;

@@ -2,7 +2,6 @@
 // Geolocation metrics: accuracy within distance thresholds, median/mean error, GeoGuessr score
 // (the same formula as OSV-5M's GeoScore), country and continent accuracy, mean error between the
 // centroids of the predicted and the true cell; printable as a table (km or miles) and as JSON (km).
-#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <span>
 #include <string>
@@ -41,9 +40,9 @@ struct Metrics {
   /// Mean distance between the centroid of the predicted cell and that of the true cell, when given.
   std::optional<double> mean_cell_km;
 
-  /// {"n", "acc_km": {"1": f, ...}, "median_km", "mean_km", "geoguessr"[, "country_acc"]
-  /// [, "continent_acc"][, "mean_cell_km"]}.
-  nlohmann::json to_json() const;
+  /// JSON text, indented by 2: {"n", "acc_km": {"1": f, ...}, "median_km", "mean_km", "geoguessr"
+  /// [, "country_acc"][, "continent_acc"][, "mean_cell_km"]}.
+  std::string to_json() const;
 };
 
 /// Optional per-sample labels next to the coordinates. Each pair is empty or has one entry per sample.

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "geoloc/nn.hpp"
+#include "geoloc/module.hpp"
 
 namespace geoloc::nn {
 

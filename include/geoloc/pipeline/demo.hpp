@@ -4,8 +4,6 @@
 // evaluate the model's strategies next to simple baselines on two test splits.
 #include <string>
 
-#include <nlohmann/json.hpp>
-
 #include "geoloc/geo/metrics.hpp"
 
 namespace geoloc::pipeline {
@@ -31,14 +29,14 @@ struct DemoConfig {
 };
 
 struct DemoResult {
-  /// {"splits": {SPLIT: {METHOD: {"n", "acc_km": {"1","25","200","750","2500"}, "median_km", "mean_km",
+  /// The text of metrics.json (indented by 2): {"splits": {SPLIT: {METHOD: {"n", "acc_km": {"1","25","200","750","2500"}, "median_km", "mean_km",
   /// "geoguessr", "country_acc", "scene_acc", "acc_km_buckets": {"10","100","1000","10000"},
   /// "continent_acc", "mean_cell_km"}}}, ...}; METHOD among model, model_hierarchy, model_centroid,
   /// model_knn, model_refine, model_hybrid, model_rank, random, top_cell, color_knn (and the presets'
   /// own). mean_cell_km uses the cells of the model's finest partitioning for every method. The model's strategies also have
   /// "coverage": {"25"|"50"|"75"|"100": {"25","200","750"}} (accuracy answering only the most
   /// confident part); "calibration": {SPLIT: {"ece", "bins"}} is the finest cells' reliability.
-  nlohmann::json metrics;
+  std::string metrics;
   std::string report;  // the printed tables
   double seconds = 0.0;
 };

@@ -1,12 +1,10 @@
 #pragma once
-// Evaluating a model on a labelled data set, several strategies side by side, and the k-NN index.
+// Evaluating a model on a labelled data set, several strategies side by side.
 #include <map>
 #include <optional>
 #include <span>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "geoloc/geo/metrics.hpp"
 #include "geoloc/pipeline/dataset.hpp"
@@ -45,7 +43,8 @@ struct Calibration {
   double ece = 0.0;  // expected calibration error: sum over bins of n_b / N * |accuracy_b - confidence_b|
   std::vector<double> bin_confidence, bin_accuracy;  // mean per bin (0 for an empty bin)
   std::vector<size_t> bin_count;
-  nlohmann::json to_json() const;
+  /// JSON text, indented by 2: {"ece", "bins": {"confidence", "accuracy", "count"}}
+  std::string to_json() const;
 };
 /// top[i]: the top class of sample i and its probability; truth_class[i]: the class of its true
 /// coordinate (-1 in none: counted wrong).
@@ -62,16 +61,18 @@ struct EvalReport {
   std::map<std::string, std::vector<double>> confidence;
   std::map<std::string, std::vector<CoveragePoint>> coverage;
   std::optional<Calibration> calibration;  // when the model has a partitioning
-  /// {"ece", "bins": {...}, "coverage": {"<strategy>": {"25": {"25": acc, "200": .., "750": ..}, ...}}}
-  nlohmann::json calibration_json() const;
+  /// JSON text, indented by 2: {"ece", "bins": {...}, "coverage": {"<strategy>": {"25": {"25": acc,
+  /// "200": .., "750": ..}, ...}}}
+  std::string calibration_json() const;
   /// The ECE and the accuracy-vs-coverage table, as printed by `geoloc eval`.
   std::string calibration_table() const;
   /// STEM.json (calibration_json) and STEM.png (accuracy within 750 km against coverage, per strategy).
   void write_calibration(const std::string& stem, const std::string& title = "") const;
   /// The metrics table (distances in `options.unit`) and the scene accuracy.
   std::string table(const geo::TableOptions& options = {}) const;
-  /// {"<strategy>": {metrics..., "scene_acc": f}, ...}
-  nlohmann::json to_json() const;
+  /// JSON text, indented by 2: {"<strategy>": {metrics..., "scene_acc": f}, ...} (what `geoloc eval --json`
+  /// writes)
+  std::string to_json() const;
 };
 
 /// Centre-crop (or five-crop) evaluation. Strategies the model does not support are skipped.
@@ -89,8 +90,5 @@ std::vector<geo::LatLng> true_cell_centers(const geo::Partition& partition, std:
 /// The network input of rows [start, start + count) of `data` for `model`: model.preprocess.eval_batch
 /// (the centre crop, or five crops per image), on the model's device.
 Tensor eval_batch(const GeoModel& model, const Dataset& data, size_t start, size_t count, bool five_crop = false);
-
-/// Embeddings (centre crops) of every image of `data` with its coordinate.
-KnnIndex build_knn_index(const GeoModel& model, const Dataset& data, int batch_size = 128);
 
 }  // namespace geoloc::pipeline

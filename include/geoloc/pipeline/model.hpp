@@ -15,6 +15,7 @@
 #include "geoloc/geo/kmeans.hpp"
 #include "geoloc/geo/partition.hpp"
 #include "geoloc/nn/heads.hpp"
+#include "geoloc/pipeline/knn.hpp"
 #include "geoloc/pipeline/preprocess.hpp"
 
 namespace geoloc::pipeline {
@@ -27,25 +28,6 @@ struct GeoPartition {
   const geo::CellPartition* cells() const { return dynamic_cast<const geo::CellPartition*>(partition.get()); }
 };
 
-/// Training embeddings with their coordinates, for k-NN prediction (cosine similarity).
-struct KnnIndex {
-  Tensor embeddings;                // F32 [M, D], rows L2-normalised
-  std::vector<geo::LatLng> coords;  // M
-  bool empty() const { return coords.empty(); }
-  /// Builds from raw embeddings (normalised here).
-  static KnnIndex build(const Tensor& embeddings, std::vector<geo::LatLng> coords);
-  /// The k most similar rows to one L2-normalised query: (row, cosine similarity), best first, ties to
-  /// the smaller row (the backend's knn_topk on the index's device).
-  std::vector<std::pair<int, float>> search(const float* query, int64_t dim, int k) const;
-  /// The same for every row of queries [M, D] (any device) in one knn_topk call.
-  std::vector<std::vector<std::pair<int, float>>> search(const Tensor& queries, int k) const;
-  /// A copy whose embeddings live on `device` (searches then run there).
-  KnnIndex to(Device device) const;
-  /// Saves as safetensors (tensors "embeddings", "latlng" [M,2] degrees), atomically; load() validates.
-  void save(const std::string& path) const;
-  static KnnIndex load(const std::string& path);
-};
-
 class GeoModel {
  public:
   std::shared_ptr<nn::GeoNet> net;
@@ -53,7 +35,7 @@ class GeoModel {
   std::vector<std::string> scene_names;  // classes of the "scene" head (empty: no scene head)
   std::vector<int> country_codes;        // ISO numeric code of each class of the "country" head
   Preprocess preprocess;
-  KnnIndex knn;                          // optional (empty); not part of save()/load()
+  KnnIndex knn;                          // optional (empty); not part of save()/load() (pipeline/knn.hpp)
 
   /// The hierarchy over the S2 partitionings (present when all geo heads are S2 and there are >= 2).
   const geo::Hierarchy* hierarchy() const { return hierarchy_ ? &*hierarchy_ : nullptr; }

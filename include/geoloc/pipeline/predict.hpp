@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "geoloc/geo/countries.hpp"
+#include "geoloc/pipeline/knn.hpp"
 #include "geoloc/pipeline/model.hpp"
 
 namespace geoloc::pipeline {
@@ -28,9 +29,6 @@ enum class Strategy {
 /// "cell", "hierarchy", "centroid", "knn", "regression", "refine", "hybrid", "rank"
 const char* strategy_name(Strategy s);
 Strategy parse_strategy(const std::string& s);
-
-enum class KnnMode { WeightedMean, MeanShift };
-KnnMode parse_knn_mode(const std::string& s);  // "mean" or "mean-shift"
 
 struct PredictOptions {
   Strategy strategy = Strategy::Hierarchy;  // falls back to CellMean (or Regression) where not available
@@ -113,14 +111,6 @@ double mass_around(const geo::Partition& partition, std::span<const float> probs
 /// The coordinate a regression head's outputs stand for: 3 outputs = a direction on the sphere,
 /// 2 outputs = (latitude / 90, longitude / 180), clamped and wrapped into range.
 geo::LatLng regression_coordinate(std::span<const float> outputs);
-
-/// The k-NN coordinate of one query vector (any length; normalised here) against `index`: the
-/// weighted spherical mean of the neighbours' coordinates, weights exp((sim - best) / T), optionally
-/// refined by mean shift. Used for the model's embeddings and for the colour-histogram baseline.
-geo::LatLng knn_coordinate(const KnnIndex& index, const float* query, int64_t dim, const PredictOptions& o);
-/// The same from neighbours already found (index row, similarity), best first.
-geo::LatLng knn_coordinate(const KnnIndex& index, const std::vector<std::pair<int, float>>& neighbours,
-                           const PredictOptions& o);
 
 class Predictor {
  public:

@@ -11,15 +11,12 @@
 
 #include "geoloc/geo/metrics.hpp"
 #include "geoloc/image/loader.hpp"
+#include "geoloc/lr_schedule.hpp"
 #include "geoloc/nn/loss.hpp"
 #include "geoloc/pipeline/dataset.hpp"
 #include "geoloc/pipeline/model.hpp"
 
 namespace geoloc::pipeline {
-
-enum class Schedule { Constant, Step, MultiStep, Cosine, CosineRestarts };
-Schedule parse_schedule(const std::string& s);  // "constant", "step", "multistep", "cosine", "cosine-restarts"
-const char* schedule_name(Schedule s);
 
 struct TrainConfig {
   int64_t steps = 1000;
@@ -30,7 +27,7 @@ struct TrainConfig {
   bool nesterov = true;
   float weight_decay = 1e-4f;
   bool decay_bn_and_bias = false;
-  Schedule schedule = Schedule::Cosine;
+  optim::Schedule schedule = optim::Schedule::Cosine;  // geoloc/lr_schedule.hpp
   int64_t warmup_steps = 0;              // linear warm-up from lr/10
   int64_t step_size = 0;                 // Step: period; CosineRestarts: first period (0 = steps/4)
   std::vector<int64_t> milestones;       // MultiStep
@@ -66,9 +63,12 @@ struct TrainConfig {
   bool progress = true;
   /// ValueError naming the first invalid field.
   void validate() const;
+  /// The learning-rate schedule of these fields (lr, steps, schedule, warmup_steps, step_size, milestones,
+  /// gamma, restart_mult).
+  optim::ScheduleOptions schedule_options() const;
 };
 
-/// The learning rate at `step` (0-based) for the configuration.
+/// The learning rate at `step` (0-based) for the configuration: optim::learning_rate(c.schedule_options(), step).
 float learning_rate(const TrainConfig& c, int64_t step);
 
 struct CurvePoint {
@@ -89,7 +89,7 @@ struct TrainHistory {
   double seconds = 0.0;
   /// {"curve": [{"step", "loss", "lr", "images_per_s", "heads": {...}}], "evals": [...], "seconds"}
   std::string to_json() const;
-  /// Writes <stem>.json and <stem>.png (loss per head and accuracy curves), atomically.
+  /// Writes <stem>.json and <stem>.png (the total and per-head loss: viz::write_training_chart), atomically.
   void write(const std::string& stem) const;
 };
 
@@ -143,11 +143,5 @@ class Trainer {
 /// Evaluates a model on a data set with centre crops: the metrics of one strategy.
 geo::Metrics evaluate(const GeoModel& model, const Dataset& data, const std::string& strategy = "hierarchy",
                       int batch_size = 128);
-
-/// Scene-label propagation (the helper network of Müller-Budack et al.): trains a scene-only model on
-/// the rows with a known scene and labels the others with its prediction. Returns how many were labelled.
-/// The helper uses `backbone` and the main model's `preprocess`.
-size_t propagate_scene_labels(Dataset& train, const nn::ResNetConfig& backbone, int64_t scene_classes,
-                              const Preprocess& preprocess, TrainConfig config);
 
 }  // namespace geoloc::pipeline

@@ -1,4 +1,4 @@
-#include "geoloc/nn.hpp"
+#include "geoloc/module.hpp"
 
 #include <cmath>
 
