@@ -57,7 +57,7 @@ int run_eval(int argc, char** argv) {
   const Device device = Device::parse(args.get("device"));
   model.net->to(device);
   if (!model.knn.empty()) model.knn = model.knn.to(device);  // searches run where the network runs
-  const pipeline::Dataset data = read_data(args, model.preprocess.resize);
+  const std::unique_ptr<pipeline::RowSource> data = read_rows(args, model.preprocess.resize);
   const auto countries = geo::CountryIndex::load_default();
   pipeline::EvalOptions eo;
   eo.strategies.clear();  // exactly the ones asked for
@@ -70,7 +70,8 @@ int run_eval(int argc, char** argv) {
   eo.predict.refine_k = static_cast<int>(args.get_int("refine-k"));
   eo.predict.refine_cells = static_cast<int>(args.get_int("refine-cells"));
   eo.predict.refine_radius_km = args.get_double("refine-radius");
-  const pipeline::EvalReport report = pipeline::evaluate_strategies(model, data, &countries, eo);
+  const pipeline::EvalReport report = pipeline::evaluate_strategies(model, *data, &countries, eo);
+  report_skipped(*data);
   std::printf("%s", report.table(table).c_str());
   std::printf("%s", report.calibration_table().c_str());
   if (args.has("calibration")) report.write_calibration(args.get("calibration"));

@@ -20,8 +20,9 @@ int run_index(int argc, char** argv) {
   if (!args.parse(argc, argv)) return 0;
   pipeline::GeoModel model = pipeline::GeoModel::load(args.get("model"));
   model.net->to(Device::parse(args.get("device")));
-  const pipeline::Dataset data = read_data(args, model.preprocess.resize);
-  const pipeline::KnnIndex index = pipeline::build_knn_index(model, data);
+  const std::unique_ptr<pipeline::RowSource> data = read_rows(args, model.preprocess.resize);
+  const pipeline::KnnIndex index = pipeline::build_knn_index(model, *data);
+  report_skipped(*data);
   index.save(args.get("out"));
   std::printf("k-NN index of %zu images (dimension %lld): %s\n", index.coords.size(),
               static_cast<long long>(index.embeddings.dim(1)), args.get("out").c_str());

@@ -377,6 +377,7 @@ void SplitEvaluation::run(size_t si) const {
   const auto& fine = *model.finest().partition;
   char buf[256];
   EvalOptions eo;
+  eo.keep_probabilities = maps != nullptr;  // the maps of chosen views
   eo.strategies = preset.strategies;
   eo.predict.snap_to_land = preset.snap_to_land;
   // The five thresholds of the table's first rows, and Sy & Day's distance buckets.
