@@ -320,7 +320,9 @@ DemoResult run_demo(const DemoConfig& c) {
   char buf[256];
   const earth::EarthSplit* split_src[] = {&views.test_unseen_rendering, &views.test_seen_rendering};
   for (size_t si = 0; si < eval_sets.size(); ++si) {
-    const auto& [split, data] = eval_sets[si];
+    // not a structured binding: lambdas below capture `data`, which clang before 16 refuses for a binding
+    const std::string& split = eval_sets[si].first;
+    const Dataset& data = eval_sets[si].second;
     if (data.size() == 0) continue;
     EvalOptions eo;
     eo.strategies = strategies;
