@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -79,6 +80,8 @@ class CellPartition final : public Partition {
   /// optionally preceded by `num_images: N` and `min_concept_probability: p` lines. Class labels
   /// must be 0..n-1 (any order). IoError naming the line otherwise.
   static CellPartition read_csv(const std::string& path);
+  /// The same for the text of such a file in memory; `name` labels errors (the path, for a file).
+  static CellPartition parse_csv(std::string_view text, const std::string& name);
   /// Writes the same format (header line, rows in class order), atomically.
   void write_csv(const std::string& path) const;
 
