@@ -157,6 +157,9 @@ CellPartition::CellPartition(std::vector<Cell> cells) : cells_(std::move(cells))
     GEOLOC_CHECK(id.is_valid(), ValueError, "cell ", c, ": ", cell.id, " is not a valid S2 cell id");
     GEOLOC_CHECK(class_of_.emplace(cell.id, static_cast<int>(c)).second, ValueError, "cell ", id.ToToken(),
                  " appears twice");
+    GEOLOC_CHECK(cell.count >= 0, ValueError, "cell ", id.ToToken(), " has a negative count ", cell.count);
+    if (!(cell.mean.lat >= -90.0 && cell.mean.lat <= 90.0 && cell.mean.lng >= -180.0 && cell.mean.lng <= 180.0))
+      validate(cell.mean, detail::cat("cell ", id.ToToken(), " mean"));  // throws, naming the problem
     cell.level = id.level();
     cell.s2_center = to_latlng(id.ToPoint());
     level_mask_ |= 1u << cell.level;

@@ -247,3 +247,20 @@ TEST_CASE("partition and point CSV text in memory reads as the same file does") 
   std::filesystem::remove(path);
 }
 
+// Issue #16 (found while writing fuzz_model_metadata, in the code it drives): cells given to
+// CellPartition by a model file's metadata were not checked, so a mean at latitude 95 or a negative
+// count became part of a model. Every source of cells (CSV, model metadata, the adaptive builder) now
+// goes through the same checks.
+TEST_CASE("CellPartition rejects means that are not coordinates and negative counts") {
+  std::vector<Cell> cells(1);
+  cells[0].id = S2CellId::FromToken("47a1").id();
+  cells[0].mean = {95, 8};
+  CHECK_THROWS_WITH_AS(CellPartition{cells}, doctest::Contains("cell 47a1 mean: latitude 95"), geoloc::ValueError);
+  cells[0].mean = {48, NAN};
+  CHECK_THROWS_AS(CellPartition{cells}, geoloc::ValueError);
+  cells[0].mean = {48, 8};
+  cells[0].count = -1;
+  CHECK_THROWS_WITH_AS(CellPartition{cells}, doctest::Contains("negative count"), geoloc::ValueError);
+  cells[0].count = 0;
+  CHECK(CellPartition{cells}.size() == 1);
+}

@@ -59,7 +59,8 @@ class CellPartition final : public Partition {
  public:
   CellPartition() = default;
   /// Takes the cells in class order; level and s2_center are recomputed from the ids.
-  /// ValueError on an invalid id, a duplicate, or two cells where one contains the other.
+  /// ValueError on an invalid id, a duplicate, two cells where one contains the other, a negative count
+  /// or a mean that is not a valid coordinate.
   explicit CellPartition(std::vector<Cell> cells);
 
   std::size_t size() const override { return cells_.size(); }
