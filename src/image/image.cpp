@@ -147,28 +147,66 @@ int dct_denominator(int w, int h, int min_size) {
   return best;
 }
 
-// nullopt: libjpeg-turbo cannot produce RGB from this JPEG's colour space (CMYK / YCCK); stb can.
+// libjpeg-turbo reports recoverable problems as warnings and decodes on. Most of them mean that pixels
+// are missing or made up: "premature end of data segment" is a scan that stops before the frame is
+// filled (a header claiming 4000x4000 pixels over a 64x64 scan decodes to 16 million grey pixels),
+// "bad Huffman code" and a missing restart marker are corrupt entropy-coded data. Those are refused.
+// The warnings below leave every pixel as the encoder wrote it (bytes between segments, unknown version
+// fields, a damaged ICC profile, which is not used, SOS fields a sequential decoder ignores) and occur
+// in real photos. TurboJPEG keeps only the first warning's text (libjpeg's jerror.h has them all).
+bool benign_jpeg_warning(const char* msg) {
+  static const char* const kBenign[] = {"extraneous bytes before marker", "unknown JFIF revision",
+                                        "Unknown Adobe color transform", "bad ICC marker",
+                                        "Invalid SOS parameters for sequential JPEG"};
+  for (const char* b : kBenign)
+    if (std::strstr(msg, b)) return true;
+  return false;
+}
+
+// Decodes into `out` (w x h, the DCT-scaled size, pixel format pf); IoError for a fatal error or a
+// warning that means the pixels are not the encoder's. The first attempt stops at the first warning,
+// so that a harmful one costs no more time: a progressive JPEG that repeats one tiny scan thousands of
+// times makes libjpeg-turbo go over the whole image once per scan (57 kB, 2048x2048: 4.5 s), warning
+// about the repetition at the second. Only after a benign warning is the image decoded to the end.
+// TJFLAG_LIMITSCANS refuses more than 500 scans in any case (libjpeg-turbo's guard for this attack).
+void turbo_decompress(tjhandle tj, const uint8_t* data, size_t size, const std::string& name, uint8_t* out, int w,
+                      int h, int pf) {
+  for (const int flags : {TJFLAG_LIMITSCANS | TJFLAG_STOPONWARNING, TJFLAG_LIMITSCANS}) {
+    if (tjDecompress2(tj, data, static_cast<unsigned long>(size), out, w, 0, h, pf, flags) == 0) return;
+    const std::string msg = tjGetErrorStr2(tj);
+    if (tjGetErrorCode(tj) != TJERR_WARNING || !benign_jpeg_warning(msg.c_str()))
+      throw IoError("'" + name + "': cannot decode JPEG: " + msg);
+    if (!(flags & TJFLAG_STOPONWARNING)) return;  // decoded to the end; the first warning was benign
+  }
+}
+
+// nullopt: libjpeg-turbo cannot produce RGB from this JPEG's colour space (CMYK / YCCK); stb can, after
+// the scan was checked here (decoded at 1/8 scale as CMYK), since stb fills a short or corrupt scan
+// with grey and reports success. With validate_only, the JPEG is only checked (at 1/8 scale): stb
+// decodes it.
 std::optional<Image> decode_turbo(const uint8_t* data, size_t size, const std::string& name, int w, int h,
-                                  int min_size) {
+                                  int min_size, bool validate_only = false) {
   tjhandle tj = turbo_handle();
   int tw = 0, th = 0, subsamp = 0, colorspace = 0;
   GEOLOC_CHECK(tjDecompressHeader3(tj, data, static_cast<unsigned long>(size), &tw, &th, &subsamp, &colorspace) == 0,
                IoError, "'", name, "': cannot read the JPEG header: ", tjGetErrorStr2(tj));
   GEOLOC_CHECK(tw == w && th == h, IoError, "'", name, "': libjpeg-turbo reads ", tw, "x", th,
                " but the frame header says ", w, "x", h);
-  if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK) return std::nullopt;
+  const bool cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK;
+  if (cmyk || validate_only) {
+    const int vw = (w + 7) / 8, vh = (h + 7) / 8, pf = cmyk ? TJPF_CMYK : TJPF_RGB;
+    std::vector<uint8_t> check(static_cast<size_t>(vw) * vh * tjPixelSize[pf]);
+    turbo_decompress(tj, data, size, name, check.data(), vw, vh, pf);
+    return std::nullopt;
+  }
   const int d = dct_denominator(w, h, min_size);
   Image img;
   img.width = (w + d - 1) / d;
   img.height = (h + d - 1) / d;
   img.pixels.resize(static_cast<size_t>(img.width) * img.height * 3);
   // Accurate integer IDCT and fancy upsampling (the defaults): what stb computes too, so the two
-  // agree to about one level per pixel. A warning (e.g. stray bytes between segments) still leaves a
-  // complete image, and truncation was ruled out before; only fatal errors are refused.
-  if (tjDecompress2(tj, data, static_cast<unsigned long>(size), img.pixels.data(), img.width, 0, img.height, TJPF_RGB,
-                    0) != 0 &&
-      tjGetErrorCode(tj) != TJERR_WARNING)
-    throw IoError("'" + name + "': cannot decode JPEG: " + tjGetErrorStr2(tj));
+  // agree to about one level per pixel. Truncation was ruled out before (jpeg_complete).
+  turbo_decompress(tj, data, size, name, img.pixels.data(), img.width, img.height, TJPF_RGB);
   return img;
 }
 
@@ -198,8 +236,9 @@ Image decode_memory(const uint8_t* data, size_t size, const std::string& name, c
   if (sniff(data, size) == Format::Jpeg)
     GEOLOC_CHECK(jpeg_complete(data, size), IoError, "'", name,
                  "': truncated or corrupt JPEG (no end-of-image marker after the scan data)");
-  if (sniff(data, size) == Format::Jpeg && options.jpeg == DecodeOptions::Jpeg::Turbo)
-    if (auto img = decode_turbo(data, size, name, w, h, options.min_size)) return std::move(*img);
+  if (sniff(data, size) == Format::Jpeg)  // with stb, only checked by libjpeg-turbo (see decode_turbo)
+    if (auto img = decode_turbo(data, size, name, w, h, options.min_size, options.jpeg == DecodeOptions::Jpeg::Stb))
+      return std::move(*img);
   return decode_stb(data, size, name, w, h);
 }
 
