@@ -11,6 +11,11 @@ find_package(libjpeg-turbo 2.0 CONFIG QUIET)  # libturbojpeg0-dev: libjpeg-turbo
 if(NOT TARGET libjpeg-turbo::turbojpeg)
   message(FATAL_ERROR "libjpeg-turbo's TurboJPEG library was not found: install libturbojpeg0-dev (scripts/install-deps.sh)")
 endif()
+# zlib: the PNG guard inflates a PNG's pixel data once to bound it before stb_image allocates (image.cpp)
+find_package(ZLIB 1.2)
+if(NOT TARGET ZLIB::ZLIB)
+  message(FATAL_ERROR "zlib was not found: install zlib1g-dev (scripts/install-deps.sh)")
+endif()
 find_package(LibArchive 3.4)                 # libarchive-dev, through CMake's FindLibArchive
 if(NOT TARGET LibArchive::LibArchive)
   message(FATAL_ERROR "libarchive was not found: install libarchive-dev (scripts/install-deps.sh)")

@@ -17,7 +17,7 @@ target_include_directories(geoloc PUBLIC
 target_compile_features(geoloc PUBLIC cxx_std_20)
 # public headers include nlohmann/json.hpp; everything else is private to the library
 target_link_libraries(geoloc PUBLIC nlohmann_json::nlohmann_json Threads::Threads
-                      PRIVATE Eigen3::Eigen geoloc::s2 geoloc::stb libjpeg-turbo::turbojpeg LibArchive::LibArchive
+                      PRIVATE Eigen3::Eigen geoloc::s2 geoloc::stb libjpeg-turbo::turbojpeg LibArchive::LibArchive ZLIB::ZLIB
                               ${CMAKE_DL_LIBS})
 # what geoloc_image sets: msgpack-cxx header-only, without Boost
 target_include_directories(geoloc PRIVATE ${MSGPACK_CXX_INCLUDE_DIR})
