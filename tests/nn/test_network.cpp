@@ -99,7 +99,9 @@ ParityResult run_parity(const std::string& name) {
   loss.total.backward();
   r.train_emb = rel_err(out.embedding.to_vector(), exp.tensor("train.embedding").to_vector());
   r.loss = std::fabs(loss.total.item() - exp.tensor("train.loss").item()) / std::fabs(exp.tensor("train.loss").item());
-  for (const auto& [pn, p] : net->named_parameters()) {
+  for (const auto& named : net->named_parameters()) {
+    const std::string& pn = named.first;  // INFO's lambda cannot take a structured binding (clang < 16)
+    const Tensor& p = named.second;
     INFO(pn);
     REQUIRE(p.grad().defined());
     auto g = p.grad().to_vector();

@@ -319,7 +319,8 @@ TEST_CASE("probability map: labels never overlap, wherever the prediction and th
         spec.prediction = pred;
         spec.truth = truth;
         for (const geo::LatLng around : {pred, truth}) {
-          CAPTURE(w);
+          const int width = w;  // CAPTURE's lambda cannot take a structured binding (clang < 16)
+          CAPTURE(width);
           CAPTURE(geo::to_string(pred));
           CAPTURE(geo::to_string(truth));
           check_layout(r, r.layout(peaked(part, around), spec), spec);
