@@ -370,7 +370,9 @@ struct SplitEvaluation {
 };
 
 void SplitEvaluation::run(size_t si) const {
-  const auto& [split, data] = d.eval_sets[si];
+  // not a structured binding: the lambdas below capture `data`, which clang before 16 refuses for a binding
+  const std::string& split = d.eval_sets[si].first;
+  const Dataset& data = d.eval_sets[si].second;
   if (data.size() == 0) return;
   const earth::EarthSplit* split_src[] = {&d.views.test_unseen_rendering, &d.views.test_seen_rendering};
   const geo::CountryIndex& countries = d.countries;

@@ -4,8 +4,10 @@
 #include <unistd.h>
 #include <stb_image.h>
 #include <stb_image_write.h>
+#include <zlib.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -272,4 +274,113 @@ TEST_CASE("float conversion round trips and clamps") {
   g.pixels = {-0.5f, 2.f, std::nanf("")};
   const Image c = from_float(g);
   CHECK(c.pixels == std::vector<uint8_t>{0, 255, 0});
+}
+
+namespace {
+// A PNG of the given IHDR size, colour type 2 (RGB, 8 bits), whose one IDAT holds `idat` as it is.
+std::vector<uint8_t> png_with_idat(uint32_t w, uint32_t h, const std::vector<uint8_t>& idat) {
+  std::vector<uint8_t> out = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+  auto chunk = [&](const char* type, const std::vector<uint8_t>& data) {
+    const size_t at = out.size();
+    out.resize(at + 12 + data.size());
+    put_be32(&out[at], static_cast<uint32_t>(data.size()));
+    std::memcpy(&out[at + 4], type, 4);
+    if (!data.empty()) std::memcpy(&out[at + 8], data.data(), data.size());
+    put_be32(&out[at + 8 + data.size()], crc32(&out[at + 4], 4 + data.size()));
+  };
+  std::vector<uint8_t> ihdr(13, 0);
+  put_be32(&ihdr[0], w);
+  put_be32(&ihdr[4], h);
+  ihdr[8] = 8;
+  ihdr[9] = 2;
+  chunk("IHDR", ihdr);
+  chunk("IDAT", idat);
+  chunk("IEND", {});
+  return out;
+}
+
+std::vector<uint8_t> zlib_compress(const std::vector<uint8_t>& raw) {
+  uLongf n = compressBound(static_cast<uLong>(raw.size()));
+  std::vector<uint8_t> out(n);
+  REQUIRE(compress2(out.data(), &n, raw.data(), static_cast<uLong>(raw.size()), 9) == Z_OK);
+  out.resize(n);
+  return out;
+}
+}  // namespace
+
+// Issue #16 (found by fuzz_image): stb_image trusts a PNG chunk's length and grows its buffer to it before
+// reading, so a 93-byte file whose IDAT claimed 1.5 GB made it allocate 1.5 GB. Every chunk must now
+// lie inside the file, up to IEND, before stb sees the PNG.
+TEST_CASE("a PNG chunk claiming more bytes than the file holds is refused before stb allocates") {
+  auto png = encode_png(pattern(4, 4));
+  size_t idat = 8;
+  while (std::memcmp(&png[idat + 4], "IDAT", 4) != 0) idat += 12 + ((png[idat] << 24) | (png[idat + 1] << 16) |
+                                                                     (png[idat + 2] << 8) | png[idat + 3]);
+  put_be32(&png[idat], 0x5AFFFFFFu);
+  const std::string msg = error_of([&] { decode_memory(png.data(), png.size(), "long-chunk.png"); });
+  CHECK(msg.find("long-chunk.png") != std::string::npos);
+  CHECK(msg.find("past the end of the file") != std::string::npos);
+  // No IEND (the file cut right after IDAT): truncated.
+  auto cut = encode_png(pattern(4, 4));
+  cut.resize(cut.size() - 12);
+  CHECK(error_of([&] { decode_memory(cut.data(), cut.size(), "cut.png"); }).find("truncated PNG") != std::string::npos);
+  // Bytes after IEND are not read.
+  auto tail = encode_png(pattern(4, 4));
+  tail.insert(tail.end(), {1, 2, 3, 4, 5});
+  CHECK(decode_memory(tail.data(), tail.size(), "tail.png") == pattern(4, 4));
+}
+
+// Issue #16: stb inflates a PNG's pixel data into a buffer that grows for as long as the stream does, so
+// a 200 kB PNG claiming 1x1 pixels made it allocate 256 MB (and decoded it). The pixel data is now
+// inflated and counted first, in a small buffer, against what the header's size needs.
+TEST_CASE("a PNG whose pixel data inflates far beyond its header's size is refused") {
+  std::vector<uint8_t> raw(1 + 3, 0);  // one scanline of a 1x1 RGB image: filter byte + 3 bytes
+  raw.resize(16u << 20, 0);            // ... and 16 MB of zeros after it
+  const auto png = png_with_idat(1, 1, zlib_compress(raw));
+  CHECK(png.size() < 40000);
+  const std::string msg = error_of([&] { decode_memory(png.data(), png.size(), "inflates.png"); });
+  CHECK(msg.find("inflates.png") != std::string::npos);
+  CHECK(msg.find("more than the 4 bytes") != std::string::npos);
+  // Exactly what the header needs, and a little more (tolerated, as libpng does): decoded.
+  raw.resize(4);
+  raw[1] = 10;
+  const auto exact = png_with_idat(1, 1, zlib_compress(raw));
+  CHECK(decode_memory(exact.data(), exact.size(), "exact.png").pixels == std::vector<uint8_t>{10, 0, 0});
+  raw.resize(1000, 0);
+  const auto more = png_with_idat(1, 1, zlib_compress(raw));
+  CHECK(decode_memory(more.data(), more.size(), "more.png").width == 1);
+  // A corrupt stream is named as such.
+  auto bad = zlib_compress(std::vector<uint8_t>(4000, 7));
+  for (size_t i = 4; i < bad.size(); ++i) bad[i] ^= 0x5A;
+  const auto corrupt = png_with_idat(30, 40, bad);
+  CHECK(error_of([&] { decode_memory(corrupt.data(), corrupt.size(), "z.png"); }).find("corrupt PNG pixel data") !=
+        std::string::npos);
+}
+
+TEST_CASE("interlaced, palette and 16-bit PNGs pass the inflated-size guard") {
+  // Each written by hand with the exact amount of filtered scanline data its header needs.
+  auto zeros = [](size_t n) { return std::vector<uint8_t>(n, 0); };
+  auto with_header = [&](uint32_t w, uint32_t h, uint8_t depth, uint8_t type, uint8_t interlace, size_t raw,
+                         bool palette) {
+    auto png = png_with_idat(w, h, zlib_compress(zeros(raw)));
+    png[24] = depth;
+    png[25] = type;
+    png[28] = interlace;
+    put_be32(&png[29], crc32(&png[12], 17));
+    if (palette) {  // a PLTE chunk before IDAT (after IHDR, which ends at byte 33)
+      std::vector<uint8_t> plte = {0, 0, 0, 12, 'P', 'L', 'T', 'E', 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0, 0, 0, 0};
+      put_be32(&plte[20], crc32(&plte[4], 16));
+      png.insert(png.begin() + 33, plte.begin(), plte.end());
+    }
+    return png;
+  };
+  // 5x5 Adam7, 8-bit grey: the seven passes are 1x1, 1x1, 2x1, 1x2, 3x1, 2x3 and 5x2 pixels (width x
+  // height); each row is a filter byte and the row's pixels.
+  const size_t adam7 = 1 * 2 + 1 * 2 + 1 * 3 + 2 * 2 + 1 * 4 + 3 * 3 + 2 * 6;
+  const auto inter = with_header(5, 5, 8, 0, 1, adam7, false);
+  CHECK(decode_memory(inter.data(), inter.size(), "adam7.png").width == 5);
+  const auto pal = with_header(7, 3, 2, 3, 0, 3 * (1 + 2), true);  // 2-bit palette: 7 pixels in 2 bytes
+  CHECK(decode_memory(pal.data(), pal.size(), "palette.png").width == 7);
+  const auto deep = with_header(3, 2, 16, 6, 0, 2 * (1 + 3 * 8), false);  // 16-bit RGBA
+  CHECK(decode_memory(deep.data(), deep.size(), "rgba16.png").height == 2);
 }

@@ -28,6 +28,10 @@ struct CsvRow {
 
 /// Calls visit(row) for every non-blank line of `path`, in order. IoError if unreadable.
 void for_each_csv_row(const std::string& path, const std::function<void(const CsvRow&)>& visit);
+/// The same over CSV text in memory; `name` labels the rows' errors (the path, for a file).
+void for_each_csv_row(std::string_view text, std::string_view name, const std::function<void(const CsvRow&)>& visit);
+/// The whole of a text file; IoError naming it when it cannot be opened or read.
+std::string read_text_file(const std::string& path);
 
 /// Position of `name` in a header (case-insensitive, surrounding blanks ignored), or -1.
 int find_column(const std::vector<std::string>& header, std::string_view name);
@@ -36,5 +40,7 @@ int find_column(const std::vector<std::string>& header, std::string_view name);
 /// columns are ignored). IoError naming the line for a missing column, a non-number or a
 /// coordinate out of range.
 std::vector<LatLng> read_points_csv(const std::string& path);
+/// The same for CSV text in memory; `name` labels errors.
+std::vector<LatLng> parse_points_csv(std::string_view text, const std::string& name);
 
 }  // namespace geoloc::geo

@@ -59,7 +59,11 @@ struct DecodeOptions {
 /// Throws IoError naming `path` when the file cannot be read, is not JPEG/PNG, is truncated or
 /// corrupt (with the decoder's reason), or claims more than options.max_pixels pixels (checked on
 /// the full size, before any scaling). The result is full size unless options.min_size allows a
-/// DCT-scaled JPEG decode.
+/// DCT-scaled JPEG decode. Refused as well, before the decoder allocates for them: a PNG chunk that
+/// reaches past the end of the file, PNG pixel data that inflates to more than the header's size
+/// needs, and a JPEG whose scan does not fill its frame or whose entropy-coded data is corrupt
+/// (libjpeg-turbo's warnings other than the few that leave every pixel intact), or that has more
+/// than 500 progressive scans; with Jpeg::Stb the JPEG is checked by libjpeg-turbo first.
 Image decode_file(const std::string& path, const DecodeOptions& options = {});
 
 /// Same as decode_file for bytes in memory; `name` is used in error messages.
