@@ -147,6 +147,38 @@ int dct_denominator(int w, int h, int min_size) {
   return best;
 }
 
+// libjpeg's warnings that mean pixels are missing or wrong: the scan ended before the frame the header
+// declares was filled (a header claiming far more pixels than the file holds, a cut download), or the
+// entropy-coded data is damaged. libjpeg fills such gaps with grey and carries on; geoloc refuses them.
+// Other warnings (extraneous bytes between segments, an unknown JFIF revision, a bad ICC marker)
+// leave a complete image.
+bool jpeg_warning_is_damage(const std::string& m) {
+  auto has = [&](const char* s) { return m.find(s) != std::string::npos; };
+  return has("remature end") || has("bad Huffman code") || has("instead of RST");
+}
+
+// Decompresses with libjpeg-turbo, stopping at the first warning: a damaging one (above) is an
+// IoError ("truncated" when the data ended early); a harmless one is decoded again without stopping.
+// Only the first warning of a decode is reported by TurboJPEG, so a harmless warning followed by a
+// damaging one in the same file goes unnoticed (rare; documented in docs/data.md).
+void turbo_decompress(tjhandle tj, const uint8_t* data, size_t size, const std::string& name, int w, int h,
+                      uint8_t* out, int ow, int oh, int pixel_format) {
+  if (tjDecompress2(tj, data, static_cast<unsigned long>(size), out, ow, 0, oh, pixel_format, TJFLAG_STOPONWARNING) ==
+      0)
+    return;
+  const std::string why = tjGetErrorStr2(tj);
+  if (tjGetErrorCode(tj) == TJERR_WARNING && !jpeg_warning_is_damage(why)) {
+    if (tjDecompress2(tj, data, static_cast<unsigned long>(size), out, ow, 0, oh, pixel_format, 0) == 0 ||
+        tjGetErrorCode(tj) == TJERR_WARNING)
+      return;
+    throw IoError("'" + name + "': cannot decode JPEG: " + tjGetErrorStr2(tj));
+  }
+  if (why.find("remature end") != std::string::npos)
+    throw IoError(detail::cat("'", name, "': truncated JPEG: the header declares ", w, "x", h,
+                              " pixels but the scan data ends before they are all coded (", why, ")"));
+  throw IoError("'" + name + "': corrupt JPEG: " + why);
+}
+
 // nullopt: libjpeg-turbo cannot produce RGB from this JPEG's colour space (CMYK / YCCK); stb can.
 std::optional<Image> decode_turbo(const uint8_t* data, size_t size, const std::string& name, int w, int h,
                                   int min_size) {
@@ -163,13 +195,23 @@ std::optional<Image> decode_turbo(const uint8_t* data, size_t size, const std::s
   img.height = (h + d - 1) / d;
   img.pixels.resize(static_cast<size_t>(img.width) * img.height * 3);
   // Accurate integer IDCT and fancy upsampling (the defaults): what stb computes too, so the two
-  // agree to about one level per pixel. A warning (e.g. stray bytes between segments) still leaves a
-  // complete image, and truncation was ruled out before; only fatal errors are refused.
-  if (tjDecompress2(tj, data, static_cast<unsigned long>(size), img.pixels.data(), img.width, 0, img.height, TJPF_RGB,
-                    0) != 0 &&
-      tjGetErrorCode(tj) != TJERR_WARNING)
-    throw IoError("'" + name + "': cannot decode JPEG: " + tjGetErrorStr2(tj));
+  // agree to about one level per pixel.
+  turbo_decompress(tj, data, size, name, w, h, img.pixels.data(), img.width, img.height, TJPF_RGB);
   return img;
+}
+
+// stb_image decodes a JPEG whose scan ends early without a word (grey blocks). Before stb decodes
+// one, libjpeg-turbo reads its whole scan at 1/8 scale (every coefficient is still entropy-decoded,
+// at a fraction of the pixel work) and reports truncation or damage as decode_turbo does.
+void check_jpeg_scan(const uint8_t* data, size_t size, const std::string& name, int w, int h) {
+  tjhandle tj = turbo_handle();
+  int tw = 0, th = 0, subsamp = 0, colorspace = 0;
+  if (tjDecompressHeader3(tj, data, static_cast<unsigned long>(size), &tw, &th, &subsamp, &colorspace) != 0)
+    return;  // stb decides (it reports its own reason)
+  const bool cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK;
+  const int ow = (w + 7) / 8, oh = (h + 7) / 8;
+  std::vector<uint8_t> scratch(static_cast<size_t>(ow) * oh * (cmyk ? 4 : 3));
+  turbo_decompress(tj, data, size, name, w, h, scratch.data(), ow, oh, cmyk ? TJPF_CMYK : TJPF_RGB);
 }
 
 }  // namespace
@@ -200,6 +242,7 @@ Image decode_memory(const uint8_t* data, size_t size, const std::string& name, c
                  "': truncated or corrupt JPEG (no end-of-image marker after the scan data)");
   if (sniff(data, size) == Format::Jpeg && options.jpeg == DecodeOptions::Jpeg::Turbo)
     if (auto img = decode_turbo(data, size, name, w, h, options.min_size)) return std::move(*img);
+  if (sniff(data, size) == Format::Jpeg) check_jpeg_scan(data, size, name, w, h);
   return decode_stb(data, size, name, w, h);
 }
 

@@ -194,6 +194,38 @@ TEST_CASE("truncated JPEG files are rejected although stb would decode them") {
   fs::remove_all(d);
 }
 
+TEST_CASE("a JPEG whose header claims far more pixels than its scan holds is truncated, on both decoders") {
+  // A 16x16 JPEG whose frame header is patched to 2000x2000: the scan still ends in FF D9, so the
+  // end-of-image check passes; libjpeg then runs out of data ("premature end of data segment") and
+  // would fill the rest with grey.
+  auto jpg = encode_jpeg(noise(16, 16, 3), 90);
+  size_t sof = 2;
+  while (!(jpg[sof] == 0xFF && jpg[sof + 1] == 0xC0)) sof += 2 + ((jpg[sof + 2] << 8) | jpg[sof + 3]);
+  jpg[sof + 5] = 2000 >> 8, jpg[sof + 6] = 2000 & 0xFF, jpg[sof + 7] = 2000 >> 8, jpg[sof + 8] = 2000 & 0xFF;
+  for (const auto decoder : {DecodeOptions::Jpeg::Turbo, DecodeOptions::Jpeg::Stb}) {
+    for (const int min_size : {0, 64}) {  // full size and DCT-scaled (1/8)
+      CAPTURE(min_size);
+      DecodeOptions o;
+      o.jpeg = decoder;
+      o.min_size = min_size;
+      const std::string msg = error_of([&] { decode_memory(jpg.data(), jpg.size(), "liar.jpg", o); });
+      CHECK(msg.find("'liar.jpg': truncated JPEG: the header declares 2000x2000 pixels") == 0);
+    }
+  }
+  // The genuine file decodes on both.
+  const auto ok = encode_jpeg(noise(16, 16, 3), 90);
+  DecodeOptions stb;
+  stb.jpeg = DecodeOptions::Jpeg::Stb;
+  CHECK(decode_memory(ok.data(), ok.size(), "ok.jpg").width == 16);
+  CHECK(decode_memory(ok.data(), ok.size(), "ok.jpg", stb).width == 16);
+  // A harmless warning still decodes: stray bytes before the end-of-image marker (libjpeg: "Corrupt JPEG
+  // data: 2 extraneous bytes before marker 0xd9"), which some cameras write.
+  std::vector<uint8_t> stray(ok.begin(), ok.end() - 2);
+  stray.insert(stray.end(), {0x12, 0x34, 0xFF, 0xD9});
+  CHECK(decode_memory(stray.data(), stray.size(), "stray.jpg").width == 16);
+  CHECK(decode_memory(stray.data(), stray.size(), "stray.jpg", stb).width == 16);
+}
+
 TEST_CASE("a PNG header claiming 100000x100000 pixels is refused before decoding") {
   auto png = encode_png(pattern(4, 4));
   // IHDR starts at byte 8: length(4) "IHDR"(4) width(4) height(4) ... CRC over type + data.
