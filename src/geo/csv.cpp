@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "geoloc/detail/input_file.hpp"
 #include "geoloc/error.hpp"
 
 namespace geoloc::geo {
@@ -90,12 +91,7 @@ long long CsvRow::integer(std::size_t column, std::string_view name) const {
 }
 
 void for_each_csv_row(const std::string& path, const std::function<void(const CsvRow&)>& visit) {
-  std::ifstream in(path, std::ios::binary);
-  GEOLOC_CHECK(in.good(), IoError, "cannot open '", path, "' for reading");
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  GEOLOC_CHECK(!in.bad(), IoError, "reading '", path, "' failed");
-  const std::string text = std::move(buffer).str();
+  const std::string text = detail::read_input_file(path, "CSV file", kMaxCsvBytes);
 
   CsvRow row{path, 0, {}};
   std::size_t pos = 0;

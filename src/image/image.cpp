@@ -17,6 +17,7 @@
 #include <optional>
 
 #include "geoloc/atomic_file.hpp"
+#include "geoloc/detail/input_file.hpp"
 
 namespace geoloc::image {
 
@@ -246,23 +247,24 @@ Image decode_memory(const uint8_t* data, size_t size, const std::string& name, c
   return decode_stb(data, size, name, w, h);
 }
 
-std::vector<uint8_t> read_file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  GEOLOC_CHECK(in.good(), IoError, "cannot open '", path, "' for reading");
-  const std::streamoff n = in.tellg();
-  GEOLOC_CHECK(n >= 0, IoError, "cannot determine the size of '", path, "'");
-  std::vector<uint8_t> bytes(static_cast<size_t>(n));
-  in.seekg(0);
-  if (n > 0) in.read(reinterpret_cast<char*>(bytes.data()), n);
-  GEOLOC_CHECK(in.good() || (n == 0), IoError, "reading '", path, "' failed after ", in.gcount(), " of ", n,
-               " bytes");
+std::vector<uint8_t> read_file_bytes(const std::string& path, uint64_t max_bytes) {
+  const detail::InputFile f(path, "file", max_bytes);
+  std::vector<uint8_t> bytes;
+  f.read_all(bytes);
   return bytes;
+}
+
+uint64_t max_image_file_bytes(const DecodeOptions& options) {
+  const uint64_t pixels = options.max_pixels > 0 ? static_cast<uint64_t>(options.max_pixels) : 0;
+  return std::min<uint64_t>(pixels, UINT64_MAX / 16) * 8 + (uint64_t{16} << 20);
 }
 
 Image decode_file(const std::string& path, const DecodeOptions& options) {
   // Whole-file read, then decode from memory: the JPEG completeness check needs the tail anyway,
   // and one read is faster than stb's small fread calls.
-  const std::vector<uint8_t> bytes = read_file_bytes(path);
+  const detail::InputFile f(path, "image", max_image_file_bytes(options));
+  std::vector<uint8_t> bytes;
+  f.read_all(bytes);
   return decode_memory(bytes.data(), bytes.size(), path, options);
 }
 

@@ -10,6 +10,8 @@
 #include <optional>
 #include <sstream>
 
+#include "geoloc/detail/input_file.hpp"
+
 namespace geoloc::image {
 
 namespace {
@@ -209,8 +211,7 @@ Manifest parse_manifest(std::istream& in, const std::string& name, const std::st
 }
 
 Manifest read_manifest(const std::string& csv_path) {
-  std::ifstream in(csv_path, std::ios::binary);
-  GEOLOC_CHECK(in.good(), IoError, "cannot open manifest '", csv_path, "' for reading");
+  std::istringstream in(detail::read_input_file(csv_path, "manifest", kMaxManifestBytes));
   const std::string base = std::filesystem::path(csv_path).parent_path().string();
   return parse_manifest(in, csv_path, base);
 }

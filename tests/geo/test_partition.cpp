@@ -191,6 +191,11 @@ TEST_CASE("points CSV: header, quoting and errors naming the line") {
   write_text(path, "lat,lon\n1,2\n");
   CHECK_THROWS_AS(read_points_csv(path), geoloc::IoError);
   CHECK_THROWS_AS(read_points_csv(temp_path("does-not-exist.csv")), geoloc::IoError);
+  // Not a regular file: said so, before reading (a FIFO would block)
+  const std::string dir = temp_path("points-dir");
+  std::filesystem::create_directories(dir);
+  CHECK_THROWS_WITH_AS(read_points_csv(dir), doctest::Contains("is a directory, not a regular file"), geoloc::IoError);
+  std::filesystem::remove(dir);
   std::filesystem::remove(path);
 }
 

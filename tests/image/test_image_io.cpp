@@ -1,6 +1,7 @@
 // Decoding/encoding: exact PNG round trips, JPEG closeness, and the guards (truncation, bombs,
 // unknown formats, missing files, atomic writes).
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <stb_image.h>
 #include <stb_image_write.h>
@@ -224,6 +225,28 @@ TEST_CASE("a JPEG whose header claims far more pixels than its scan holds is tru
   stray.insert(stray.end(), {0x12, 0x34, 0xFF, 0xD9});
   CHECK(decode_memory(stray.data(), stray.size(), "stray.jpg").width == 16);
   CHECK(decode_memory(stray.data(), stray.size(), "stray.jpg", stb).width == 16);
+}
+
+TEST_CASE("a path that is not a regular file, or too large to be an image, is refused before reading") {
+  const fs::path d = temp_dir("kinds");
+  CHECK(error_of([&] { decode_file(d.string()); }) == "image '" + d.string() + "' is a directory, not a regular file");
+  REQUIRE(::mkfifo((d / "fifo").c_str(), 0600) == 0);  // must not block waiting for a writer
+  CHECK(error_of([&] { decode_file((d / "fifo").string()); }).find("is a FIFO (named pipe), not a regular file") !=
+        std::string::npos);
+  CHECK(error_of([&] { decode_file("/dev/zero"); }).find("is a character device") != std::string::npos);
+  CHECK(error_of([&] { read_file_bytes(d.string()); }).find("is a directory") != std::string::npos);
+  // 3 GiB, sparse (nothing on disk): refused from its size, never read
+  const std::vector<uint8_t> sig = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+  write_bytes(d / "huge.png", sig, sig.size());
+  fs::resize_file(d / "huge.png", uint64_t{3} << 30);
+  CHECK(error_of([&] { decode_file((d / "huge.png").string()); }).find("is 3.0 GiB, over the limit of 321.2 MiB") !=
+        std::string::npos);
+  DecodeOptions small;
+  small.max_pixels = 100;  // 800 bytes + 16 MiB
+  CHECK(max_image_file_bytes(small) == 800 + (uint64_t{16} << 20));
+  CHECK(error_of([&] { read_file_bytes((d / "huge.png").string(), 1000); }).find("over the limit of 1000 bytes") !=
+        std::string::npos);
+  fs::remove_all(d);
 }
 
 TEST_CASE("a PNG header claiming 100000x100000 pixels is refused before decoding") {

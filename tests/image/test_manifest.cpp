@@ -1,5 +1,6 @@
 // CSV manifest parsing: column order, quoting, relative paths, and bad rows reported by line.
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -96,6 +97,25 @@ TEST_CASE("bad headers and files") {
   CHECK(error_of("image,latitude,longitude\n\"a.jpg,1,2\n").find("line 2: unterminated quoted field") !=
         std::string::npos);
   CHECK_THROWS_AS(read_manifest("/nonexistent/geoloc/manifest.csv"), IoError);
+  // Not a regular file: refused before reading, with what it is (a FIFO must not block the open)
+  const fs::path d = fs::temp_directory_path() / ("geoloc_manifest_kind_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  auto io_error = [](const std::string& path) -> std::string {
+    try {
+      read_manifest(path);
+    } catch (const IoError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  CHECK(io_error(d.string()) == "manifest '" + d.string() + "' is a directory, not a regular file");
+  REQUIRE(::mkfifo((d / "fifo").c_str(), 0600) == 0);
+  CHECK(io_error((d / "fifo").string()).find("is a FIFO (named pipe)") != std::string::npos);
+  CHECK(io_error("/dev/zero").find("is a character device") != std::string::npos);
+  std::ofstream(d / "sparse.csv") << "image,latitude,longitude\n";
+  fs::resize_file(d / "sparse.csv", (uint64_t{3} << 30));  // 3 GiB, sparse: refused from its size
+  CHECK(io_error((d / "sparse.csv").string()).find("is 3.0 GiB, over the limit of 1.0 GiB") != std::string::npos);
+  fs::remove_all(d);
   // A header alone is a valid, empty manifest.
   CHECK(parse("image,latitude,longitude\n").entries.empty());
 }

@@ -27,8 +27,12 @@ struct Manifest {
   std::vector<ManifestEntry> entries;
 };
 
-/// Reads and validates a manifest file. Throws IoError when it cannot be read and ValueError for
-/// a bad header or bad rows; row errors read "<file> line <n>: <problem>" (up to the first 20 bad
+/// The largest manifest read_manifest reads (1 GiB, about 15 million rows; larger sets go in shards).
+inline constexpr uint64_t kMaxManifestBytes = uint64_t{1} << 30;
+
+/// Reads and validates a manifest file. Throws IoError when it cannot be read, is not a regular file
+/// (checked before reading, without blocking on a FIFO) or is over kMaxManifestBytes, and ValueError
+/// for a bad header or bad rows; row errors read "<file> line <n>: <problem>" (up to the first 20 bad
 /// rows are listed, one per line, so a large file can be fixed in one pass).
 Manifest read_manifest(const std::string& csv_path);
 
