@@ -96,9 +96,11 @@ void for_each_csv_row(const std::string& path, const std::function<void(const Cs
   CsvRow row{path, 0, {}};
   std::size_t pos = 0;
   while (pos < text.size()) {
-    const std::size_t eol = std::min(text.find('\n', pos), text.size());
+    // A line ends at \n, \r\n or a lone \r (classic Mac OS); trim() drops the \r of \r\n.
+    const std::size_t eol = std::min(text.find_first_of("\r\n", pos), text.size());
     const std::string_view line(text.data() + pos, eol - pos);
     pos = eol + 1;
+    if (eol < text.size() && text[eol] == '\r' && pos < text.size() && text[pos] == '\n') ++pos;
     ++row.line;
     if (trim(line).empty()) continue;
     if (!split_line(line, row.fields)) row.fail("a quoted field is not closed");

@@ -84,10 +84,31 @@ TEST_CASE("bad rows are reported with their line numbers") {
   CHECK(error_of(head + "a.jpg,1,2,1.5\n").find("scene '1.5' is not an integer") != std::string::npos);
   CHECK(error_of(head + "a.jpg,1e400,2\n").find("latitude '1e400' is not a number") != std::string::npos);
 
-  // Several bad rows: all listed, first first.
-  const std::string many = error_of(head + "a.jpg,91,0\nb.jpg,0,0\nc.jpg,0,-181\n");
-  CHECK(many.find("manifest.csv line 2: latitude '91'") == 0);
-  CHECK(many.find("manifest.csv line 4: longitude '-181'") != std::string::npos);
+  // Several bad rows: one line, the first in full, then how many more and where.
+  const std::string many = error_of(head + "a.jpg,91,0\nb.jpg,0,0\nc.jpg,0,-181\nd.jpg,x,0\n");
+  CHECK(many == "manifest.csv line 2: latitude '91' out of range [-90, 90] (and 2 more bad rows: lines 4, 5)");
+  CHECK(error_of(head + "a.jpg,91,0\nc.jpg,0,-181\n") ==
+        "manifest.csv line 2: latitude '91' out of range [-90, 90] (and 1 more bad row: line 3)");
+  std::string lots;
+  for (int i = 0; i < 30; ++i) lots += "x.jpg,91,0\n";
+  const std::string m30 = error_of(head + lots);
+  CHECK(m30.find('\n') == std::string::npos);
+  CHECK(m30.find("(and 29 more bad rows: lines 3, 4,") != std::string::npos);
+  CHECK(m30.find("21, ...)") != std::string::npos);  // the first 20 line numbers
+}
+
+TEST_CASE("CR-only line ends (classic Mac OS) are line ends, not one long row") {
+  const Manifest m = parse("image,latitude,longitude\ra.jpg,1,2\r\rb.jpg,3,4\r");
+  REQUIRE(m.entries.size() == 2);
+  CHECK(m.entries[0].line == 2);
+  CHECK(m.entries[1].line == 4);
+  CHECK(m.entries[1].longitude == 4);
+  CHECK(error_of("image,latitude,longitude\ra.jpg,1,2\rb.jpg,x,4").find("manifest.csv line 3: latitude 'x'") == 0);
+  // mixed: CRLF and a quoted field with a lone CR inside
+  const Manifest q = parse("image,latitude,longitude\r\n\"a\rb.jpg\",1,2\r\nc.jpg,3,4\n");
+  REQUIRE(q.entries.size() == 2);
+  CHECK(q.entries[0].path == "/data/set/a\rb.jpg");
+  CHECK(q.entries[1].line == 4);
 }
 
 TEST_CASE("bad headers and files") {

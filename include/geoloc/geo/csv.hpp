@@ -30,8 +30,9 @@ struct CsvRow {
 /// The largest CSV file for_each_csv_row reads (4 GiB, read whole: about 150 million points).
 inline constexpr std::uint64_t kMaxCsvBytes = std::uint64_t{4} << 30;
 
-/// Calls visit(row) for every non-blank line of `path`, in order. IoError if unreadable, not a regular
-/// file (checked before reading, without blocking on a FIFO) or larger than kMaxCsvBytes.
+/// Calls visit(row) for every non-blank line of `path`, in order; LF, CRLF and CR-only line ends.
+/// IoError if unreadable, not a regular file (checked before reading, without blocking on a FIFO) or
+/// larger than kMaxCsvBytes.
 void for_each_csv_row(const std::string& path, const std::function<void(const CsvRow&)>& visit);
 
 /// Position of `name` in a header (case-insensitive, surrounding blanks ignored), or -1.
