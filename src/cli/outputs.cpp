@@ -1,0 +1,200 @@
+// Outputs (cli.hpp): a command's output files as one transaction, checked before the work.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "cli.hpp"
+#include "geoloc/detail/input_file.hpp"
+
+namespace geoloc::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The absolute, normalised form of a path whose file may not exist yet (links in the existing part
+// resolved), for comparing output names with each other.
+std::string normal_form(const std::string& p) {
+  std::error_code ec;
+  const fs::path abs = fs::absolute(p, ec);
+  if (ec) return p;
+  const fs::path c = fs::weakly_canonical(abs, ec);
+  return ec ? abs.lexically_normal().string() : c.string();
+}
+
+// The same file: the same inode where both exist (hard links, symbolic links, ./a vs a), else the
+// same normalised name.
+bool same_file(const std::string& a, const std::string& b) {
+  struct stat sa {}, sb {};
+  if (::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0)
+    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+  return normal_form(a) == normal_form(b);
+}
+
+fs::path folder_of(const std::string& path) {
+  const fs::path p(path);
+  return p.has_parent_path() ? p.parent_path() : fs::path(".");
+}
+
+// A fresh name in `dir`: hidden, short (whatever the target's length, far under NAME_MAX), unique to
+// this process.
+std::string temp_name(const fs::path& dir, const std::string& suffix) {
+  static std::atomic<int> counter{0};
+  return (dir / (".geoloc-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + suffix)).string();
+}
+
+// Creates `temp` (empty, exclusively): proves that the folder takes a new file now, before the work,
+// with the system's reason when it does not (read-only, permissions, a full inode table).
+void create_placeholder(const std::string& temp, const std::string& target) {
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  GEOLOC_CHECK(fd >= 0, IoError, "cannot write '", target, "': cannot create a file in folder '",
+               folder_of(target).string(), "': ", std::strerror(errno));
+  ::close(fd);
+}
+
+// The extension of `path` (at most 16 characters), kept on the temporary for writers that look at it.
+std::string short_extension(const std::string& path) {
+  const std::string ext = fs::path(path).extension().string();
+  return ext.size() <= 16 ? ext : "";
+}
+
+}  // namespace
+
+Outputs::~Outputs() {
+  if (committed_) return;
+  std::error_code ec;
+  for (const auto& p : pending_) fs::remove_all(p.temp, ec);  // (a folder for folder_contents)
+  for (auto it = created_dirs_.rbegin(); it != created_dirs_.rend(); ++it) fs::remove(*it, ec);  // only if empty
+}
+
+void Outputs::check_not_input(const std::string& target, const std::string& option) const {
+  for (const auto& [in, in_option] : inputs_)
+    GEOLOC_CHECK(!same_file(target, in), IoError, option, " '", target, "' is the same file as ", in_option, " '", in,
+                 "': writing it would destroy that (choose another output name)");
+}
+
+void Outputs::input(const std::string& path, const std::string& option) {
+  if (path.empty()) return;
+  inputs_.emplace_back(path, option);
+  for (const auto& p : pending_)
+    GEOLOC_CHECK(!same_file(p.target, path), IoError, p.option, " '", p.target, "' is the same file as ", option, " '",
+                 path, "': writing it would destroy that (choose another output name)");
+}
+
+std::string Outputs::file(const std::string& path, const std::string& option) {
+  check_output_path(path);
+  check_not_input(path, option);
+  for (const auto& p : pending_)
+    GEOLOC_CHECK(!same_file(p.target, path), IoError, option, " '", path, "' and ", p.option, " '", p.target,
+                 "' name the same file");
+  Pending p{temp_name(folder_of(path), short_extension(path)), path, option};
+  create_placeholder(p.temp, path);
+  pending_.push_back(std::move(p));
+  return pending_.back().temp;
+}
+
+std::string Outputs::stem(const std::string& stem, const std::vector<std::string>& suffixes, const std::string& option) {
+  const std::string temp = temp_name(folder_of(stem), "");
+  for (const auto& suffix : suffixes) {
+    const std::string path = stem + suffix;
+    check_output_path(path);
+    check_not_input(path, option);
+    for (const auto& p : pending_)
+      GEOLOC_CHECK(!same_file(p.target, path), IoError, option, " '", stem, "' writes '", path, "', and so does ",
+                   p.option, " '", p.target, "'");
+    Pending p{temp + suffix, path, option};
+    create_placeholder(p.temp, path);
+    pending_.push_back(std::move(p));
+  }
+  return temp;
+}
+
+void Outputs::folder(const std::string& dir, const std::string& option) {
+  GEOLOC_CHECK(!dir.empty(), IoError, option, ": empty folder name");
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) == 0) {
+    GEOLOC_CHECK(S_ISDIR(st.st_mode), IoError, option, " '", dir, "' is ", detail::file_kind(st.st_mode),
+                 ", not a folder");
+    return;
+  }
+  GEOLOC_CHECK(errno == ENOENT, IoError, option, " '", dir, "': ", std::strerror(errno));
+  // The folders that do not exist yet, innermost first: they are this run's.
+  std::vector<fs::path> missing;
+  fs::path p = fs::absolute(dir).lexically_normal();
+  if (!p.has_filename()) p = p.parent_path();  // "maps/" -> "maps"
+  for (; ::stat(p.c_str(), &st) != 0 && errno == ENOENT; p = p.parent_path()) {
+    missing.push_back(p);
+    if (p == p.parent_path()) break;
+  }
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) {  // a part of the path is a file, or a folder on the way is not writable
+    std::error_code ignore;
+    for (const auto& m : missing) fs::remove(m, ignore);
+    throw IoError(detail::cat(option, ": cannot create folder '", dir, "': ", ec.message()));
+  }
+  for (auto it = missing.rbegin(); it != missing.rend(); ++it) created_dirs_.push_back(it->string());
+}
+
+std::string Outputs::folder_contents(const std::string& dir, const std::string& option) {
+  GEOLOC_CHECK(!dir.empty(), IoError, option, ": empty folder name");
+  check_not_input(dir, option);
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) == 0)
+    GEOLOC_CHECK(S_ISDIR(st.st_mode), IoError, option, " '", dir, "' is ", detail::file_kind(st.st_mode),
+                 ", not a folder");
+  fs::path parent = fs::absolute(dir).lexically_normal();
+  if (!parent.has_filename()) parent = parent.parent_path();
+  parent = parent.parent_path();
+  folder(parent.string(), option);
+  Pending p{temp_name(parent, ""), dir, option, true};
+  GEOLOC_CHECK(::mkdir(p.temp.c_str(), 0755) == 0, IoError, option, ": cannot create a folder in '", parent.string(),
+               "': ", std::strerror(errno));
+  pending_.push_back(std::move(p));
+  return pending_.back().temp;
+}
+
+namespace {
+
+// Moves every file of `from` into `to` (which exists), replacing files of the same name, merging
+// sub-folders; `from` is left empty and removed.
+void merge_into(const fs::path& from, const fs::path& to) {
+  for (const auto& e : fs::directory_iterator(from)) {
+    const fs::path target = to / e.path().filename();
+    std::error_code ec;
+    if (e.is_directory() && fs::is_directory(target, ec)) {
+      merge_into(e.path(), target);
+      continue;
+    }
+    fs::rename(e.path(), target, ec);
+    GEOLOC_CHECK(!ec, IoError, "cannot move '", e.path().string(), "' to '", target.string(), "': ", ec.message());
+  }
+  fs::remove(from);
+}
+
+}  // namespace
+
+void Outputs::commit() {
+  check_stdout();
+  for (const auto& p : pending_) {
+    struct stat st {};
+    GEOLOC_CHECK(p.folder || (::stat(p.temp.c_str(), &st) == 0 && st.st_size > 0), IoError, p.option, " '", p.target,
+                 "' was not written");
+  }
+  for (const auto& p : pending_) {
+    std::error_code ec;
+    if (p.folder && fs::is_directory(p.target, ec)) {
+      merge_into(p.temp, p.target);
+      continue;
+    }
+    fs::rename(p.temp, p.target, ec);
+    GEOLOC_CHECK(!ec, IoError, "cannot rename '", p.temp, "' to '", p.target, "': ", ec.message());
+  }
+  committed_ = true;
+}
+
+}  // namespace geoloc::cli
