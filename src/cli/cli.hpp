@@ -122,6 +122,9 @@ class Outputs {
   /// An output written as stem + suffix for each suffix (a training curve's .json and .png); returns
   /// the temporary stem.
   std::string stem(const std::string& stem, const std::vector<std::string>& suffixes, const std::string& option);
+  /// A file the command writes outside the transaction (train --checkpoint: meant to outlive a failure):
+  /// checked like an output now (it may be the input named by option `may_be`, e.g. --resume).
+  void side_file(const std::string& path, const std::string& option, const std::string& may_be = "");
   /// A folder that will hold outputs: created now when missing (and removed again if the command fails).
   void folder(const std::string& dir, const std::string& option);
   /// A folder whose contents the command writes (geoloc demo --out): returns a temporary folder beside
@@ -137,7 +140,10 @@ class Outputs {
     bool folder = false;  // folder_contents
   };
   void check_not_input(const std::string& target, const std::string& option) const;
-  std::vector<std::pair<std::string, std::string>> inputs_;  // (path, option)
+  void add(Pending p, const std::string& clash_message);
+  std::map<std::string, std::pair<std::string, std::string>> inputs_;  // file key -> (path, option)
+  std::map<std::string, size_t> targets_;                              // file key -> pending_ index
+  std::map<std::string, std::pair<std::string, std::string>> side_;    // file key -> (path, option)
   std::vector<Pending> pending_;
   std::vector<std::string> created_dirs_;  // by this run, outermost first
   bool committed_ = false;

@@ -50,19 +50,9 @@ void register_files(const Args& args, TrainFiles& f) {
     for (const auto& p : image::expand_shard_pattern(args.get("shards"))) f.outputs.input(p, "--shards");
   f.model = f.outputs.file(args.get("out"), "--out");
   f.curve = f.outputs.stem(curve_stem(args), {".json", ".png"}, "--curve");
-  if (args.has("checkpoint")) {
-    // Rewritten during the run (it is meant to outlive a failure): not part of the transaction, but it
-    // must not be another input or output. The --resume file is the usual --checkpoint.
-    const std::string ck = args.get("checkpoint");
-    check_output_path(ck);
-    Outputs probe;
-    for (const char* key : {"train", "val", "pretrained", "shard-labels"})
-      if (args.has(key)) probe.input(args.get(key), std::string("--") + key);
-    probe.input(args.get("out"), "--out");
-    probe.input(curve_stem(args) + ".json", "--curve");
-    probe.input(curve_stem(args) + ".png", "--curve");
-    probe.file(ck, "--checkpoint");  // (a placeholder, removed again with probe)
-  }
+  // Rewritten during the run (it is meant to outlive a failure): not part of the transaction, but it
+  // must not be another input or output. The --resume file is the usual --checkpoint.
+  if (args.has("checkpoint")) f.outputs.side_file(args.get("checkpoint"), "--checkpoint", "--resume");
 }
 
 // Writes the model and its training curve to their temporaries, then renames both into place.

@@ -26,13 +26,14 @@ std::string normal_form(const std::string& p) {
   return ec ? abs.lexically_normal().string() : c.string();
 }
 
-// The same file: the same inode where both exist (hard links, symbolic links, ./a vs a), else the
-// same normalised name.
-bool same_file(const std::string& a, const std::string& b) {
-  struct stat sa {}, sb {};
-  if (::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0)
-    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-  return normal_form(a) == normal_form(b);
+// What identifies a file: its device and inode where it exists (hard links, symbolic links, ./a and a
+// are one file), else its normalised name. Kept in maps, so that checking thousands of outputs (one map
+// per predicted image) against thousands of inputs stays cheap.
+std::string file_key(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0)
+    return "inode " + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+  return "name " + normal_form(path);
 }
 
 fs::path folder_of(const std::string& path) {
@@ -72,28 +73,53 @@ Outputs::~Outputs() {
 }
 
 void Outputs::check_not_input(const std::string& target, const std::string& option) const {
-  for (const auto& [in, in_option] : inputs_)
-    GEOLOC_CHECK(!same_file(target, in), IoError, option, " '", target, "' is the same file as ", in_option, " '", in,
-                 "': writing it would destroy that (choose another output name)");
+  if (auto it = inputs_.find(file_key(target)); it != inputs_.end())
+    throw IoError(detail::cat(option, " '", target, "' is the same file as ", it->second.second, " '", it->second.first,
+                              "': writing it would destroy that (choose another output name)"));
 }
 
 void Outputs::input(const std::string& path, const std::string& option) {
-  if (path.empty()) return;
-  inputs_.emplace_back(path, option);
-  for (const auto& p : pending_)
-    GEOLOC_CHECK(!same_file(p.target, path), IoError, p.option, " '", p.target, "' is the same file as ", option, " '",
-                 path, "': writing it would destroy that (choose another output name)");
+  struct stat st {};
+  if (path.empty() || ::stat(path.c_str(), &st) != 0) return;  // (reading it fails on its own)
+  const std::string key = file_key(path);
+  if (auto it = targets_.find(key); it != targets_.end()) {
+    const Pending& p = pending_[it->second];
+    throw IoError(detail::cat(p.option, " '", p.target, "' is the same file as ", option, " '", path,
+                              "': writing it would destroy that (choose another output name)"));
+  }
+  inputs_.emplace(key, std::make_pair(path, option));
+}
+
+void Outputs::side_file(const std::string& path, const std::string& option, const std::string& may_be) {
+  check_output_path(path);
+  const std::string key = file_key(path);
+  if (auto it = inputs_.find(key); it != inputs_.end() && it->second.second != may_be) check_not_input(path, option);
+  if (auto it = targets_.find(key); it != targets_.end())
+    throw IoError(detail::cat(option, " '", path, "' names the same file as ", pending_[it->second].option, " '",
+                              pending_[it->second].target, "'"));
+  // proves the folder takes a file now, like the outputs' placeholders
+  const std::string probe = temp_name(folder_of(path), "");
+  create_placeholder(probe, path);
+  ::unlink(probe.c_str());
+  side_.emplace(key, std::make_pair(path, option));
+}
+
+void Outputs::add(Pending p, const std::string& clash_message) {
+  const std::string key = file_key(p.target);
+  if (auto it = targets_.find(key); it != targets_.end())
+    throw IoError(detail::cat(clash_message, pending_[it->second].option, " '", pending_[it->second].target, "'"));
+  if (auto it = side_.find(key); it != side_.end())
+    throw IoError(detail::cat(clash_message, it->second.second, " '", it->second.first, "'"));
+  create_placeholder(p.temp, p.target);
+  targets_.emplace(key, pending_.size());
+  pending_.push_back(std::move(p));
 }
 
 std::string Outputs::file(const std::string& path, const std::string& option) {
   check_output_path(path);
   check_not_input(path, option);
-  for (const auto& p : pending_)
-    GEOLOC_CHECK(!same_file(p.target, path), IoError, option, " '", path, "' and ", p.option, " '", p.target,
-                 "' name the same file");
-  Pending p{temp_name(folder_of(path), short_extension(path)), path, option};
-  create_placeholder(p.temp, path);
-  pending_.push_back(std::move(p));
+  add({temp_name(folder_of(path), short_extension(path)), path, option},
+      detail::cat(option, " '", path, "' names the same file as "));
   return pending_.back().temp;
 }
 
@@ -103,12 +129,7 @@ std::string Outputs::stem(const std::string& stem, const std::vector<std::string
     const std::string path = stem + suffix;
     check_output_path(path);
     check_not_input(path, option);
-    for (const auto& p : pending_)
-      GEOLOC_CHECK(!same_file(p.target, path), IoError, option, " '", stem, "' writes '", path, "', and so does ",
-                   p.option, " '", p.target, "'");
-    Pending p{temp + suffix, path, option};
-    create_placeholder(p.temp, path);
-    pending_.push_back(std::move(p));
+    add({temp + suffix, path, option}, detail::cat(option, " '", stem, "' writes '", path, "', and so does "));
   }
   return temp;
 }
@@ -154,6 +175,7 @@ std::string Outputs::folder_contents(const std::string& dir, const std::string& 
   Pending p{temp_name(parent, ""), dir, option, true};
   GEOLOC_CHECK(::mkdir(p.temp.c_str(), 0755) == 0, IoError, option, ": cannot create a folder in '", parent.string(),
                "': ", std::strerror(errno));
+  targets_.emplace(file_key(dir), pending_.size());
   pending_.push_back(std::move(p));
   return pending_.back().temp;
 }
