@@ -1,7 +1,9 @@
 #pragma once
 // Writing files so that a failure never leaves a partial output behind: everything goes to a
 // temporary file beside the target, which is renamed over the target only once complete.
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -25,11 +27,13 @@ inline void write_file_atomic(const std::string& path, const std::function<void(
   tmp += ".tmp" + std::to_string(rd() % 1000000);
   try {
     {
+      errno = 0;
       std::ofstream out(tmp, binary ? std::ios::binary | std::ios::trunc : std::ios::trunc);
-      GEOLOC_CHECK(out.good(), IoError, "cannot open '", tmp.string(), "' for writing");
+      GEOLOC_CHECK(out.good(), IoError, "cannot open '", tmp.string(), "' for writing: ",
+                   errno ? std::strerror(errno) : "unknown reason");
       write(out);
       out.flush();
-      GEOLOC_CHECK(out.good(), IoError, "writing '", path, "' failed (disk full?)");
+      GEOLOC_CHECK(out.good(), IoError, "writing '", path, "' failed: ", errno ? std::strerror(errno) : "disk full?");
     }
     std::error_code ec;
     fs::rename(tmp, target, ec);

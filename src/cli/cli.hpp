@@ -127,9 +127,9 @@ class Outputs {
   void side_file(const std::string& path, const std::string& option, const std::string& may_be = "");
   /// A folder that will hold outputs: created now when missing (and removed again if the command fails).
   void folder(const std::string& dir, const std::string& option);
-  /// A folder whose contents the command writes (geoloc demo --out): returns a temporary folder beside
-  /// it to write into; commit() renames it to `dir`, or, when `dir` exists, moves its files into `dir`
-  /// (replacing files of the same name).
+  /// A folder whose contents the command writes (geoloc demo --out): returns a temporary folder to write
+  /// into (inside `dir` when it exists, else beside it); commit() moves its files into `dir` (replacing
+  /// files of the same name), or renames it to `dir`.
   std::string folder_contents(const std::string& dir, const std::string& option);
   /// Checks standard output (check_stdout), then renames every temporary over its target.
   void commit();
@@ -148,6 +148,11 @@ class Outputs {
   std::vector<std::string> created_dirs_;  // by this run, outermost first
   bool committed_ = false;
 };
+
+/// On SIGINT, SIGTERM and SIGHUP: removes this process's temporaries (Outputs', and write_file_atomic's
+/// inside them) and the folders it created for outputs, then dies of the signal as before. Called once
+/// by main().
+void install_signal_cleanup();
 
 /// ValueError unless `s` is valid UTF-8 (names that end up in JSON, e.g. scene names).
 void check_utf8(const std::string& s, const std::string& what);

@@ -281,6 +281,7 @@ static int finish(const std::string& who, int status) {
 
 int main(int argc, char** argv) {
   install_printing_handlers();
+  geoloc::cli::install_signal_cleanup();
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     usage();
     return finish("geoloc", argc < 2 ? 2 : 0);

@@ -1,12 +1,18 @@
 // Outputs (cli.hpp): a command's output files as one transaction, checked before the work.
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 
 #include "cli.hpp"
 #include "geoloc/detail/input_file.hpp"
@@ -41,10 +47,94 @@ fs::path folder_of(const std::string& path) {
   return p.has_parent_path() ? p.parent_path() : fs::path(".");
 }
 
+// ---- cleanup on SIGINT, SIGTERM, SIGHUP: every temporary of this process starts with ".geoloc-<pid>-"
+// (also write_file_atomic's own, which append to our names), so the handler removes, in each folder that
+// received one, the entries with that prefix (folders recursively), then the folders this run created
+// when they are empty, and dies of the signal. Only async-signal-safe calls (openat, getdents64,
+// unlinkat); the registry is fixed-size and filled before the work.
+constexpr int kMaxFolders = 32;
+constexpr size_t kPathMax = 4096;
+char g_folders[kMaxFolders][kPathMax];
+char g_created[kMaxFolders][kPathMax];
+std::atomic<int> g_nfolders{0}, g_ncreated{0};
+char g_prefix[32];
+size_t g_prefix_len = 0;
+
+struct LinuxDirent64 {
+  uint64_t d_ino;
+  int64_t d_off;
+  unsigned short d_reclen;
+  unsigned char d_type;
+  char d_name[1];
+};
+
+// Removes the entries of directory `fd` whose names start with `prefix` ("" = all), folders with
+// their contents (depth-limited).
+void remove_entries(int fd, const char* prefix, size_t prefix_len, int depth) {
+  alignas(8) char buf[4096];
+  for (;;) {
+    const long n = ::syscall(SYS_getdents64, fd, buf, sizeof buf);
+    if (n <= 0) return;
+    bool removed = false;
+    for (long off = 0; off < n;) {
+      const auto* d = reinterpret_cast<const LinuxDirent64*>(buf + off);
+      off += d->d_reclen;
+      const char* name = d->d_name;
+      if ((name[0] == '.' && name[1] == 0) || (name[0] == '.' && name[1] == '.' && name[2] == 0)) continue;
+      if (prefix_len && std::strncmp(name, prefix, prefix_len) != 0) continue;
+      bool is_dir = d->d_type == DT_DIR;
+      if (d->d_type == DT_UNKNOWN) {
+        struct stat st {};
+        is_dir = ::fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+      }
+      if (is_dir && depth < 8) {
+        const int sub = ::openat(fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (sub >= 0) {
+          remove_entries(sub, "", 0, depth + 1);
+          ::close(sub);
+        }
+        ::unlinkat(fd, name, AT_REMOVEDIR);
+      } else if (!is_dir) {
+        ::unlinkat(fd, name, 0);
+      }
+      removed = true;
+    }
+    if (removed) ::lseek(fd, 0, SEEK_SET);  // the listing changed: read it again from the start
+  }
+}
+
+void on_fatal_signal(int sig) {
+  const int saved = errno;
+  for (int i = 0; i < g_nfolders.load(); ++i) {
+    const int fd = ::open(g_folders[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) continue;
+    remove_entries(fd, g_prefix, g_prefix_len, 0);
+    ::close(fd);
+  }
+  for (int i = g_ncreated.load() - 1; i >= 0; --i) ::rmdir(g_created[i]);  // innermost last registered
+  errno = saved;
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+void remember(char (*list)[kPathMax], std::atomic<int>& count, const std::string& path) {
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  const std::string abs = fs::absolute(path).lexically_normal().string();
+  if (abs.size() >= kPathMax) return;
+  for (int i = 0; i < count.load(); ++i)
+    if (abs == list[i]) return;
+  const int n = count.load();
+  if (n >= kMaxFolders) return;
+  std::memcpy(list[n], abs.c_str(), abs.size() + 1);
+  count.store(n + 1);  // published after the text is in place
+}
+
 // A fresh name in `dir`: hidden, short (whatever the target's length, far under NAME_MAX), unique to
-// this process.
+// this process; the folder is remembered for the signal handler.
 std::string temp_name(const fs::path& dir, const std::string& suffix) {
   static std::atomic<int> counter{0};
+  remember(g_folders, g_nfolders, dir.string());
   return (dir / (".geoloc-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + suffix)).string();
 }
 
@@ -64,6 +154,21 @@ std::string short_extension(const std::string& path) {
 }
 
 }  // namespace
+
+void install_signal_cleanup() {
+  std::snprintf(g_prefix, sizeof g_prefix, ".geoloc-%d-", static_cast<int>(::getpid()));
+  g_prefix_len = std::strlen(g_prefix);
+  struct sigaction sa {};
+  sa.sa_handler = on_fatal_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;
+  for (const int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction old {};
+    // a signal ignored by the caller (nohup, a background job) stays ignored
+    if (::sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+    ::sigaction(sig, &sa, nullptr);
+  }
+}
 
 Outputs::~Outputs() {
   if (committed_) return;
@@ -158,22 +263,29 @@ void Outputs::folder(const std::string& dir, const std::string& option) {
     for (const auto& m : missing) fs::remove(m, ignore);
     throw IoError(detail::cat(option, ": cannot create folder '", dir, "': ", ec.message()));
   }
-  for (auto it = missing.rbegin(); it != missing.rend(); ++it) created_dirs_.push_back(it->string());
+  for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+    created_dirs_.push_back(it->string());
+    remember(g_created, g_ncreated, it->string());
+  }
 }
 
 std::string Outputs::folder_contents(const std::string& dir, const std::string& option) {
   GEOLOC_CHECK(!dir.empty(), IoError, option, ": empty folder name");
   check_not_input(dir, option);
   struct stat st {};
-  if (::stat(dir.c_str(), &st) == 0)
+  fs::path place;  // where the temporary folder goes: inside `dir` when it exists, else beside it
+  if (::stat(dir.c_str(), &st) == 0) {
     GEOLOC_CHECK(S_ISDIR(st.st_mode), IoError, option, " '", dir, "' is ", detail::file_kind(st.st_mode),
                  ", not a folder");
-  fs::path parent = fs::absolute(dir).lexically_normal();
-  if (!parent.has_filename()) parent = parent.parent_path();
-  parent = parent.parent_path();
-  folder(parent.string(), option);
-  Pending p{temp_name(parent, ""), dir, option, true};
-  GEOLOC_CHECK(::mkdir(p.temp.c_str(), 0755) == 0, IoError, option, ": cannot create a folder in '", parent.string(),
+    place = fs::absolute(dir).lexically_normal();
+  } else {
+    fs::path parent = fs::absolute(dir).lexically_normal();
+    if (!parent.has_filename()) parent = parent.parent_path();  // "out/" -> "out"
+    place = parent.parent_path();
+    folder(place.string(), option);
+  }
+  Pending p{temp_name(place, ""), dir, option, true};
+  GEOLOC_CHECK(::mkdir(p.temp.c_str(), 0755) == 0, IoError, option, ": cannot create a folder in '", place.string(),
                "': ", std::strerror(errno));
   targets_.emplace(file_key(dir), pending_.size());
   pending_.push_back(std::move(p));
@@ -185,15 +297,17 @@ namespace {
 // Moves every file of `from` into `to` (which exists), replacing files of the same name, merging
 // sub-folders; `from` is left empty and removed.
 void merge_into(const fs::path& from, const fs::path& to) {
-  for (const auto& e : fs::directory_iterator(from)) {
-    const fs::path target = to / e.path().filename();
+  std::vector<fs::path> entries;  // listed first: the folder is not changed while it is read
+  for (const auto& e : fs::directory_iterator(from)) entries.push_back(e.path());
+  for (const auto& e : entries) {
+    const fs::path target = to / e.filename();
     std::error_code ec;
-    if (e.is_directory() && fs::is_directory(target, ec)) {
-      merge_into(e.path(), target);
+    if (fs::is_directory(e, ec) && fs::is_directory(target, ec)) {
+      merge_into(e, target);
       continue;
     }
-    fs::rename(e.path(), target, ec);
-    GEOLOC_CHECK(!ec, IoError, "cannot move '", e.path().string(), "' to '", target.string(), "': ", ec.message());
+    fs::rename(e, target, ec);
+    GEOLOC_CHECK(!ec, IoError, "cannot move '", e.string(), "' to '", target.string(), "': ", ec.message());
   }
   fs::remove(from);
 }
