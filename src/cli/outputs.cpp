@@ -1,5 +1,6 @@
 // Outputs (cli.hpp): a command's output files as one transaction, checked before the work.
 #include <dirent.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -103,7 +104,18 @@ void remove_entries(int fd, const char* prefix, size_t prefix_len, int depth) {
   }
 }
 
+pthread_t g_main_thread;
+volatile sig_atomic_t g_cleaning = 0;
+
 void on_fatal_signal(int sig) {
+  // The main thread is the one that writes outputs: the cleanup runs there, with it stopped (a signal
+  // that lands on a worker thread is passed on).
+  if (!pthread_equal(pthread_self(), g_main_thread)) {
+    pthread_kill(g_main_thread, sig);
+    return;
+  }
+  if (g_cleaning) return;
+  g_cleaning = 1;
   const int saved = errno;
   for (int i = 0; i < g_nfolders.load(); ++i) {
     const int fd = ::open(g_folders[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -159,9 +171,9 @@ void install_signal_cleanup() {
   std::snprintf(g_prefix, sizeof g_prefix, ".geoloc-%d-", static_cast<int>(::getpid()));
   g_prefix_len = std::strlen(g_prefix);
   struct sigaction sa {};
+  g_main_thread = pthread_self();
   sa.sa_handler = on_fatal_signal;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESETHAND;
+  sigfillset(&sa.sa_mask);  // no other signal runs while one is handled
   for (const int sig : {SIGINT, SIGTERM, SIGHUP}) {
     struct sigaction old {};
     // a signal ignored by the caller (nohup, a background job) stays ignored
