@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "geoloc/detail/input_file.hpp"
 #include "geoloc/error.hpp"
 
 namespace geoloc::geo {
@@ -90,12 +91,7 @@ long long CsvRow::integer(std::size_t column, std::string_view name) const {
 }
 
 std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  GEOLOC_CHECK(in.good(), IoError, "cannot open '", path, "' for reading");
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  GEOLOC_CHECK(!in.bad(), IoError, "reading '", path, "' failed");
-  return std::move(buffer).str();
+  return detail::read_input_file(path, "CSV file", kMaxCsvBytes);
 }
 
 void for_each_csv_row(const std::string& path, const std::function<void(const CsvRow&)>& visit) {
@@ -107,9 +103,11 @@ void for_each_csv_row(std::string_view text, std::string_view name, const std::f
   CsvRow row{name, 0, {}};
   std::size_t pos = 0;
   while (pos < text.size()) {
-    const std::size_t eol = std::min(text.find('\n', pos), text.size());
+    // A line ends at \n, \r\n or a lone \r (classic Mac OS); trim() drops the \r of \r\n.
+    const std::size_t eol = std::min(text.find_first_of("\r\n", pos), text.size());
     const std::string_view line(text.data() + pos, eol - pos);
     pos = eol + 1;
+    if (eol < text.size() && text[eol] == '\r' && pos < text.size() && text[pos] == '\n') ++pos;
     ++row.line;
     if (trim(line).empty()) continue;
     if (!split_line(line, row.fields)) row.fail("a quoted field is not closed");

@@ -18,6 +18,7 @@
 #include <optional>
 
 #include "geoloc/atomic_file.hpp"
+#include "geoloc/detail/input_file.hpp"
 
 namespace geoloc::image {
 
@@ -244,19 +245,23 @@ bool benign_jpeg_warning(const char* msg) {
   return false;
 }
 
-// Decodes into `out` (w x h, the DCT-scaled size, pixel format pf); IoError for a fatal error or a
-// warning that means the pixels are not the encoder's. The first attempt stops at the first warning,
-// so that a harmful one costs no more time: a progressive JPEG that repeats one tiny scan thousands of
-// times makes libjpeg-turbo go over the whole image once per scan (57 kB, 2048x2048: 4.5 s), warning
-// about the repetition at the second. Only after a benign warning is the image decoded to the end.
+// Decodes into `out` (ow x oh, the DCT-scaled size, pixel format pf) a JPEG whose frame is w x h; IoError
+// for a fatal error or a warning that means the pixels are not the encoder's ("truncated" when the scan
+// data ends before the frame is filled). The first attempt stops at the first warning, so that a harmful
+// one costs no more time: a progressive JPEG that repeats one tiny scan thousands of times makes
+// libjpeg-turbo go over the whole image once per scan (57 kB, 2048x2048: 4.5 s), warning about the
+// repetition at the second. Only after a benign warning is the image decoded to the end.
 // TJFLAG_LIMITSCANS refuses more than 500 scans in any case (libjpeg-turbo's guard for this attack).
-void turbo_decompress(tjhandle tj, const uint8_t* data, size_t size, const std::string& name, uint8_t* out, int w,
-                      int h, int pf) {
+void turbo_decompress(tjhandle tj, const uint8_t* data, size_t size, const std::string& name, int w, int h,
+                      uint8_t* out, int ow, int oh, int pf) {
   for (const int flags : {TJFLAG_LIMITSCANS | TJFLAG_STOPONWARNING, TJFLAG_LIMITSCANS}) {
-    if (tjDecompress2(tj, data, static_cast<unsigned long>(size), out, w, 0, h, pf, flags) == 0) return;
+    if (tjDecompress2(tj, data, static_cast<unsigned long>(size), out, ow, 0, oh, pf, flags) == 0) return;
     const std::string msg = tjGetErrorStr2(tj);
-    if (tjGetErrorCode(tj) != TJERR_WARNING || !benign_jpeg_warning(msg.c_str()))
-      throw IoError("'" + name + "': cannot decode JPEG: " + msg);
+    const bool warning = tjGetErrorCode(tj) == TJERR_WARNING;
+    if (warning && msg.find("remature end") != std::string::npos)
+      throw IoError(detail::cat("'", name, "': truncated JPEG: the header declares ", w, "x", h,
+                                " pixels but the scan data ends before they are all coded (", msg, ")"));
+    if (!warning || !benign_jpeg_warning(msg.c_str())) throw IoError("'" + name + "': cannot decode JPEG: " + msg);
     if (!(flags & TJFLAG_STOPONWARNING)) return;  // decoded to the end; the first warning was benign
   }
 }
@@ -277,7 +282,7 @@ std::optional<Image> decode_turbo(const uint8_t* data, size_t size, const std::s
   if (cmyk || validate_only) {
     const int vw = (w + 7) / 8, vh = (h + 7) / 8, pf = cmyk ? TJPF_CMYK : TJPF_RGB;
     std::vector<uint8_t> check(static_cast<size_t>(vw) * vh * tjPixelSize[pf]);
-    turbo_decompress(tj, data, size, name, check.data(), vw, vh, pf);
+    turbo_decompress(tj, data, size, name, w, h, check.data(), vw, vh, pf);
     return std::nullopt;
   }
   const int d = dct_denominator(w, h, min_size);
@@ -287,7 +292,7 @@ std::optional<Image> decode_turbo(const uint8_t* data, size_t size, const std::s
   img.pixels.resize(static_cast<size_t>(img.width) * img.height * 3);
   // Accurate integer IDCT and fancy upsampling (the defaults): what stb computes too, so the two
   // agree to about one level per pixel. Truncation was ruled out before (jpeg_complete).
-  turbo_decompress(tj, data, size, name, img.pixels.data(), img.width, img.height, TJPF_RGB);
+  turbo_decompress(tj, data, size, name, w, h, img.pixels.data(), img.width, img.height, TJPF_RGB);
   return img;
 }
 
@@ -325,23 +330,24 @@ Image decode_memory(const uint8_t* data, size_t size, const std::string& name, c
   return decode_stb(data, size, name, w, h);
 }
 
-std::vector<uint8_t> read_file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  GEOLOC_CHECK(in.good(), IoError, "cannot open '", path, "' for reading");
-  const std::streamoff n = in.tellg();
-  GEOLOC_CHECK(n >= 0, IoError, "cannot determine the size of '", path, "'");
-  std::vector<uint8_t> bytes(static_cast<size_t>(n));
-  in.seekg(0);
-  if (n > 0) in.read(reinterpret_cast<char*>(bytes.data()), n);
-  GEOLOC_CHECK(in.good() || (n == 0), IoError, "reading '", path, "' failed after ", in.gcount(), " of ", n,
-               " bytes");
+std::vector<uint8_t> read_file_bytes(const std::string& path, uint64_t max_bytes) {
+  const detail::InputFile f(path, "file", max_bytes);
+  std::vector<uint8_t> bytes;
+  f.read_all(bytes);
   return bytes;
+}
+
+uint64_t max_image_file_bytes(const DecodeOptions& options) {
+  const uint64_t pixels = options.max_pixels > 0 ? static_cast<uint64_t>(options.max_pixels) : 0;
+  return std::min<uint64_t>(pixels, UINT64_MAX / 16) * 8 + (uint64_t{16} << 20);
 }
 
 Image decode_file(const std::string& path, const DecodeOptions& options) {
   // Whole-file read, then decode from memory: the JPEG completeness check needs the tail anyway,
   // and one read is faster than stb's small fread calls.
-  const std::vector<uint8_t> bytes = read_file_bytes(path);
+  const detail::InputFile f(path, "image", max_image_file_bytes(options));
+  std::vector<uint8_t> bytes;
+  f.read_all(bytes);
   return decode_memory(bytes.data(), bytes.size(), path, options);
 }
 

@@ -4,6 +4,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <glob.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <limits>
@@ -12,10 +13,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <msgpack.hpp>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
+#include "geoloc/detail/input_file.hpp"
 #include "geoloc/image/manifest.hpp"
 #include "geoloc/image/transforms.hpp"
 
@@ -331,8 +334,9 @@ std::vector<std::string> expand_shard_pattern(const std::string& spec) {
         GEOLOC_CHECK(!found.empty(), ValueError, "shard pattern '", p, "' matches no file");
         out.insert(out.end(), found.begin(), found.end());
       } else {
-        GEOLOC_CHECK(std::filesystem::is_regular_file(p), ValueError, "shard '", p, "' does not exist");
-        out.push_back(p);
+        struct stat st {};
+        GEOLOC_CHECK(::stat(p.c_str(), &st) == 0, ValueError, "shard '", p, "' does not exist");
+        out.push_back(p);  // (a directory or a FIFO is refused by ShardSet, saying what it is)
       }
     }
   }
@@ -354,6 +358,11 @@ ShardSet::ShardSet(std::vector<std::string> paths, const std::string& labels_csv
     : paths_(std::move(paths)), labels_csv_(require_labels ? labels_csv : std::string()) {
   GEOLOC_CHECK(!paths_.empty(), ValueError, "no shard given");
   for (const auto& p : paths_) {
+    // Checked before any reader opens it: opening a FIFO would wait for a writer.
+    struct stat st {};
+    GEOLOC_CHECK(::stat(p.c_str(), &st) == 0, IoError, "cannot open shard '", p, "': ", std::strerror(errno));
+    GEOLOC_CHECK(S_ISREG(st.st_mode), IoError, "shard '", p, "' is ", detail::file_kind(st.st_mode),
+                 ", not a regular file");
     GEOLOC_CHECK(is_tar(p) || is_msgpack(p), ValueError, "shard '", p,
                  "': unknown format (expected .tar, .tar.gz, .tgz, .msg or .msgpack)");
     GEOLOC_CHECK(is_tar(p) || !labels_csv_.empty() || !require_labels, ValueError, "shard '", p,
@@ -522,8 +531,7 @@ std::optional<ShardRecord> ShardStream::next() {
 namespace {
 
 std::unordered_map<std::string, ShardLabel> read_labels_csv(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  GEOLOC_CHECK(in.good(), IoError, "cannot open the shard labels '", path, "'");
+  std::istringstream in(detail::read_input_file(path, "shard labels file", kMaxManifestBytes));
   const auto rows = parse_csv(in, path);
   GEOLOC_CHECK(!rows.empty(), ValueError, path, ": empty (a header with key, latitude, longitude is needed)");
   int key = -1, lat = -1, lon = -1, scene = -1, country = -1;

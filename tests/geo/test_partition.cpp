@@ -191,6 +191,21 @@ TEST_CASE("points CSV: header, quoting and errors naming the line") {
   write_text(path, "lat,lon\n1,2\n");
   CHECK_THROWS_AS(read_points_csv(path), geoloc::IoError);
   CHECK_THROWS_AS(read_points_csv(temp_path("does-not-exist.csv")), geoloc::IoError);
+  // CR-only line ends (classic Mac OS) are line ends, not one long line with a missing column
+  write_text(path, "latitude,longitude\r1,2\r\r3,4\rabc,5\r");
+  CHECK_THROWS_WITH_AS(read_points_csv(path), doctest::Contains("line 5: latitude 'abc' is not a number"),
+                       geoloc::IoError);
+  write_text(path, "latitude,longitude\r1,2\r\n3,4\r");
+  CHECK(read_points_csv(path).size() == 2);
+  // A NUL byte in a field is escaped in the message, not the end of it
+  write_text(path, std::string("latitude,longitude\n4\0" "5,2\n", 24));
+  CHECK_THROWS_WITH_AS(read_points_csv(path), doctest::Contains("line 2: latitude '4\\05' is not a number"),
+                       geoloc::IoError);
+  // Not a regular file: said so, before reading (a FIFO would block)
+  const std::string dir = temp_path("points-dir");
+  std::filesystem::create_directories(dir);
+  CHECK_THROWS_WITH_AS(read_points_csv(dir), doctest::Contains("is a directory, not a regular file"), geoloc::IoError);
+  std::filesystem::remove(dir);
   std::filesystem::remove(path);
 }
 

@@ -1,6 +1,7 @@
 // Decoding/encoding: exact PNG round trips, JPEG closeness, and the guards (truncation, bombs,
 // unknown formats, missing files, atomic writes).
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <stb_image.h>
 #include <stb_image_write.h>
@@ -193,6 +194,60 @@ TEST_CASE("truncated JPEG files are rejected although stb would decode them") {
   // The intact file decodes.
   write_bytes(p, jpg, jpg.size());
   CHECK(decode_file(p.string()).width == 64);
+  fs::remove_all(d);
+}
+
+TEST_CASE("a JPEG whose header claims far more pixels than its scan holds is truncated, on both decoders") {
+  // A 16x16 JPEG whose frame header is patched to 2000x2000: the scan still ends in FF D9, so the
+  // end-of-image check passes; libjpeg then runs out of data ("premature end of data segment") and
+  // would fill the rest with grey.
+  auto jpg = encode_jpeg(noise(16, 16, 3), 90);
+  size_t sof = 2;
+  while (!(jpg[sof] == 0xFF && jpg[sof + 1] == 0xC0)) sof += 2 + ((jpg[sof + 2] << 8) | jpg[sof + 3]);
+  jpg[sof + 5] = 2000 >> 8, jpg[sof + 6] = 2000 & 0xFF, jpg[sof + 7] = 2000 >> 8, jpg[sof + 8] = 2000 & 0xFF;
+  for (const auto decoder : {DecodeOptions::Jpeg::Turbo, DecodeOptions::Jpeg::Stb}) {
+    for (const int min_size : {0, 64}) {  // full size and DCT-scaled (1/8)
+      CAPTURE(min_size);
+      DecodeOptions o;
+      o.jpeg = decoder;
+      o.min_size = min_size;
+      const std::string msg = error_of([&] { decode_memory(jpg.data(), jpg.size(), "liar.jpg", o); });
+      CHECK(msg.find("'liar.jpg': truncated JPEG: the header declares 2000x2000 pixels") == 0);
+    }
+  }
+  // The genuine file decodes on both.
+  const auto ok = encode_jpeg(noise(16, 16, 3), 90);
+  DecodeOptions stb;
+  stb.jpeg = DecodeOptions::Jpeg::Stb;
+  CHECK(decode_memory(ok.data(), ok.size(), "ok.jpg").width == 16);
+  CHECK(decode_memory(ok.data(), ok.size(), "ok.jpg", stb).width == 16);
+  // A harmless warning still decodes: stray bytes before the end-of-image marker (libjpeg: "Corrupt JPEG
+  // data: 2 extraneous bytes before marker 0xd9"), which some cameras write.
+  std::vector<uint8_t> stray(ok.begin(), ok.end() - 2);
+  stray.insert(stray.end(), {0x12, 0x34, 0xFF, 0xD9});
+  CHECK(decode_memory(stray.data(), stray.size(), "stray.jpg").width == 16);
+  CHECK(decode_memory(stray.data(), stray.size(), "stray.jpg", stb).width == 16);
+}
+
+TEST_CASE("a path that is not a regular file, or too large to be an image, is refused before reading") {
+  const fs::path d = temp_dir("kinds");
+  CHECK(error_of([&] { decode_file(d.string()); }) == "image '" + d.string() + "' is a directory, not a regular file");
+  REQUIRE(::mkfifo((d / "fifo").c_str(), 0600) == 0);  // must not block waiting for a writer
+  CHECK(error_of([&] { decode_file((d / "fifo").string()); }).find("is a FIFO (named pipe), not a regular file") !=
+        std::string::npos);
+  CHECK(error_of([&] { decode_file("/dev/zero"); }).find("is a character device") != std::string::npos);
+  CHECK(error_of([&] { read_file_bytes(d.string()); }).find("is a directory") != std::string::npos);
+  // 3 GiB, sparse (nothing on disk): refused from its size, never read
+  const std::vector<uint8_t> sig = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+  write_bytes(d / "huge.png", sig, sig.size());
+  fs::resize_file(d / "huge.png", uint64_t{3} << 30);
+  CHECK(error_of([&] { decode_file((d / "huge.png").string()); }).find("is 3.0 GiB, over the limit of 321.2 MiB") !=
+        std::string::npos);
+  DecodeOptions small;
+  small.max_pixels = 100;  // 800 bytes + 16 MiB
+  CHECK(max_image_file_bytes(small) == 800 + (uint64_t{16} << 20));
+  CHECK(error_of([&] { read_file_bytes((d / "huge.png").string(), 1000); }).find("over the limit of 1000 bytes") !=
+        std::string::npos);
   fs::remove_all(d);
 }
 
