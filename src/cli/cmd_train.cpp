@@ -78,10 +78,12 @@ int64_t checkpoint_step(const std::string& path) {
   }
 }
 
-// Resuming a checkpoint that already reached --steps would train nothing and "succeed".
+// Resuming a checkpoint past --steps would "succeed" with a model trained longer than asked. One exactly at
+// --steps (a run killed after its last checkpoint, before the model was written) trains nothing and
+// writes the model.
 void check_resume_step(const std::string& path, int64_t step, int64_t steps) {
-  GEOLOC_CHECK(step < steps, ValueError, "--resume '", path, "' is at step ", step, ", and --steps is ", steps,
-               ": nothing left to train (give a larger --steps to continue)");
+  GEOLOC_CHECK(step <= steps, ValueError, "--resume '", path, "' is at step ", step, ", past --steps ", steps,
+               ": nothing left to train (give --steps ", step, " or more to continue)");
 }
 
 // A checkpoint at the last step too (the interval's checkpoints may stop short of it).
