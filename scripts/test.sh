@@ -37,7 +37,7 @@ fi
 # a short libFuzzer run of every fuzz target (clang); GEOLOC_FUZZ=0 skips it
 if [ "${GEOLOC_FUZZ:-1}" != "0" ]; then
   if [ "${GEOLOC_SANITIZERS:-1}" != "0" ]; then export FUZZ_BUILD_DIR="$build-asan"; fi
-  bash scripts/fuzz.sh
+  FUZZ_SECONDS=${FUZZ_SECONDS:-10} bash scripts/fuzz.sh
   stage "fuzz"
 fi
 if [ "${GEOLOC_SANITIZERS:-1}" != "0" ]; then
