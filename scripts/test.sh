@@ -40,8 +40,9 @@ if [ "${GEOLOC_FUZZ:-1}" != "0" ]; then
   FUZZ_SECONDS=${FUZZ_SECONDS:-10} bash scripts/fuzz.sh
   stage "fuzz"
 fi
-if [ "${GEOLOC_SANITIZERS:-1}" != "0" ]; then
-  # ThreadSanitizer over the loader and thread-pool tests
+# ThreadSanitizer over the loader and thread-pool tests: GEOLOC_TSAN=1 (off by default until the whole run
+# with it is measured under CI's 30 minutes on an idle 2-core machine; scripts/sanitize.sh tsan runs it alone)
+if [ "${GEOLOC_SANITIZERS:-1}" != "0" ] && [ "${GEOLOC_TSAN:-0}" = "1" ]; then
   SAN_BUILD_PREFIX="$build" bash scripts/sanitize.sh tsan
   stage "TSan build and tests"
 fi
