@@ -21,16 +21,7 @@ namespace fs = std::filesystem;
 namespace {
 // Runs geoloc with args (output discarded); returns its peak RSS in KiB, or -1 if it failed.
 long peak_rss_kib(const std::vector<std::string>& args) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    if (!std::freopen("/dev/null", "w", stdout) || !std::freopen("/dev/null", "w", stderr)) ::_exit(126);
-    const std::string bin = std::string(GEOLOC_BIN_DIR) + "/geoloc";
-    std::vector<char*> argv{const_cast<char*>(bin.c_str())};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(bin.c_str(), argv.data());
-    ::_exit(127);
-  }
+  const pid_t pid = geoloc::test::spawn_geoloc(args);
   int status = 0;
   struct rusage ru {};
   if (::wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
