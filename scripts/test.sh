@@ -6,12 +6,29 @@
 # under CI's 30 minutes on an idle 2-core machine (measured here under load: build 595 s, ctest 94 s,
 # install checks 183 s, then the ASan build alone would have reached the limit); GEOLOC_FUZZ=0 skips the
 # fuzz run. Each stage's wall time is printed as
-# "test.sh: <stage> took N s" (CI must stay under 30 minutes on 2 cores).
+# "test.sh: <stage> took N s (M s of CPU)" (CI must stay under 30 minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# CPU seconds (user + system) of the finished child processes so far, into $cpu: with the wall time, it
+# shows whether a slow stage was busy or waiting for a loaded machine. (`times` must run in this shell:
+# a subshell's children are not these.)
+times_file=$(mktemp)
+trap 'rm -f "$times_file"' EXIT
+cpu_now() {
+  times >"$times_file"
+  cpu=$(awk 'NR == 2 { n = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); n += a[1] * 60 + a[2] } printf "%d", n }' \
+        "$times_file")
+}
 start=$SECONDS
 t0=$SECONDS
-stage() { echo "test.sh: $1 took $((SECONDS - t0)) s"; t0=$SECONDS; }
+cpu_now
+c0=$cpu
+stage() {
+  cpu_now
+  echo "test.sh: $1 took $((SECONDS - t0)) s ($((cpu - c0)) s of CPU)"
+  t0=$SECONDS
+  c0=$cpu
+}
 bash scripts/install-deps.sh
 build=${BUILD_DIR:-build}
 jobs=${JOBS:-2}
@@ -49,4 +66,5 @@ if [ "${GEOLOC_SANITIZERS:-0}" != "0" ] && [ "${GEOLOC_TSAN:-0}" = "1" ]; then
   SAN_BUILD_PREFIX="$build" bash scripts/sanitize.sh tsan
   stage "TSan build and tests"
 fi
-echo "test.sh: all stages passed in $((SECONDS - start)) s"
+cpu_now
+echo "test.sh: all stages passed in $((SECONDS - start)) s ($cpu s of CPU)"
