@@ -120,16 +120,17 @@ std::string timeout_message(const std::string& what, double timeout_s, const std
 void poll_until(const std::function<bool()>& done, double timeout_s, const std::string& what, const std::string& where) {
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
-  for (int i = 0; i < 2000; ++i) {
-    if (done()) return;
-    if (i >= 200) std::this_thread::yield();
-  }
   auto nap = std::chrono::microseconds(20);
-  while (!done()) {
-    if (timeout_s > 0 && std::chrono::duration<double>(Clock::now() - start).count() > timeout_s)
-      throw CommError(timeout_message(what, timeout_s, where));
-    std::this_thread::sleep_for(nap);
-    nap = std::min(nap * 2, std::chrono::microseconds(1000));
+  for (int i = 0; !done(); ++i) {
+    const double waited = std::chrono::duration<double>(Clock::now() - start).count();
+    if (timeout_s > 0 && waited > timeout_s) throw CommError(timeout_message(what, timeout_s, where));
+    if (i < 100) continue;  // spin: most collectives of a step complete within microseconds of the last rank
+    if (waited < 1e-3) {
+      std::this_thread::yield();
+    } else {  // a long wait: leave the core to the loader's threads
+      std::this_thread::sleep_for(nap);
+      nap = std::min(nap * 2, std::chrono::microseconds(1000));
+    }
   }
 }
 
