@@ -16,7 +16,7 @@ std::unique_ptr<Communicator> make_mpi(const Options& o);
 std::unique_ptr<Communicator> make_nccl(const Options& o);
 
 /// Calls done() until it returns true: spinning, then yielding for the first millisecond, then with sleeps
-/// growing to 1 ms (a rank waiting for a slower one should leave the core to the loader's threads). Past
+/// growing to 0.2 ms (a rank waiting for a slower one should leave the core to the loader's threads). Past
 /// `timeout_s` seconds (0 = never; checked at every call) throws CommError "<what> did not complete within
 /// ... on <where>".
 void poll_until(const std::function<bool()>& done, double timeout_s, const std::string& what, const std::string& where);

@@ -129,7 +129,7 @@ void poll_until(const std::function<bool()>& done, double timeout_s, const std::
       std::this_thread::yield();
     } else {  // a long wait: leave the core to the loader's threads
       std::this_thread::sleep_for(nap);
-      nap = std::min(nap * 2, std::chrono::microseconds(1000));
+      nap = std::min(nap * 2, std::chrono::microseconds(200));
     }
   }
 }

@@ -214,6 +214,9 @@ Trainer::Trainer(GeoModel& model, TrainConfig config, comm::Communicator* comm)
   }
   for (size_t i = 0; i < model_.country_codes.size(); ++i) s_->country_class[model_.country_codes[i]] = static_cast<int>(i);
   if (world > 1) {
+    // The ranks get here after decoding their data, which takes as long as it takes: no deadline for this
+    // meeting (a rank that failed before it has ended the job through the caller's abort).
+    comm->barrier(0);
     // Every rank must have built the same model (same data, partitions, options); rank 0's initial
     // weights are then given to all, so the replicas start equal whatever their build did.
     uint64_t mine = model_fingerprint(model_), zero = mine;
@@ -228,7 +231,9 @@ Trainer::Trainer(GeoModel& model, TrainConfig config, comm::Communicator* comm)
     if (t.requires_grad()) trainable.push_back(t);
   s_->reducer = std::make_unique<comm::GradReducer>(
       *comm, trainable, static_cast<size_t>(std::max(1.0, cfg_.bucket_mb * 1024.0 * 1024.0)));
-  if (world * cfg_.accumulate > 1) s_->stats = std::make_unique<StatsAverager>(model_.net->named_buffers());
+  // (a frozen backbone keeps its batch norm in eval mode: its statistics never change, nothing to average)
+  if (world * cfg_.accumulate > 1 && !model_.net->geo_config().freeze_backbone)
+    s_->stats = std::make_unique<StatsAverager>(model_.net->named_buffers());
 }
 
 Trainer::~Trainer() = default;
