@@ -50,7 +50,7 @@ comm::Communicator& start_distributed(const Args& args, pipeline::TrainConfig& t
   GEOLOC_CHECK(kind == "auto" || kind == "mpi" || kind == "nccl", ValueError,
                "--distributed must be auto, mpi or nccl, got '", kind, "'");
   const Device dev = Device::parse(tc.device);
-  if (kind == "auto" && comm::launched_by_mpi())
+  if (kind == "auto" && comm::launched_by_mpi() && comm::has_mpi())  // (without MPI: create() says why not)
     kind = dev.is_cuda() && comm::has_nccl() ? "nccl" : "mpi";
   GEOLOC_CHECK(kind != "nccl" || dev.is_cuda(), ValueError, "--distributed nccl reduces CUDA tensors: it needs --device cuda");
   comm::Options o;

@@ -11,6 +11,7 @@
 #include "geoloc/dispatch.hpp"
 #include "geoloc/detail/parallel.hpp"
 #include "geoloc/geo/predict.hpp"
+#include "geoloc/log.hpp"
 #include "geoloc/nn/weights.hpp"
 #include "geoloc/image/transforms.hpp"
 #include "geoloc/lr_schedule.hpp"
@@ -232,6 +233,14 @@ Trainer::Trainer(GeoModel& model, TrainConfig config, comm::Communicator* comm)
   s_->reducer = std::make_unique<comm::GradReducer>(
       *comm, trainable, static_cast<size_t>(std::max(1.0, cfg_.bucket_mb * 1024.0 * 1024.0)));
   // (a frozen backbone keeps its batch norm in eval mode: its statistics never change, nothing to average)
+  if (world > 1 && comm->rank() == 0) {
+    size_t bytes = 0;
+    for (const Tensor& t : trainable) bytes += t.nbytes();
+    char line[160];
+    std::snprintf(line, sizeof line, "gradient all-reduce: %zu parameters (%.2f MiB) in %zu buckets (bucket size %g MiB)",
+                  trainable.size(), static_cast<double>(bytes) / (1 << 20), s_->reducer->buckets(), cfg_.bucket_mb);
+    log_message(LogLevel::info, line);
+  }
   if (world * cfg_.accumulate > 1 && !model_.net->geo_config().freeze_backbone)
     s_->stats = std::make_unique<StatsAverager>(model_.net->named_buffers());
 }
