@@ -1,4 +1,6 @@
 // geoloc train: a model from a CSV manifest of photos (or shards).
+#include <sched.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -8,8 +10,6 @@
 
 #include "cli.hpp"
 #include "data_args.hpp"
-#include <sched.h>
-
 #include "geoloc/atomic_file.hpp"
 #include "geoloc/comm.hpp"
 #include "geoloc/cuda/context.hpp"
@@ -158,7 +158,7 @@ std::vector<size_t> check_coverage(const Args& args, const pipeline::ModelSpec& 
   if (args.get("outside") == "nearest" || c.outside_all_rows.empty()) return {};
   if (leader())
     std::fprintf(stderr, "%zu of %zu training images lie outside every partitioning: skipped\n",
-               c.outside_all_rows.size(), coords.size());
+                 c.outside_all_rows.size(), coords.size());
   GEOLOC_CHECK(c.outside_all_rows.size() < coords.size(), ValueError, "no training image lies inside the cells of ",
                args.get("partitions"), " (check that the coordinates and the partitionings belong together)");
   return c.outside_all_rows;

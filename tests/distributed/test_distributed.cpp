@@ -41,6 +41,13 @@ std::string geoloc_bin() { return std::string(GEOLOC_BIN_DIR) + "/geoloc"; }
 
 const geoloc::test::PhotoSet& photos() {
   static const auto set = geoloc::test::make_photos("distributed", 8, 5);
+  static const struct Cleanup {  // the folder goes when the tests end
+    fs::path dir;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } cleanup{set.dir};
   return set;
 }
 
@@ -76,7 +83,8 @@ std::pair<double, double> max_diff(const std::string& a, const std::string& b) {
 }  // namespace
 
 TEST_CASE("mpirun -np 2 geoloc train equals one process with two micro-batches, bit for bit") {
-  for (const std::string mode : {"", "--stream "}) {
+  // in memory; streamed; streamed from a cache that rank 0 writes and both ranks read
+  for (const std::string& mode : {std::string(), std::string("--stream "), "--stream --cache " + out("cache") + " "}) {
     CAPTURE(mode);
     const std::string two = out("two.safetensors"), one = out("one.safetensors");
     const Run r2 = run_in(mpirun_np2() + geoloc_bin() + " " + train_args(mode + "--steps 6 --out " + two));
