@@ -52,7 +52,8 @@ run() {
 import json, resource, subprocess, sys
 work, cmd = sys.argv[1], sys.argv[2:]
 with open(f"{work}/err", "w") as err:
-    subprocess.run(cmd + ["--out", f"{work}/m.safetensors"], stdout=subprocess.DEVNULL, stderr=err, check=True)
+    subprocess.run(cmd + ["--out", f"{work}/m.safetensors"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=err, check=True)
 u = resource.getrusage(resource.RUSAGE_CHILDREN)  # mpirun and the ranks it waited for
 print(json.load(open(f"{work}/m-curve.json"))["seconds"], u.ru_utime + u.ru_stime)
 PY

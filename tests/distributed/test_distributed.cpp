@@ -35,7 +35,8 @@ std::string mpirun() {
   const char* m = std::getenv("GEOLOC_MPIRUN");
   return m && *m ? m : "mpirun";
 }
-// one core per rank where the machine has them (the ranks then run one pool thread each)
+// one core per rank where the machine has them (the ranks then run one pool thread each); mpirun's stdin
+// is /dev/null (it forwards stdin to rank 0: reading a terminal from the background stops the process group)
 std::string mpirun_np2() { return mpirun() + " --oversubscribe -np 2 "; }
 std::string geoloc_bin() { return std::string(GEOLOC_BIN_DIR) + "/geoloc"; }
 
@@ -59,7 +60,7 @@ std::string train_args(const std::string& extra) {
          " --scenes even,odd --batch 8 --seed 3 --lr 0.05 --threads 1 " + extra;
 }
 
-Run run_in(const std::string& cmd) { return geoloc::test::run_command(cmd, photos().dir); }
+Run run_in(const std::string& cmd) { return geoloc::test::run_command(cmd + " </dev/null", photos().dir); }
 
 std::string out(const std::string& name) { return (photos().dir / name).string(); }
 
@@ -153,7 +154,7 @@ pid_t spawn_mpirun(const std::string& args, const fs::path& log) {
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::setpgid(0, 0);
-    const std::string cmd = "exec " + mpirun_np2() + geoloc_bin() + " " + args + " >" + log.string() + " 2>&1";
+    const std::string cmd = "exec " + mpirun_np2() + geoloc_bin() + " " + args + " </dev/null >" + log.string() + " 2>&1";
     ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }

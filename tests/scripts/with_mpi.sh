@@ -18,6 +18,8 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # no network probing in containers without interfaces: shared memory between local processes
 export OMPI_MCA_btl_base_warn_component_unused=0
 if [ "$np" = 0 ]; then
-  exec "$@"
+  exec "$@" </dev/null
 fi
-exec "$launcher" --oversubscribe -np "$np" "$@"
+# stdin from /dev/null: mpirun forwards its stdin to rank 0, and reading a terminal from a background
+# job stops the whole process group (SIGTTIN)
+exec "$launcher" --oversubscribe -np "$np" "$@" </dev/null
