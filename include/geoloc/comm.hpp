@@ -103,8 +103,9 @@ std::unique_ptr<Communicator> create(const std::string& kind, Options o = {});
 /// produces their gradients). While armed, autograd's grad-ready hook (autograd.hpp) copies each gradient
 /// into its bucket as soon as that gradient is final, and a full bucket's all-reduce starts at once, while
 /// backward still runs; buckets start strictly in index order, so every rank issues its collectives in the
-/// same order whatever its timing. finish() starts what no hook started (parameters without a gradient
-/// contribute zeros), waits for every bucket and writes scale * (sum over ranks) back into each gradient.
+/// same order whatever its timing. finish() starts what no hook started, waits for every bucket and writes
+/// scale * (sum over ranks) back into each gradient. A parameter without a gradient on a rank contributes
+/// zeros there; it gets the reduced gradient where any rank had one, and stays without one where none had.
 class GradReducer {
  public:
   GradReducer(Communicator& comm, std::vector<Tensor> params, size_t bucket_bytes = size_t{4} << 20);

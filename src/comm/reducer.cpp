@@ -13,7 +13,9 @@ struct GradReducer::Impl {
     Tensor param;
     size_t bucket = 0;
     Tensor view;  // the parameter's place in its bucket
+    Tensor flag;  // one float after the bucket's gradients: 1 where this rank had a gradient, summed over ranks
     bool packed = false;
+    bool had_grad = false;
   };
   struct Bucket {
     Tensor flat;
@@ -32,11 +34,13 @@ struct GradReducer::Impl {
 
   void pack(Slot& s) {
     const Tensor g = s.param.grad();
-    if (g.defined()) {
+    s.had_grad = g.defined();
+    if (s.had_grad) {
       GEOLOC_DISPATCH(g.device(), convert, g, s.view);  // a copy (or bf16 -> f32), queued on the device
     } else {
       GEOLOC_DISPATCH(s.view.device(), fill, s.view, 0.0f);  // no gradient here: contributes zeros
     }
+    GEOLOC_DISPATCH(s.flag.device(), fill, s.flag, s.had_grad ? 1.0f : 0.0f);
     s.packed = true;
     ++buckets[s.bucket].ready;
   }
@@ -64,7 +68,10 @@ GradReducer::GradReducer(Communicator& comm, std::vector<Tensor> params, size_t 
     : impl_(std::make_unique<Impl>(comm)) {
   GEOLOC_CHECK(bucket_bytes > 0, ValueError, "GradReducer: bucket size must be positive");
   if (comm.size() == 1) {  // nothing to exchange: finish() only scales
-    for (auto& p : params) impl_->slots.push_back({p, 0, Tensor(), false});
+    for (auto& p : params) {
+      impl_->slots.emplace_back();
+      impl_->slots.back().param = p;
+    }
     return;
   }
   Device dev;
@@ -92,13 +99,16 @@ GradReducer::GradReducer(Communicator& comm, std::vector<Tensor> params, size_t 
     int64_t n = 0;
     for (size_t k : groups[b]) n += params[k].numel();
     Impl::Bucket bucket;
-    bucket.flat = Tensor::zeros({n}, DType::F32, dev);
+    bucket.flat = Tensor::zeros({n + static_cast<int64_t>(groups[b].size())}, DType::F32, dev);
+    int64_t flag_off = n;
     int64_t off = 0;
     for (size_t k : groups[b]) {
       auto& s = impl_->slots[k];
       s.param = params[k];
       s.bucket = b;
       s.view = Tensor::borrow(static_cast<float*>(bucket.flat.raw()) + off, params[k].shape(), DType::F32, dev,
+                              bucket.flat.impl_ptr());
+      s.flag = Tensor::borrow(static_cast<float*>(bucket.flat.raw()) + flag_off++, {1}, DType::F32, dev,
                               bucket.flat.impl_ptr());
       off += params[k].numel();
       GEOLOC_CHECK(impl_->slot_of.emplace(&params[k].impl(), k).second, ValueError,
@@ -143,6 +153,10 @@ void GradReducer::finish(float scale) {
   m.start_ready();
   for (auto& b : m.buckets) b.work->wait();
   for (auto& s : m.slots) {
+    // No gradient here: one is written only where another rank had one (then every rank writes it, so the
+    // replicas stay equal); where no rank had one the parameter keeps none, as in one process (the
+    // optimiser skips it).
+    if (!s.had_grad && s.flag.to_vector()[0] == 0.0f) continue;
     Tensor g = s.param.grad();
     if (!g.defined() || g.dtype() != DType::F32) {
       g = Tensor::zeros(s.param.shape(), DType::F32, s.param.device());

@@ -96,6 +96,7 @@ class TwoRanks : public comm::Communicator {
   std::vector<Op> ops;
   bool in_backward = false;
   float other_factor = 3.0f;
+  bool other_all_ones = false;  // instead: the other rank holds 1 everywhere (a gradient of ones for every parameter)
   comm::Kind kind() const override { return comm::Kind::Mpi; }
   int rank() const override { return 0; }
   int size() const override { return 2; }
@@ -105,11 +106,12 @@ class TwoRanks : public comm::Communicator {
     struct W : comm::Work {
       Tensor t;
       float f;
+      bool ones;
       bool done = false;
       bool test() override {
         if (!done) {
           float* p = t.data<float>();
-          for (int64_t i = 0; i < t.numel(); ++i) p[i] += f * p[i];
+          for (int64_t i = 0; i < t.numel(); ++i) p[i] += ones ? 1.0f : f * p[i];
           done = true;
         }
         return true;
@@ -119,6 +121,7 @@ class TwoRanks : public comm::Communicator {
     auto w = std::make_unique<W>();
     w->t = t;
     w->f = other_factor;
+    w->ones = other_all_ones;
     return w;
   }
   void broadcast(const Tensor&, int) override {}
@@ -156,8 +159,8 @@ TEST_CASE("GradReducer: buckets in reverse order, started during backward, avera
     two.in_backward = false;
     r.finish(0.25f);  // (1 + 3) x / 4 = x
     REQUIRE(two.ops.size() == 2);
-    CHECK(two.ops[0].numel == 128);
-    CHECK(two.ops[1].numel == 128);
+    CHECK(two.ops[0].numel == 128 + 2);  // two layers' gradients and a flag for each
+    CHECK(two.ops[1].numel == 128 + 2);
     // the bucket of the last layers started while backward still had the first layers to do; the last
     // bucket completes as backward ends (its last gradient is the very last one produced)
     CHECK(two.ops[0].during_backward);
@@ -166,24 +169,34 @@ TEST_CASE("GradReducer: buckets in reverse order, started during backward, avera
   }
 }
 
-TEST_CASE("GradReducer: a parameter without a gradient contributes zeros; one process only scales") {
+TEST_CASE("GradReducer: parameters without a gradient; one process only scales") {
   Tensor used = param({4}, 1.0f), idle = param({4}, 1.0f);
   TwoRanks two;
-  two.other_factor = 1.0f;
+  two.other_factor = 1.0f;  // the other rank: the same gradients, and the same lack of one
   comm::GradReducer r(two, {used, idle}, 1 << 20);
   CHECK(r.buckets() == 1);
   r.arm();
   ops::scale(used, 2.0f).backward(Tensor::full({4}, 1.0f));
   r.finish(0.5f);
   CHECK(used.grad().to_vector() == std::vector<float>(4, 2.0f));  // (2 + 2) / 2
+  CHECK_FALSE(idle.grad().defined());  // no rank had one: none, as in one process
+  REQUIRE(two.ops.size() == 1);
+  CHECK(two.ops[0].numel == 8 + 2);  // the gradients and one flag per parameter
+  // the other rank had a gradient for `idle`: every rank then writes the reduced one
+  two.other_all_ones = true;
+  used.zero_grad();
+  r.arm();
+  ops::scale(used, 2.0f).backward(Tensor::full({4}, 1.0f));
+  r.finish(0.5f);
+  CHECK(used.grad().to_vector() == std::vector<float>(4, 1.5f));  // (2 + 1) / 2
   REQUIRE(idle.grad().defined());
-  CHECK(idle.grad().to_vector() == std::vector<float>(4, 0.0f));
+  CHECK(idle.grad().to_vector() == std::vector<float>(4, 0.5f));  // (0 + 1) / 2
 
   auto local = comm::make_local();
   comm::GradReducer one(*local, {used}, 1 << 20);
   CHECK(one.buckets() == 0);
   one.arm();
   one.finish(0.5f);
-  CHECK(used.grad().to_vector() == std::vector<float>(4, 1.0f));
+  CHECK(used.grad().to_vector() == std::vector<float>(4, 0.75f));  // 1.5 x 0.5
   CHECK_THROWS_AS(comm::GradReducer(two, {used, used}, 64), ValueError);
 }
