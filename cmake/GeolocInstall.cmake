@@ -23,7 +23,7 @@ install(FILES ${CMAKE_BINARY_DIR}/geolocConfig.cmake ${CMAKE_BINARY_DIR}/geolocC
 
 # pkg-config: geoloc.pc beside the CMake package (lib/pkgconfig). Shared: -lgeoloc; static: the component
 # archives in link order and the libraries they use (s2geometry and the Abseil pieces its headers call,
-# stb, libjpeg-turbo, libarchive, threads, dl).
+# stb, libjpeg-turbo, libarchive, zlib, threads, dl).
 set(GEOLOC_PC_REQUIRES "")  # shared: the public headers need no third-party package
 if(BUILD_SHARED_LIBS)
   set(GEOLOC_PC_LIBS "-L\${libdir} -lgeoloc")
@@ -44,7 +44,7 @@ else()
     string(REGEX REPLACE "^lib" "" _n ${_n})
     string(APPEND GEOLOC_PC_LIBS " -l${_n}")
   endforeach()
-  string(APPEND GEOLOC_PC_LIBS " -lturbojpeg -larchive")  # geoloc_image: JPEG decoding, tar shards
+  string(APPEND GEOLOC_PC_LIBS " -lturbojpeg -larchive -lz")  # geoloc_image: JPEG decoding, tar shards, PNG guard
   if(GEOLOC_HAS_MPI)  # geoloc_comm: MPI's C library
     foreach(_l ${MPI_CXX_LIBRARIES})
       get_filename_component(_d ${_l} DIRECTORY)

@@ -6,7 +6,7 @@ set -euo pipefail
 # training (mpirun -np N geoloc train) and its tests (ctest -L mpi) are built and run; docs/dependencies.md.
 pkgs=(build-essential cmake git pkg-config libeigen3-dev libstb-dev libs2-dev doctest-dev
       libbenchmark-dev nlohmann-json3-dev clang libclang-rt-14-dev
-      libturbojpeg0-dev libarchive-dev libmsgpack-cxx-dev
+      libturbojpeg0-dev libarchive-dev libmsgpack-cxx-dev zlib1g-dev
       libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${pkgs[@]}"; do
