@@ -30,6 +30,12 @@ target_compile_definitions(geoloc PRIVATE GEOLOC_VERSION_STRING="${PROJECT_VERSI
 if(GEOLOC_X86_KERNELS)
   target_compile_definitions(geoloc PRIVATE GEOLOC_X86_KERNELS=1)
 endif()
+# what geoloc_comm sets: MPI's C API, privately (NCCL needs CUDA, which this build has not)
+target_compile_definitions(geoloc PRIVATE OMPI_SKIP_MPICXX=1 MPICH_SKIP_MPICXX=1)
+if(GEOLOC_HAS_MPI)
+  target_compile_definitions(geoloc PRIVATE GEOLOC_HAS_MPI=1)
+  target_link_libraries(geoloc PRIVATE MPI::MPI_CXX)
+endif()
 target_link_options(geoloc PRIVATE "LINKER:--version-script=${PROJECT_SOURCE_DIR}/cmake/geoloc.map"
                     "LINKER:--no-undefined")
 geoloc_warnings(geoloc)

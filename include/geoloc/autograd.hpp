@@ -50,6 +50,24 @@ class NoGradGuard {
   bool prev_;
 };
 
+/// Called by Tensor::backward(), on the thread running it, once for each leaf that requires a gradient and
+/// that the graph reaches, as soon as the leaf's gradient for this backward() is final: every node that adds
+/// to it has run (Tensor::grad() may still be undefined when no gradient flowed to it). Data-parallel training
+/// (comm.hpp, GradReducer) starts a parameter's all-reduce from here while the rest of backward runs.
+using GradReadyHook = std::function<void(const Tensor& leaf)>;
+
+/// Installs a grad-ready hook on this thread for its lifetime (the previous one is restored after).
+class GradReadyHookGuard {
+ public:
+  explicit GradReadyHookGuard(GradReadyHook hook);
+  ~GradReadyHookGuard();
+  GradReadyHookGuard(const GradReadyHookGuard&) = delete;
+  GradReadyHookGuard& operator=(const GradReadyHookGuard&) = delete;
+
+ private:
+  GradReadyHook prev_;
+};
+
 /// True when any input requires a gradient and grad mode is on: the op must record a node.
 bool needs_grad(std::initializer_list<const Tensor*> inputs);
 

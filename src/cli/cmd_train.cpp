@@ -1,4 +1,6 @@
 // geoloc train: a model from a CSV manifest of photos (or shards).
+#include <sched.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -10,6 +12,10 @@
 #include "cli.hpp"
 #include "data_args.hpp"
 #include "geoloc/atomic_file.hpp"
+#include "geoloc/comm.hpp"
+#include "geoloc/cuda/context.hpp"
+#include "geoloc/log.hpp"
+#include "geoloc/thread_pool.hpp"
 #include "geoloc/geo/countries.hpp"
 #include "geoloc/image/cache.hpp"
 #include "geoloc/image/loader.hpp"
@@ -23,6 +29,83 @@
 
 namespace geoloc::cli {
 namespace {
+
+// ---- data-parallel training (docs/scaling.md): `mpirun -np N geoloc train ...`
+// The communicator of this run; owned here (not by run_train) so that run_train_guarded can still end the
+// whole job with it after an exception has left run_train.
+std::unique_ptr<comm::Communicator> g_comm;
+bool leader() { return !g_comm || g_comm->rank() == 0; }
+
+// CPUs this process may run on (mpirun --bind-to core: one), for the size of geoloc's pool.
+int affinity_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+  return CPU_COUNT(&set);
+}
+
+// Picks and starts the communicator (--distributed), puts each rank on its GPU and CPUs, and keeps the
+// other ranks quiet: rank 0 reports; the others print warnings (prefixed with their rank) and errors only.
+comm::Communicator& start_distributed(const Args& args, pipeline::TrainConfig& tc) {
+  std::string kind = args.get("distributed");
+  GEOLOC_CHECK(kind == "auto" || kind == "mpi" || kind == "nccl", ValueError,
+               "--distributed must be auto, mpi or nccl, got '", kind, "'");
+  const Device dev = Device::parse(tc.device);
+  if (kind == "auto" && comm::launched_by_mpi() && comm::has_mpi())  // (without MPI: create() says why not)
+    kind = dev.is_cuda() && comm::has_nccl() ? "nccl" : "mpi";
+  GEOLOC_CHECK(kind != "nccl" || dev.is_cuda(), ValueError, "--distributed nccl reduces CUDA tensors: it needs --device cuda");
+  comm::Options o;
+  o.timeout_s = args.get_double("comm-timeout", 0, 1e9);
+  const bool explicit_index = tc.device.find(':') != std::string::npos;
+  if (dev.is_cuda() && explicit_index) o.cuda_device = dev.index;
+  g_comm = comm::create(kind, o);
+  comm::Communicator& c = *g_comm;
+  if (c.size() > 1 && dev.is_cuda() && !explicit_index) {  // one rank per GPU
+    const int gpus = cuda::device_count();
+    GEOLOC_CHECK(gpus > 0, CudaError, "--device cuda on ", c.where(), ": no CUDA device");
+    tc.device = "cuda:" + std::to_string(c.local_rank() % gpus);
+  }
+  if (comm::launched_by_mpi()) usable_device(tc.device);  // (opened by run_train otherwise)
+  if (c.size() == 1) return c;
+  if (dev.is_cpu()) {
+    const int cpus = affinity_cpus();
+    if (cpus > 0) set_num_threads(cpus);
+  }
+  if (c.rank() != 0) {
+    tc.progress = false;
+    set_progress_handler({});
+    auto prev = std::make_shared<LogHandler>(set_log_handler({}));
+    const std::string tag = "[rank " + std::to_string(c.rank()) + "] ";
+    set_log_handler([prev, tag](LogLevel level, const std::string& m) {
+      if (level == LogLevel::warning && *prev) (*prev)(level, tag + m);
+    });
+  } else {
+    std::fprintf(stderr, "data-parallel training: %d processes (%s), global batch %d = %d per process%s\n", c.size(),
+                 comm::kind_name(c.kind()), tc.batch_size, tc.batch_size / c.size(),
+                 tc.accumulate > 1 ? (" in " + std::to_string(tc.accumulate) + " micro-batches").c_str() : "");
+  }
+  return c;
+}
+
+// --cache with several processes: rank 0 decodes and writes the cache, the others wait and take its list.
+std::vector<std::string> shared_cache(const std::function<std::vector<std::string>()>& build) {
+  if (!g_comm || g_comm->size() == 1) return build();
+  std::vector<std::string> paths;
+  std::string joined;
+  if (g_comm->rank() == 0) {
+    paths = build();
+    for (const auto& p : paths) joined += p + "\n";
+  }
+  g_comm->barrier(0);  // decoding takes as long as it takes
+  int64_t n = static_cast<int64_t>(joined.size());
+  g_comm->broadcast(Tensor::borrow(&n, {8}, DType::U8, Device::cpu(), nullptr), 0);
+  joined.resize(static_cast<size_t>(n));
+  if (n > 0) g_comm->broadcast(Tensor::borrow(joined.data(), {n}, DType::U8, Device::cpu(), nullptr), 0);
+  if (g_comm->rank() != 0)
+    for (const auto& p : Args::split(joined, '\n'))
+      if (!p.empty()) paths.push_back(p);
+  return paths;
+}
 
 std::vector<int64_t> parse_int_list(const std::string& s, const std::string& what) {
   std::vector<int64_t> out;
@@ -59,6 +142,7 @@ void register_files(const Args& args, TrainFiles& f) {
 
 // Writes the model and its training curve to their temporaries, then renames both into place.
 void write_outputs(const Args& args, TrainFiles& f, const pipeline::GeoModel& model, const pipeline::TrainHistory& hist) {
+  if (!leader()) return;  // data-parallel: rank 0 writes (the others' temporaries go with their Outputs)
   hist.write(f.curve);
   model.save(f.model);
   const std::string curve = curve_stem(args);
@@ -88,6 +172,7 @@ void check_resume_step(const std::string& path, int64_t step, int64_t steps) {
 
 // A checkpoint at the last step too (the interval's checkpoints may stop short of it).
 void final_checkpoint(const pipeline::Trainer& trainer, const pipeline::TrainConfig& tc) {
+  if (!leader()) return;  // data-parallel: rank 0 writes checkpoints
   if (!tc.checkpoint_path.empty() && (tc.checkpoint_every == 0 || trainer.step() % tc.checkpoint_every != 0))
     trainer.save_checkpoint(tc.checkpoint_path);
 }
@@ -116,13 +201,14 @@ std::vector<size_t> check_coverage(const Args& args, const pipeline::ModelSpec& 
   if (spec.partitions.empty()) return {};
   const pipeline::Coverage c = pipeline::coverage(spec.partitions, coords);
   for (size_t p = 0; p < c.outside.size(); ++p)
-    if (c.outside[p])
+    if (c.outside[p] && leader())
       std::fprintf(stderr, "partitioning %s: %zu of %zu training images lie outside its cells (%s)\n",
                    spec.partitions[p].name.c_str(), c.outside[p], coords.size(),
                    args.get("outside") == "nearest" ? "labelled with the nearest cell" : "no label for this head");
   if (args.get("outside") == "nearest" || c.outside_all_rows.empty()) return {};
-  std::fprintf(stderr, "%zu of %zu training images lie outside every partitioning: skipped\n",
-               c.outside_all_rows.size(), coords.size());
+  if (leader())
+    std::fprintf(stderr, "%zu of %zu training images lie outside every partitioning: skipped\n",
+                 c.outside_all_rows.size(), coords.size());
   GEOLOC_CHECK(c.outside_all_rows.size() < coords.size(), ValueError, "no training image lies inside the cells of ",
                args.get("partitions"), " (check that the coordinates and the partitionings belong together)");
   return c.outside_all_rows;
@@ -141,7 +227,7 @@ void load_pretrained(const Args& args, pipeline::GeoModel& model) {
   }
   if (same_heads) {
     nn::load_state(*model.net, file);
-    std::fprintf(stderr, "fine-tuning every layer of %s (its heads match the partitionings)\n", path.c_str());
+    if (leader()) std::fprintf(stderr, "fine-tuning every layer of %s (its heads match the partitionings)\n", path.c_str());
   } else {
     nn::load_backbone(*model.net, path);
   }
@@ -214,10 +300,13 @@ int train_streaming(const Args& args, const pipeline::ModelSpec& spec, pipeline:
     image::CacheBuildOptions co;
     co.width = co.height = spec.preprocess.resize;
     co.threads = threads;
-    const auto built = image::build_cache(*source, args.get("cache"), co);
-    std::fprintf(stderr, "cache: %zu images in %zu shards (%zu unreadable)\n", built.written, built.shards.size(),
-                 built.skipped);
-    source = std::make_shared<image::CacheSource>(built.shards);
+    const auto shard_paths = shared_cache([&] {
+      const auto built = image::build_cache(*source, args.get("cache"), co);
+      std::fprintf(stderr, "cache: %zu images in %zu shards (%zu unreadable)\n", built.written, built.shards.size(),
+                   built.skipped);
+      return built.shards;
+    });
+    source = std::make_shared<image::CacheSource>(shard_paths);
   }
   image::LoaderOptions lo;
   lo.batch_size = static_cast<size_t>(tc.batch_size);
@@ -227,17 +316,21 @@ int train_streaming(const Args& args, const pipeline::ModelSpec& spec, pipeline:
   lo.shuffle = !args.flag("no-shuffle");
   lo.shuffle_buffer = static_cast<size_t>(args.get_int("shuffle-buffer", 0, INT32_MAX));
   lo.normalization = spec.preprocess.normalization();
+  if (g_comm) {  // data-parallel: each rank decodes its part of every global batch
+    lo.shard_index = static_cast<size_t>(g_comm->rank());
+    lo.shard_count = static_cast<size_t>(g_comm->size());
+  }
   const image::Pipeline augment = spec.preprocess.train_transform(tc.augmentation());
   auto loader = from_shards ? std::make_unique<image::Loader>(shards, augment, lo, decode)
                             : std::make_unique<image::Loader>(source, augment, lo);
   const std::unique_ptr<pipeline::Dataset> val = validation_set(args, spec);
-  pipeline::Trainer trainer(model, tc);
+  pipeline::Trainer trainer(model, tc, g_comm.get());
   if (args.has("resume")) {
     trainer.resume(args.get("resume"));
     check_resume_step(args.get("resume"), trainer.step(), tc.steps);
   }
   const auto& hist = trainer.fit(*loader, val.get());
-  if (loader->skipped())
+  if (loader->skipped() && leader())
     std::fprintf(stderr, "%llu unreadable images were skipped\n", static_cast<unsigned long long>(loader->skipped()));
   final_checkpoint(trainer, tc);
   write_outputs(args, files, model, hist);
@@ -294,7 +387,14 @@ int run_train(int argc, char** argv) {
              {"loader-threads", "with --stream: decoding threads", false, "2"},
              {"device", "cpu or cuda", false, "cpu"},
              {"precision", "f32, or bf16 (mixed precision: bf16 activations, f32 master weights)", false, "f32"},
-             {"curve", "training curve file stem (.json and .png)", false, ""}});
+             {"curve", "training curve file stem (.json and .png)", false, ""},
+             {"accumulate", "micro-batches per step (gradient accumulation); --batch stays the step's batch", false, "1"},
+             {"distributed", "under mpirun: auto (nccl with --device cuda where built, else mpi), mpi or nccl; --batch is "
+                             "the global batch, split over the processes (docs/scaling.md)", false, "auto"},
+             {"comm-timeout", "seconds a collective may wait for the other processes before the run stops with an "
+                              "error (0 = no limit)", false, "120"},
+             {"bucket-mb", "size of the gradient all-reduce buckets, MiB", false, "4"},
+             {"threads", "threads of geoloc's pool (default: every core; under mpirun, the cores the process is bound to)"}});
   if (!args.parse(argc, argv)) return 0;
   const int size = static_cast<int>(args.get_int("image-size", 1, 8192));
   args.get("out");  // required: a missing --out fails before any work
@@ -361,8 +461,10 @@ int run_train(int argc, char** argv) {
   tc.checkpoint_every = tc.checkpoint_path.empty() ? 0 : args.get_int("checkpoint-every", 0, INT64_MAX);
   tc.seed = spec.seed;
   tc.device = args.get("device");
-  usable_device(tc.device);
+  if (!comm::launched_by_mpi()) usable_device(tc.device);  // under mpirun: the rank's own GPU, start_distributed
   tc.precision = args.get("precision");
+  tc.accumulate = static_cast<int>(args.get_int("accumulate", 1, 65536));
+  tc.bucket_mb = args.get_double("bucket-mb", 1e-6, 1e6);
   tc.validate();
   spec.preprocess.validate();
   if (args.has("epochs")) {
@@ -374,6 +476,10 @@ int run_train(int argc, char** argv) {
   register_files(args, files);
   if (args.has("cache")) check_output_path(args.get("cache") + "-00000.glc");  // its shards: PREFIX-NNNNN.glc
 
+  comm::Communicator& comm = start_distributed(args, tc);
+  if (args.has("threads")) set_num_threads(static_cast<int>(args.get_int("threads", 1, 4096)));
+  GEOLOC_CHECK(tc.batch_size % (comm.size() * tc.accumulate) == 0, ValueError, "--batch ", tc.batch_size,
+               " (the global batch) is not divisible by ", comm.size(), " processes x ", tc.accumulate, " micro-batches");
   if (args.has("shards")) {
     GEOLOC_CHECK(!args.has("train"), ValueError, "give --train or --shards, not both");
     return train_streaming(args, spec, tc, files);
@@ -403,13 +509,13 @@ int run_train(int argc, char** argv) {
     helper.eval_every = 0;
     const size_t n = pipeline::propagate_scene_labels(train, spec.backbone, static_cast<int64_t>(spec.scene_names.size()),
                                                       spec.preprocess, helper);
-    std::fprintf(stderr, "scene labels propagated to %zu training images\n", n);
+    if (leader()) std::fprintf(stderr, "scene labels propagated to %zu training images\n", n);
   }
   pipeline::GeoModel model = pipeline::build_model(spec, train.coords, train.country);
   load_pretrained(args, model);
   for (const auto& p : model.partitions)
-    std::fprintf(stderr, "partitioning %s: %zu classes\n", p.name.c_str(), p.partition->size());
-  pipeline::Trainer trainer(model, tc);
+    if (leader()) std::fprintf(stderr, "partitioning %s: %zu classes\n", p.name.c_str(), p.partition->size());
+  pipeline::Trainer trainer(model, tc, g_comm.get());
   if (args.has("resume")) {
     trainer.resume(args.get("resume"));
     check_resume_step(args.get("resume"), trainer.step(), tc.steps);
@@ -420,8 +526,26 @@ int run_train(int argc, char** argv) {
   return 0;
 }
 
+// A rank that fails ends the whole data-parallel job (MPI_Abort) after printing its error, rather than
+// leaving the other ranks waiting in a collective until their timeout.
+int run_train_guarded(int argc, char** argv) {
+  struct Release {  // the communicator goes with the command (MPI itself is finalised at exit)
+    ~Release() { g_comm.reset(); }
+  } release;
+  try {
+    return run_train(argc, argv);
+  } catch (const std::exception& e) {
+    if (g_comm && g_comm->size() > 1) {
+      std::fprintf(stderr, "geoloc train: error on %s: %s\ngeoloc train: %s stops the job\n", g_comm->where().c_str(),
+                   e.what(), g_comm->where().c_str());
+      g_comm->abort(1);
+    }
+    throw;
+  }
+}
+
 }  // namespace
 
-GEOLOC_COMMAND("train", "train a geolocation model on a manifest of photos", run_train);
+GEOLOC_COMMAND("train", "train a geolocation model on a manifest of photos", run_train_guarded);
 
 }  // namespace geoloc::cli

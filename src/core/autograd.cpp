@@ -11,6 +11,7 @@ namespace geoloc {
 
 namespace {
 thread_local bool g_grad_enabled = true;
+thread_local GradReadyHook g_grad_ready;  // empty: no hook (no bookkeeping either)
 
 // dst += src, where dst is a buffer owned by the engine.
 void accumulate(const Tensor& dst, const Tensor& src) { GEOLOC_DISPATCH(dst.device(), axpy, 1.0f, src, dst); }
@@ -33,6 +34,11 @@ void add_into(PendingGrad& p, const Tensor& g) {
   accumulate(p.grad, g);
 }
 }  // namespace
+
+GradReadyHookGuard::GradReadyHookGuard(GradReadyHook hook) : prev_(std::move(g_grad_ready)) {
+  g_grad_ready = std::move(hook);
+}
+GradReadyHookGuard::~GradReadyHookGuard() { g_grad_ready = std::move(prev_); }
 
 bool grad_enabled() { return g_grad_enabled; }
 void set_grad_enabled(bool enabled) { g_grad_enabled = enabled; }
@@ -72,6 +78,7 @@ void Tensor::backward(const Tensor& seed) const {
   };
   if (!impl().grad_fn) {
     accumulate_leaf(impl(), seed);
+    if (g_grad_ready) g_grad_ready(*this);
     return;
   }
   // Topological order (iterative DFS, post-order). Holding shared_ptrs keeps every node alive until
@@ -91,12 +98,28 @@ void Tensor::backward(const Tensor& seed) const {
       stack.pop_back();
     }
   }
+  // With a grad-ready hook: how many node inputs still to run refer to each leaf; at zero the leaf's
+  // gradient is final.
+  const bool hooked = static_cast<bool>(g_grad_ready);
+  std::unordered_map<TensorImpl*, int> leaf_uses;
+  auto is_hooked_leaf = [](const Tensor& in) { return in.defined() && !in.impl().grad_fn && in.requires_grad(); };
+  if (hooked)
+    for (const auto& node : order)
+      for (const Tensor& in : node->inputs)
+        if (is_hooked_leaf(in)) ++leaf_uses[&in.impl()];
+  auto release_leaves = [&](Node* node) {
+    for (const Tensor& in : node->inputs)
+      if (is_hooked_leaf(in) && --leaf_uses[&in.impl()] == 0) g_grad_ready(in);
+  };
   std::unordered_map<Node*, PendingGrad> pending;
   pending[impl().grad_fn.get()].grad = seed;
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     Node* node = it->get();
     auto pit = pending.find(node);
-    if (pit == pending.end()) continue;  // no gradient flowed here
+    if (pit == pending.end()) {  // no gradient flowed here
+      if (hooked) release_leaves(node);
+      continue;
+    }
     Tensor g = pit->second.grad;
     pending.erase(pit);
     GEOLOC_CHECK(!node->inputs.empty(), Error, "backward through ", node->name(),
@@ -118,6 +141,7 @@ void Tensor::backward(const Tensor& seed) const {
         accumulate_leaf(in.impl(), gi);
       }
     }
+    if (hooked) release_leaves(node);
     node->inputs.clear();  // frees what the node saved for backward
     if (auto* l = dynamic_cast<LambdaNode*>(node)) l->fn = nullptr;
   }

@@ -78,6 +78,10 @@ void Loader::start() {
   GEOLOC_CHECK(opt_.threads >= 1 && opt_.threads <= 256, ValueError, "Loader: threads ", opt_.threads,
                " must be in [1, 256]");
   GEOLOC_CHECK(opt_.prefetch >= 1, ValueError, "Loader: prefetch must be >= 1");
+  GEOLOC_CHECK(opt_.shard_count >= 1 && opt_.shard_index < opt_.shard_count, ValueError, "Loader: shard ",
+               opt_.shard_index, " of ", opt_.shard_count, " does not exist");
+  GEOLOC_CHECK(opt_.batch_size % opt_.shard_count == 0, ValueError, "Loader: the batch size ", opt_.batch_size,
+               " is not divisible into ", opt_.shard_count, " shards");
   // Producer threads of their own, not geoloc's pool (thread_pool.hpp): they decode and augment while the
   // training step runs its ops on the pool, by design, and wait on the queue rather than on tasks.
   threads_.reserve(opt_.threads);
@@ -227,6 +231,10 @@ Loader::Slot Loader::build(uint64_t gen, uint64_t epoch, size_t k, const std::ve
   Slot slot;
   const size_t begin = k * opt_.batch_size;
   const size_t end = std::min(order.size(), begin + opt_.batch_size);
+  // this loader's shard of the batch (all of it unsharded)
+  const size_t per_shard = opt_.batch_size / opt_.shard_count;
+  const size_t mine_begin = std::min(end, begin + opt_.shard_index * per_shard);
+  const size_t mine_end = std::min(end, mine_begin + per_shard);
   const uint64_t epoch_seed = random::mix_seed(opt_.seed, epoch);
   Batch b;
   b.epoch = epoch;
@@ -237,7 +245,7 @@ Loader::Slot Loader::build(uint64_t gen, uint64_t epoch, size_t k, const std::ve
   std::vector<ShardRecord> records;
   try {
     if (shards_ && !read_records(gen, k, end - begin, records)) return slot;
-    for (size_t p = begin; p < end; ++p) {
+    for (size_t p = mine_begin; p < mine_end; ++p) {
       {
         std::lock_guard<std::mutex> lk(mu_);
         if (gen != generation_) return slot;  // stale: the result would be dropped anyway

@@ -216,3 +216,51 @@ TEST_CASE("destroying a loader mid-epoch joins its workers") {
   }  // destructor with batches in flight and workers blocked on the window
   Loader idle(memory_source(4), Pipeline{}, LoaderOptions{});  // never started
 }
+
+TEST_CASE("sharded loaders (data-parallel ranks) split every batch of the unsharded loader between them") {
+  LoaderOptions o;
+  o.batch_size = 6;
+  o.threads = 2;
+  o.seed = 9;
+  o.drop_last = true;
+  const Pipeline augment = train_pipeline(8, {0.4f, 0.4f, 0.4f, 0.05f});
+  Loader whole(memory_source(27), augment, o);
+  o.shard_count = 3;
+  std::vector<std::unique_ptr<Loader>> parts;
+  for (size_t r = 0; r < 3; ++r) {
+    o.shard_index = r;
+    parts.push_back(std::make_unique<Loader>(memory_source(27), augment, o));
+    CHECK(parts.back()->batches_per_epoch() == whole.batches_per_epoch());  // the same steps per epoch
+  }
+  for (uint64_t epoch : {0, 1}) {
+    whole.begin_epoch(epoch);
+    for (auto& p : parts) p->begin_epoch(epoch);
+    std::vector<size_t> seen;
+    while (auto w = whole.next()) {
+      std::vector<size_t> indices;
+      std::vector<float> pixels;
+      for (auto& p : parts) {
+        auto b = p->next();
+        REQUIRE(b);
+        CHECK(b->size() == 2);
+        CHECK(b->batch_index == w->batch_index);
+        indices.insert(indices.end(), b->indices.begin(), b->indices.end());
+        const auto v = b->images.to_vector();
+        pixels.insert(pixels.end(), v.begin(), v.end());
+      }
+      CHECK(indices == w->indices);            // disjoint parts, in the unsharded order
+      CHECK(pixels == w->images.to_vector());  // with the same augmentation, bit for bit
+      seen.insert(seen.end(), indices.begin(), indices.end());
+    }
+    for (auto& p : parts) CHECK(!p->next());
+    std::sort(seen.begin(), seen.end());
+    CHECK(std::adjacent_find(seen.begin(), seen.end()) == seen.end());
+    CHECK(seen.size() == 24);  // 4 whole batches of 6 (drop_last)
+  }
+  o.shard_count = 4;  // 6 is not divisible by 4
+  o.shard_index = 0;
+  CHECK_THROWS_AS(Loader(memory_source(27), augment, o), ValueError);
+  o.shard_count = 3;
+  o.shard_index = 3;
+  CHECK_THROWS_AS(Loader(memory_source(27), augment, o), ValueError);
+}

@@ -258,6 +258,31 @@ TEST_CASE("the loader over shards gives the batches of a source listing the same
   CHECK(one == three);
   CHECK(one.second.size() == 13);
   CHECK(!std::is_sorted(one.second.begin(), one.second.end()));
+  // Sharded (data-parallel ranks): each of two loaders streams every record and decodes its half of each
+  // batch; together they deliver the unsharded epoch.
+  o.threads = 2;
+  o.shard_count = 2;
+  std::vector<float> halves;
+  std::vector<double> half_lat;
+  {
+    o.shard_index = 0;
+    Loader r0(set, augment, o);
+    o.shard_index = 1;
+    Loader r1(set, augment, o);
+    r0.begin_epoch(3);
+    r1.begin_epoch(3);
+    while (true) {
+      auto x = r0.next(), y = r1.next();
+      if (!x && !y) break;
+      for (auto* b : {&x, &y}) {
+        if (!*b) continue;
+        halves.insert(halves.end(), (*b)->images.data<float>(), (*b)->images.data<float>() + (*b)->images.numel());
+        half_lat.insert(half_lat.end(), (*b)->latitude.begin(), (*b)->latitude.end());
+      }
+    }
+  }
+  CHECK(halves == one.first);
+  CHECK(half_lat == one.second);
   fs::remove_all(d);
 }
 

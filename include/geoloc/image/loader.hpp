@@ -107,6 +107,13 @@ struct LoaderOptions {
   uint64_t seed = 0;
   Normalization normalization; // ImageNet by default
   bool log_skipped = true;     // one warning (log.hpp) per unreadable sample
+  // Data-parallel training: of every batch (batch_size = the global batch), this loader builds only the
+  // part [shard_index * s, (shard_index + 1) * s), s = batch_size / shard_count (which must divide it):
+  // the loaders of the ranks of a run share the epoch order and each decodes its own samples, exactly the
+  // ones (and the same augmentation) that one unsharded loader puts there. Shards are streamed by every
+  // rank in full (their order must be shared) but each decodes only its part.
+  size_t shard_index = 0;
+  size_t shard_count = 1;
 };
 
 /// Usage: for each epoch, begin_epoch(e) then next() until it returns nullopt.
@@ -135,6 +142,7 @@ class Loader {
 
   /// Batches per epoch, as the slicing of the permutation gives them (before skipping).
   size_t batches_per_epoch() const;
+  const LoaderOptions& options() const { return opt_; }
   /// Samples skipped as unreadable since construction (each epoch counts them again).
   uint64_t skipped() const { return skipped_.load(); }
   /// The visiting order of an epoch (what the workers use); for shards, 0, 1, ... (stream positions).

@@ -16,6 +16,11 @@
 #include "geoloc/pipeline/dataset.hpp"
 #include "geoloc/pipeline/model.hpp"
 
+namespace geoloc::comm {
+class Communicator;
+class GradReducer;
+}  // namespace geoloc::comm
+
 namespace geoloc::pipeline {
 
 struct TrainConfig {
@@ -61,6 +66,13 @@ struct TrainConfig {
   // runs the backend's bf16 reference (f32 math on widened inputs, one rounding per output).
   std::string precision = "f32";
   bool progress = true;
+  // Gradient accumulation: each step runs this many forward/backward passes (micro-batches) per process, of
+  // batch_size / (processes x accumulate) samples each, and averages their gradients; batch_size stays the
+  // global batch of the step. Batch norm normalises each micro-batch with its own statistics.
+  int accumulate = 1;
+  // Data-parallel runs (a communicator of several processes): gradients are all-reduced in buckets of this
+  // many MiB, started while backward runs.
+  double bucket_mb = 4.0;
   /// ValueError naming the first invalid field.
   void validate() const;
   /// The learning-rate schedule of these fields (lr, steps, schedule, warmup_steps, step_size, milestones,
@@ -93,9 +105,22 @@ struct TrainHistory {
   void write(const std::string& stem) const;
 };
 
+/// Data-parallel training (docs/scaling.md): give the Trainer a communicator of N processes (comm.hpp), each
+/// running the same program on the same data set with the same configuration. config.batch_size is the
+/// global batch: each process takes batch_size / N of every step's samples (its shard: the rows a single
+/// process would put at positions [r * b, (r + 1) * b) of the batch, with the same augmentation), so the
+/// shards are disjoint and together cover the data set each epoch. The gradients are averaged over the
+/// processes (bucketed all-reduce during backward, comm::GradReducer), the batch-norm running statistics
+/// too after every step (each process normalises with the statistics of its own samples); every process
+/// then holds the same model. Rank 0 alone evaluates, writes checkpoints (which record the number of
+/// processes: a resume needs the same) and reports progress. N processes with accumulate A train the same
+/// model as one process with accumulate N x A, up to the order of the floating-point sums (bit for bit for
+/// N = 2, A = 1 against one process with A = 2: the sum of two terms does not depend on their order).
 class Trainer {
  public:
   Trainer(GeoModel& model, TrainConfig config);
+  /// A data-parallel trainer over `comm` (which must outlive it); nullptr = one process.
+  Trainer(GeoModel& model, TrainConfig config, comm::Communicator* comm);
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
@@ -111,8 +136,8 @@ class Trainer {
   /// continues exactly, except where unreadable samples ended an earlier epoch early: the run then moved on
   /// to the next epoch, which a resume does not know.
   const TrainHistory& fit(image::Loader& loader, const Dataset* val = nullptr, int64_t until = -1);
-  /// One file, written atomically: the model (weights, partitions, ...), the optimiser state and the
-  /// step. The data order and augmentation are functions of (seed, step), so resuming from it
+  /// One file, written atomically: the model (weights, partitions, ...), the optimiser state, the step and
+  /// the number of processes (data-parallel training: rank 0 writes it; resume() needs the same number). The data order and augmentation are functions of (seed, step), so resuming from it
   /// continues exactly as an uninterrupted run would.
   void save_checkpoint(const std::string& path) const;
   /// Restores weights, optimiser state and step from save_checkpoint()'s file. IoError when the
@@ -128,10 +153,18 @@ class Trainer {
     std::vector<int> scene, country;
   };
   nn::MultitaskTargets targets(const BatchLabels& y) const;
-  /// The training loop: next_batch(step, labels) supplies each step's input and fills its labels.
+  /// The training loop: next_batch(step, shard, shards, labels) supplies micro-batch `shard` of `shards`
+  /// (shard = rank x accumulate + micro-batch) of each step and fills its labels.
   const TrainHistory& run(int64_t until, const Dataset* val,
-                          const std::function<Tensor(int64_t step, BatchLabels& labels)>& next_batch);
-  Tensor make_batch(const Dataset& data, const std::vector<size_t>& rows, int64_t step, bool augment) const;
+                          const std::function<Tensor(int64_t step, int shard, int shards, BatchLabels& labels)>& next_batch);
+  /// The batch of `rows`; sample j's augmentation is that of position first + j of the step's global batch.
+  Tensor make_batch(const Dataset& data, const std::vector<size_t>& rows, int64_t step, bool augment,
+                    size_t first = 0) const;
+  int rank() const;
+  int world() const;
+  /// The loader batch of `step` (see fit(Loader&)); `epoch`: the loader's current epoch, advanced here.
+  static std::optional<image::Batch> next_loader_batch(image::Loader& loader, int64_t step, int64_t per_epoch,
+                                                       int64_t& epoch);
   GeoModel& model_;
   TrainConfig cfg_;
   int64_t step_ = 0;
