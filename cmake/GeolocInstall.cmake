@@ -15,6 +15,12 @@ install(TARGETS geoloc_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(DIRECTORY data/ DESTINATION ${CMAKE_INSTALL_DATADIR}/geoloc)
 set(_cmakedir ${CMAKE_INSTALL_LIBDIR}/cmake/geoloc)
 install(EXPORT geolocTargets NAMESPACE geoloc:: DESTINATION ${_cmakedir})
+# a static geoloc_pipeline links FAISS privately: the consumer's link needs it (libgeoloc.so holds it inside)
+if(GEOLOC_HAS_FAISS AND NOT BUILD_SHARED_LIBS)
+  set(GEOLOC_FAISS_DEPENDENCY ON)
+else()
+  set(GEOLOC_FAISS_DEPENDENCY OFF)
+endif()
 configure_package_config_file(cmake/geolocConfig.cmake.in ${CMAKE_BINARY_DIR}/geolocConfig.cmake
                               INSTALL_DESTINATION ${_cmakedir})
 write_basic_package_version_file(${CMAKE_BINARY_DIR}/geolocConfigVersion.cmake COMPATIBILITY SameMinorVersion)
@@ -45,6 +51,9 @@ else()
     string(APPEND GEOLOC_PC_LIBS " -l${_n}")
   endforeach()
   string(APPEND GEOLOC_PC_LIBS " -lturbojpeg -larchive")  # geoloc_image: JPEG decoding, tar shards
+  if(GEOLOC_HAS_FAISS)  # geoloc_pipeline: Debian's static libfaiss.a, its OpenMP runtime, BLAS and LAPACK
+    string(APPEND GEOLOC_PC_LIBS " -lfaiss ${OpenMP_CXX_FLAGS} -llapack -lblas")
+  endif()
   if(GEOLOC_HAS_CUDA)  # the CUDA backend inside geoloc_core: runtime, cuBLAS(Lt), cuDNN
     get_filename_component(_cudnn_dir ${CUDNN_LIBRARY} DIRECTORY)
     string(APPEND GEOLOC_PC_LIBS " -L${CUDAToolkit_LIBRARY_DIR} -L${_cudnn_dir} -Wl,-rpath,${CUDAToolkit_LIBRARY_DIR}"
