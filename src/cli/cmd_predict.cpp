@@ -11,6 +11,7 @@
 #include "geoloc/pipeline/eval.hpp"
 #include "geoloc/pipeline/knn.hpp"
 #include "geoloc/viz/probability_map.hpp"
+#include "knn_args.hpp"
 
 namespace geoloc::cli {
 namespace {
@@ -26,6 +27,9 @@ int run_predict(int argc, char** argv) {
              {"refine-k", "neighbours searched within the top cells, for --strategy refine or rank", false, "16"},
              {"refine-cells", "top finest cells searched, for --strategy refine or rank", false, "5"},
              {"refine-radius", "cluster radius in km, for --strategy refine or rank", false, "300"},
+             {"nprobe", "FAISS IVF index: lists visited per query (overrides the index's)"},
+             {"ef-search", "FAISS HNSW index: candidate list size (overrides the index's)"},
+             {"faiss-params", "other FAISS search parameters, e.g. k_factor_rf=8 (overrides the index's)"},
              {"snap-to-land", "move predictions at sea to the nearest coast", true},
              {"five-crop", "average five crops per image", true},
              {"max-crops", "with --five-crop: max instead of mean over crops", true},
@@ -49,6 +53,7 @@ int run_predict(int argc, char** argv) {
     shards = std::make_unique<image::ShardSet>(image::expand_shard_pattern(args.get("shards")), "", false);
   pipeline::GeoModel model = pipeline::GeoModel::load(args.get("model"));
   if (args.has("knn")) model.knn = pipeline::KnnIndex::load(args.get("knn"));
+  apply_faiss_search_args(args, model.knn);  // query-time FAISS parameters (docs/scaling.md)
   const Device device = Device::parse(args.get("device"));
   model.net->to(device);
   if (!model.knn.empty()) model.knn = model.knn.to(device);  // searches run where the network runs
