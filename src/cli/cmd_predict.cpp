@@ -12,6 +12,7 @@
 #include "geoloc/pipeline/knn.hpp"
 #include "geoloc/viz/probability_map.hpp"
 #include "knn_args.hpp"
+#include "predict_stream.hpp"
 
 namespace geoloc::cli {
 namespace {
@@ -37,12 +38,21 @@ int run_predict(int argc, char** argv) {
              {"map-dir", "write a probability map PNG per answer into this folder"},
              {"shards", "read the images from tar / MessagePack shards ('dir/{000..099}.tar', globs, lists) "
                         "instead of files: streamed in batches, one JSON line per record (\"image\": shard:key)"},
-             {"batch", "with --shards: images per forward pass", false, "64"},
+             {"batch", "with --shards or --manifest: images per forward pass", false, "64"},
+             {"manifest", "predict every row of this CSV (an 'image' column; other columns ignored) into --out, "
+                          "streamed in batches (docs/scaling.md)"},
+             {"out", "with --manifest: JSON lines file, one line per row in manifest order"},
+             {"resume", "with --manifest: continue an interrupted --out from its last whole batch (same --batch: the same file as an uninterrupted run)", true},
              {"device", "cpu or cuda", false, "cpu"}});
   if (!args.parse(argc, argv)) return 0;
   const auto& files = args.positional();
   const bool from_shards = args.has("shards");
-  GEOLOC_CHECK(from_shards || !files.empty(), ValueError, "no image given (see geoloc predict --help)");
+  const bool from_manifest = args.has("manifest");
+  GEOLOC_CHECK(from_shards || from_manifest || !files.empty(), ValueError, "no image given (see geoloc predict --help)");
+  GEOLOC_CHECK(!from_manifest || (files.empty() && !from_shards && !args.flag("place")), ValueError,
+               "--manifest takes no image files, --shards or --place");
+  GEOLOC_CHECK(from_manifest || (!args.has("out") && !args.flag("resume")), ValueError, "--out and --resume go with --manifest");
+  GEOLOC_CHECK(!from_manifest || args.has("out"), ValueError, "--manifest needs --out FILE.jsonl");
   GEOLOC_CHECK(!from_shards || files.empty(), ValueError, "give image files or --shards, not both");
   GEOLOC_CHECK(!from_shards || !args.flag("place"), ValueError, "--place takes image files, not --shards");
   const int64_t batch = args.get_int("batch");
@@ -51,6 +61,8 @@ int run_predict(int argc, char** argv) {
   std::unique_ptr<image::ShardSet> shards;
   if (from_shards)
     shards = std::make_unique<image::ShardSet>(image::expand_shard_pattern(args.get("shards")), "", false);
+  ManifestRun manifest_run{args.get("manifest", ""), args.get("out", ""), args.flag("resume"), batch, 0};
+  if (from_manifest) check_manifest_run(manifest_run);  // before the model is loaded
   pipeline::GeoModel model = pipeline::GeoModel::load(args.get("model"));
   if (args.has("knn")) model.knn = pipeline::KnnIndex::load(args.get("knn"));
   apply_faiss_search_args(args, model.knn);  // query-time FAISS parameters (docs/scaling.md)
@@ -89,6 +101,7 @@ int run_predict(int argc, char** argv) {
   const bool place = args.flag("place");
   std::map<std::string, int> stem_count;
   for (const auto& f : files) ++stem_count[std::filesystem::path(f).stem().string()];
+  std::vector<std::string>* collect = nullptr;  // --manifest: lines go here instead of stdout
   // One JSON line (and map) for answer i of hp; `name` is the file or shard:key, `stem` the map's name.
   auto emit = [&](const pipeline::HeadProbabilities& hp, int64_t i, const std::string& name, std::string stem) {
     const pipeline::Prediction p = predictor.decide(hp, i, po);
@@ -123,7 +136,10 @@ int run_predict(int argc, char** argv) {
       maps->write(png, hp.row(model.finest().name, i), spec);
       j["map"] = png;
     }
-    std::printf("%s\n", j.dump().c_str());
+    if (collect)
+      collect->push_back(j.dump());
+    else
+      std::printf("%s\n", j.dump().c_str());
   };
   auto answer = [&](std::vector<image::Image>& imgs) {
     pipeline::HeadProbabilities hp =
@@ -133,6 +149,22 @@ int run_predict(int argc, char** argv) {
     predictor.prepare(hp, po);  // the neighbour searches of knn and refine, batched
     return hp;
   };
+  if (from_manifest) {  // streamed, ordered, resumable (predict_stream.hpp)
+    manifest_run.resize = model.preprocess.resize;
+    predict_manifest(manifest_run, [&](std::vector<image::Image>& imgs, const std::vector<std::string>& names) {
+      std::vector<std::string> lines;
+      collect = &lines;
+      const pipeline::HeadProbabilities hp = answer(imgs);
+      for (int64_t i = 0; i < hp.n; ++i) {
+        std::string stem = names[static_cast<size_t>(i)];
+        std::replace(stem.begin(), stem.end(), '/', '_');
+        emit(hp, i, names[static_cast<size_t>(i)], stem);
+      }
+      collect = nullptr;
+      return lines;
+    });
+    return 0;
+  }
   if (!from_shards) {
     const pipeline::HeadProbabilities hp = answer(images);
     for (int64_t i = 0; i < hp.n; ++i) {
