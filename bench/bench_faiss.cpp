@@ -12,7 +12,7 @@
 //       queries_per_s_cpu = queries per CPU second x threads, the rate on that many otherwise idle cores
 //
 // Every step prints one JSON line per result. --threads (default 2) sets geoloc's pool, hence FAISS's
-// OpenMP threads. The data: K = 1024 cluster centres uniform on the unit sphere of R^D; row i lies in
+// OpenMP threads. The data: K = 256 cluster centres uniform on the unit sphere of R^D; row i lies in
 // cluster c(i) (a hash of i) at normalise(mu_c + 0.6 P h + 0.1 n), h ~ N(0, I_32)/sqrt(32) in a 32-
 // dimensional subspace P shared by all clusters, n ~ N(0, I_D)/sqrt(D) isotropic noise: an intrinsic
 // dimension of about 32, as measured for image embeddings, whatever D. Row i is a pure function of
@@ -43,7 +43,7 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr int kClusters = 1024, kLatent = 32, kTop = 10;
+constexpr int kClusters = 256, kLatent = 32, kTop = 10;
 constexpr uint64_t kQueryStream = 0x5157e5ULL;  // queries: rows of another stream
 
 uint64_t splitmix(uint64_t& s) {

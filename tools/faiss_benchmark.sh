@@ -8,7 +8,7 @@
 #   e.g. tools/faiss_benchmark.sh 128 1000000 'IVF4096,SQ8|nprobe=8;nprobe=16;nprobe=32' 'HNSW32|efSearch=64'
 #
 # Environment: BUILD_DIR (default build), OUT (default /tmp/geoloc-faiss-bench), THREADS (default 2),
-# QUERIES (default 1000), TRAIN (training rows, default 262144), NICE (default 5),
+# QUERIES (default 1000), TRAIN (training rows, default 262144), NICE (default 5), OMP_WAIT_POLICY (default PASSIVE),
 # BLAS_DIR: a folder holding another libblas.so.3/liblapack.so.3 to use through LD_LIBRARY_PATH, e.g. OpenBLAS
 # unpacked from libopenblas0-openmp without installing it (Debian's default libblas.so.3 is the reference BLAS,
 # which makes FAISS's k-means training and batched exact search many times slower; see docs/scaling.md).
@@ -24,6 +24,9 @@ NICE="${NICE:-5}"
 BENCH="$BUILD_DIR/bin/geoloc_bench_faiss"
 [[ $# -ge 3 ]] || { sed -n '2,16p' "$0" >&2; exit 2; }
 [[ -x "$BENCH" ]] || { echo "faiss_benchmark.sh: $BENCH not found (cmake --build $BUILD_DIR --target geoloc_bench_faiss)" >&2; exit 1; }
+# Idle OpenMP threads sleep instead of spinning (FAISS's loops are OpenMP). On cores shared with other work
+# the default policy made FAISS's PQ training 8x slower here (docs/scaling.md); OMP_WAIT_POLICY=ACTIVE to compare.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 if [[ -n "${BLAS_DIR:-}" ]]; then
   export LD_LIBRARY_PATH="$BLAS_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
