@@ -29,7 +29,7 @@ install(FILES ${CMAKE_BINARY_DIR}/geolocConfig.cmake ${CMAKE_BINARY_DIR}/geolocC
 
 # pkg-config: geoloc.pc beside the CMake package (lib/pkgconfig). Shared: -lgeoloc; static: the component
 # archives in link order and the libraries they use (s2geometry and the Abseil pieces its headers call,
-# stb, libjpeg-turbo, libarchive, threads, dl).
+# stb, libjpeg-turbo, libarchive, zlib, threads, dl).
 set(GEOLOC_PC_REQUIRES "")  # shared: the public headers need no third-party package
 if(BUILD_SHARED_LIBS)
   set(GEOLOC_PC_LIBS "-L\${libdir} -lgeoloc")
@@ -50,7 +50,7 @@ else()
     string(REGEX REPLACE "^lib" "" _n ${_n})
     string(APPEND GEOLOC_PC_LIBS " -l${_n}")
   endforeach()
-  string(APPEND GEOLOC_PC_LIBS " -lturbojpeg -larchive")  # geoloc_image: JPEG decoding, tar shards
+  string(APPEND GEOLOC_PC_LIBS " -lturbojpeg -larchive -lz")  # geoloc_image: JPEG decoding, tar shards, PNG guard
   if(GEOLOC_HAS_FAISS)  # geoloc_pipeline: Debian's static libfaiss.a, its OpenMP runtime, BLAS and LAPACK
     string(APPEND GEOLOC_PC_LIBS " -lfaiss ${OpenMP_CXX_FLAGS} -llapack -lblas")
   endif()

@@ -19,7 +19,7 @@ target_compile_features(geoloc PUBLIC cxx_std_20)
 # the public headers have no third-party types (scripts/check-public-headers.sh): every dependency is private
 target_link_libraries(geoloc PUBLIC Threads::Threads
                       PRIVATE nlohmann_json::nlohmann_json Eigen3::Eigen geoloc::s2 geoloc::stb
-                              libjpeg-turbo::turbojpeg LibArchive::LibArchive ${CMAKE_DL_LIBS})
+                              libjpeg-turbo::turbojpeg LibArchive::LibArchive ZLIB::ZLIB ${CMAKE_DL_LIBS})
 # what geoloc_image sets: msgpack-cxx header-only, without Boost
 target_include_directories(geoloc PRIVATE ${MSGPACK_CXX_INCLUDE_DIR})
 target_compile_definitions(geoloc PRIVATE MSGPACK_NO_BOOST)

@@ -6,8 +6,9 @@
 //
 // Temporary names are short, whatever the target's length: ".geoloc-<pid>-<n>.tmp" in the target's
 // folder (a legal output name never makes an illegal temporary one). A process killed while writing
-// leaves its temporary behind; the next write into that folder removes the temporaries of processes
-// that no longer run, so an interrupted, resumed training run ends with no stray file.
+// (SIGKILL: no handler runs) leaves its temporaries behind; the next write into that folder removes the
+// ".geoloc-<pid>-*" files and folders of processes that no longer run, so an interrupted, resumed
+// training run ends with no stray file. (SIGINT, SIGTERM and SIGHUP are cleaned up by the CLI itself.)
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -22,6 +23,7 @@
 #include <functional>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "geoloc/error.hpp"
 
@@ -32,28 +34,32 @@ namespace detail {
 inline constexpr const char* kTempPrefix = ".geoloc-";
 inline constexpr const char* kTempSuffix = ".tmp";
 
-/// The pid a temporary file name ".geoloc-<pid>-<n>.tmp" carries, or -1 for any other name.
+/// The pid in the name of a temporary of geoloc (".geoloc-<pid>-..." : write_file_atomic's files, the
+/// CLI's reserved outputs and the demo's temporary folder), or -1 for any other name.
 inline long temp_file_pid(const std::string& name) {
-  const size_t plen = std::strlen(kTempPrefix), slen = std::strlen(kTempSuffix);
-  if (name.size() <= plen + slen || name.compare(0, plen, kTempPrefix) != 0 ||
-      name.compare(name.size() - slen, slen, kTempSuffix) != 0)
-    return -1;
+  const size_t plen = std::strlen(kTempPrefix);
+  if (name.size() <= plen || name.compare(0, plen, kTempPrefix) != 0) return -1;
   char* end = nullptr;
   const long pid = std::strtol(name.c_str() + plen, &end, 10);
   return pid > 0 && end && *end == '-' ? pid : -1;
 }
 
-/// Removes the temporaries of processes that no longer run from `dir` (best effort, never throws).
+/// Removes the temporaries (files or folders) of processes that no longer run from `dir`: what a killed
+/// process left (best effort, never throws).
 inline void remove_stale_temp_files(const std::filesystem::path& dir) {
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::directory_iterator it(dir.empty() ? fs::path(".") : dir, ec), end;
+  std::vector<fs::path> stale;
   for (; !ec && it != end; it.increment(ec)) {
     const long pid = temp_file_pid(it->path().filename().string());
     if (pid <= 0 || pid == static_cast<long>(::getpid())) continue;
     if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to ask)
+    stale.push_back(it->path());
+  }
+  for (const auto& p : stale) {
     std::error_code rm;
-    fs::remove(it->path(), rm);
+    fs::remove_all(p, rm);
   }
 }
 
@@ -85,12 +91,13 @@ inline void write_file_atomic(const std::string& path, const std::function<void(
                               std::to_string(counter.fetch_add(1)) + detail::kTempSuffix);
   try {
     {
+      errno = 0;
       std::ofstream out(tmp, binary ? std::ios::binary | std::ios::trunc : std::ios::trunc);
       GEOLOC_CHECK(out.good(), IoError, "cannot write '", path, "': cannot create a file in '",
                    dir.empty() ? std::string(".") : dir.string(), "': ", std::strerror(errno));
       write(out);
       out.flush();
-      GEOLOC_CHECK(out.good(), IoError, "writing '", path, "' failed (disk full?)");
+      GEOLOC_CHECK(out.good(), IoError, "writing '", path, "' failed: ", errno ? std::strerror(errno) : "disk full?");
     }
     detail::sync_path(tmp, false, "the new contents of " + path);
     std::error_code ec;

@@ -8,10 +8,45 @@
 
 namespace geoloc {
 
-/// Base of every exception geoloc throws.
+namespace detail {
+/// Control characters written as escapes, so that a message quoting hostile input stays one line and
+/// whole: what() is a C string, which a NUL byte would cut short, and a newline or an escape sequence
+/// from a file would break the one-line error or drive the terminal. NUL becomes \0, \n \r \t stay
+/// readable as \n \r \t, other bytes below 0x20 and 0x7F become \xNN. Backslashes are left alone, so
+/// escaping an escaped message again changes nothing.
+inline std::string escape_controls(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c < 0x20 || c == 0x7F);
+  if (n == 0) return s;
+  static const char hex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(s.size() + 3 * n);
+  for (unsigned char c : s) {
+    if (c >= 0x20 && c != 0x7F) {
+      out += static_cast<char>(c);
+    } else if (c == 0) {
+      out += "\\0";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+}  // namespace detail
+
+/// Base of every exception geoloc throws. The message is one line: control characters (which can
+/// only come from quoted input) are escaped (detail::escape_controls).
 class Error : public std::runtime_error {
  public:
-  explicit Error(const std::string& what) : std::runtime_error(what) {}
+  explicit Error(const std::string& what) : std::runtime_error(detail::escape_controls(what)) {}
 };
 /// A tensor had the wrong shape, dtype, device or layout for an operation.
 class ShapeError : public Error { using Error::Error; };

@@ -9,7 +9,7 @@
 
 namespace geoloc {
 
-/// Threads of the pool, the calling thread included; n <= 0 = all cores (the default).
+/// Threads of the pool, the calling thread included; n <= 0 = all cores (the default), at most 65535.
 void set_num_threads(int n);
 int num_threads();
 

@@ -23,19 +23,29 @@ int run_demo(int argc, char** argv) {
   if (!args.parse(argc, argv)) return 0;
   pipeline::DemoConfig c;
   c.size = args.flag("quick") ? "quick" : args.get("size");
+  GEOLOC_CHECK(!args.flag("quick") || !args.has("size"), ValueError, "give --quick or --size, not both");
   c.preset = args.get("preset");
-  c.out_dir = args.get("out");
-  c.maps = static_cast<int>(args.get_int("maps"));
-  c.seed = static_cast<uint64_t>(args.get_int("seed"));
+  c.maps = static_cast<int>(args.get_int("maps", 0, 1000));
+  c.seed = static_cast<uint64_t>(args.get_int("seed", 0, INT64_MAX));
   c.device = args.get("device");
-  c.steps = args.get_int("steps");
+  usable_device(c.device);
+  c.steps = args.get_int("steps", 0, INT64_MAX);
   c.optimizer = args.get("optimizer", "");
   c.unit = geo::parse_distance_unit(args.get("unit"));
+  // The run writes into a temporary folder beside --out, moved into place at the end: a run that fails
+  // leaves no half-filled folder (no model without its metrics).
+  Outputs outputs;
+  const std::string out = args.get("out");
+  c.out_dir = outputs.folder_contents(out, "--out");
   std::printf("geoloc demo: learning where on Earth a picture was taken, from NASA imagery (preset %s, size %s)\n",
               c.preset.c_str(), c.size.c_str());
-  std::fflush(stdout);
+  check_stdout();  // a lost standard output fails now, not after minutes of work
   const pipeline::DemoResult r = pipeline::run_demo(c);
-  std::printf("%s", r.report.c_str());
+  std::string report = r.report;  // names the folder it wrote: --out, not the temporary one
+  for (size_t at = 0; (at = report.find(c.out_dir, at)) != std::string::npos; at += out.size())
+    report.replace(at, c.out_dir.size(), out);
+  std::printf("%s", report.c_str());
+  outputs.commit();
   return 0;
 }
 

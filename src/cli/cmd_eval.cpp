@@ -18,10 +18,9 @@ namespace {
 std::vector<double> parse_thresholds(const std::string& s) {
   std::vector<double> out;
   for (const auto& part : Args::split(s)) {
-    char* end = nullptr;
-    const double v = std::strtod(part.c_str(), &end);
-    GEOLOC_CHECK(!part.empty() && end && *end == 0 && std::isfinite(v) && v > 0, ValueError,
-                 "--thresholds expects positive distances in km separated by commas, got '", part, "'");
+    const double v = parse_double(part, 0, 1e6, "option --thresholds");
+    GEOLOC_CHECK(v > 0, ValueError, "--thresholds expects positive distances in km separated by commas, got '", part,
+                 "'");
     out.push_back(v);
   }
   std::sort(out.begin(), out.end());
@@ -56,33 +55,47 @@ int run_eval(int argc, char** argv) {
   // Options are checked before the model and the data are read.
   const std::vector<double> thresholds = parse_thresholds(args.get("thresholds"));
   const geo::TableOptions table{.unit = geo::parse_distance_unit(args.get("unit"))};
-  pipeline::GeoModel model = pipeline::GeoModel::load(args.get("model"));
-  if (args.has("knn")) model.knn = pipeline::KnnIndex::load(args.get("knn"));
-  apply_faiss_search_args(args, model.knn);  // query-time FAISS parameters (docs/scaling.md)
-  const Device device = Device::parse(args.get("device"));
-  model.net->to(device);
-  if (!model.knn.empty()) model.knn = model.knn.to(device);  // searches run where the network runs
-  const pipeline::Dataset data = read_data(args, model.preprocess.resize);
-  const auto countries = geo::CountryIndex::load_default();
   pipeline::EvalOptions eo;
   eo.strategies.clear();  // exactly the ones asked for
   for (const auto& s : Args::split(args.get("strategies"))) eo.strategies.push_back(pipeline::parse_strategy(s));
   eo.thresholds_km = thresholds;
   eo.five_crop = args.flag("five-crop");
   eo.max_crops = args.flag("max-crops");
-  eo.predict.knn_k = static_cast<int>(args.get_int("knn-k"));
+  GEOLOC_CHECK(!eo.max_crops || eo.five_crop, ValueError, "option --max-crops needs --five-crop");
+  eo.predict.knn_k = static_cast<int>(args.get_int("knn-k", 1, 1 << 20));
   eo.predict.knn_mode = pipeline::parse_knn_mode(args.get("knn-mode"));
-  eo.predict.refine_k = static_cast<int>(args.get_int("refine-k"));
-  eo.predict.refine_cells = static_cast<int>(args.get_int("refine-cells"));
-  eo.predict.refine_radius_km = args.get_double("refine-radius");
-  const pipeline::EvalReport report = pipeline::evaluate_strategies(model, data, &countries, eo);
+  eo.predict.refine_k = static_cast<int>(args.get_int("refine-k", 1, 1 << 20));
+  eo.predict.refine_cells = static_cast<int>(args.get_int("refine-cells", 1, 1 << 20));
+  eo.predict.refine_radius_km = args.get_double("refine-radius", 0, 20038);
+  GEOLOC_CHECK(eo.predict.refine_radius_km > 0, ValueError, "option --refine-radius expects a positive distance in km, got '",
+               args.get("refine-radius"), "'");
+  const Device device = usable_device(args.get("device"));
+  Outputs outputs;
+  for (const char* key : {"model", "data", "knn", "shard-labels"})
+    if (args.has(key)) outputs.input(args.get(key), std::string("--") + key);
+  if (args.has("shards"))
+    for (const auto& p : image::expand_shard_pattern(args.get("shards"))) outputs.input(p, "--shards");
+  const std::string json_tmp = args.has("json") ? outputs.file(args.get("json"), "--json") : "";
+  const std::string calibration_tmp =
+      args.has("calibration") ? outputs.stem(args.get("calibration"), {".json", ".png"}, "--calibration") : "";
+
+  pipeline::GeoModel model = pipeline::GeoModel::load(args.get("model"));
+  if (args.has("knn")) model.knn = pipeline::KnnIndex::load(args.get("knn"));
+  apply_faiss_search_args(args, model.knn);  // query-time FAISS parameters (docs/scaling.md)
+  model.net->to(device);
+  if (!model.knn.empty()) model.knn = model.knn.to(device);  // searches run where the network runs
+  const std::unique_ptr<pipeline::RowSource> data = read_rows(args, model.preprocess.resize);
+  const auto countries = geo::CountryIndex::load_default();
+  const pipeline::EvalReport report = pipeline::evaluate_strategies(model, *data, &countries, eo);
+  report_skipped(*data);
+  if (!calibration_tmp.empty()) report.write_calibration(calibration_tmp);
+  if (!json_tmp.empty()) {
+    const std::string j = report.to_json();
+    write_file_atomic(json_tmp, [&](std::ostream& os) { os << j << "\n"; }, false);
+  }
   std::printf("%s", report.table(table).c_str());
   std::printf("%s", report.calibration_table().c_str());
-  if (args.has("calibration")) report.write_calibration(args.get("calibration"));
-  if (args.has("json")) {
-    const std::string j = report.to_json();
-    write_file_atomic(args.get("json"), [&](std::ostream& os) { os << j << "\n"; }, false);
-  }
+  outputs.commit();
   return 0;
 }
 

@@ -16,9 +16,12 @@ int run_forward(int argc, char** argv) {
                   {"arch", "backbone architecture (default: the weights' __metadata__ 'arch')", false, ""},
                   {"device", "cpu or cuda[:N]", false, "cpu"}});
   if (!args.parse(argc, argv)) return 0;
-  GEOLOC_CHECK(args.positional().empty(), ValueError, "unexpected argument '", args.positional().front(), "'");
-  const std::string wpath = args.get("weights"), ipath = args.get("input"), opath = args.get("output");
-  const Device dev = Device::parse(args.get("device"));
+  const std::string wpath = args.get("weights"), ipath = args.get("input");
+  const Device dev = cli::usable_device(args.get("device"));
+  cli::Outputs outputs;
+  outputs.input(wpath, "--weights");
+  outputs.input(ipath, "--input");
+  const std::string opath = outputs.file(args.get("output"), "--output");
 
   const auto wfile = safetensors::File::open(wpath);
   std::optional<std::string> arch;
@@ -49,6 +52,7 @@ int run_forward(int argc, char** argv) {
   std::vector<std::pair<std::string, Tensor>> result{{"embedding", out.embedding.to(Device::cpu())}};
   for (const auto& [name, t] : out.logits) result.emplace_back("heads." + name, t.to(Device::cpu()));
   safetensors::write(opath, result, {{"arch", net.config().name()}, {"heads", net.geo_config().heads_string()}});
+  outputs.commit();
   return 0;
 }
 

@@ -1,8 +1,10 @@
 // geoloc import: weights converted from PyTorch + the partition CSVs they were trained with -> one model file.
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 
 #include "cli.hpp"
+#include "geoloc/detail/input_file.hpp"
 #include "geoloc/pipeline/import.hpp"
 
 namespace geoloc::cli {
@@ -10,12 +12,8 @@ namespace {
 
 std::vector<float> three_floats(const Args& args, const std::string& key, const std::string& fallback) {
   std::vector<float> v;
-  for (const auto& s : Args::split(args.get(key, fallback))) {
-    char* end = nullptr;
-    const float x = std::strtof(s.c_str(), &end);
-    GEOLOC_CHECK(!s.empty() && end && *end == 0, ValueError, "--", key, ": '", s, "' is not a number");
-    v.push_back(x);
-  }
+  for (const auto& s : Args::split(args.get(key, fallback)))
+    v.push_back(static_cast<float>(parse_double(s, -1e6, 1e6, "option --" + key)));
   GEOLOC_CHECK(v.size() == 3, ValueError, "--", key, " needs three comma-separated values (R,G,B), got ", v.size());
   return v;
 }
@@ -24,8 +22,7 @@ std::vector<std::string> scene_names(const Args& args) {
   if (args.has("scenes")) return Args::split(args.get("scenes"));
   if (!args.has("scenes-file")) return {};
   const std::string path = args.get("scenes-file");
-  std::ifstream f(path);
-  GEOLOC_CHECK(f.good(), IoError, "cannot open '", path, "' for reading");
+  std::istringstream f(detail::read_input_file(path, "scenes file", 64 << 20));
   std::vector<std::string> names;
   for (std::string line; std::getline(f, line);) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -52,19 +49,27 @@ int run_import(int argc, char** argv) {
   spec.weights = args.get("weights");
   spec.partitions = Args::split(args.get("partitions"));
   const std::string out = args.get("out");
-  check_output_path(out);
   if (args.has("arch")) spec.arch = args.get("arch");
-  spec.scene_names = scene_names(args);
-  spec.preprocess.resize = static_cast<int>(args.get_int("resize"));
-  spec.preprocess.crop = static_cast<int>(args.get_int("crop"));
+  spec.preprocess.resize = static_cast<int>(args.get_int("resize", 1, 8192));
+  spec.preprocess.crop = static_cast<int>(args.get_int("crop", 1, 8192));
   const auto mean = three_floats(args, "mean", "0.485,0.456,0.406"), std = three_floats(args, "std", "0.229,0.224,0.225");
   for (int c = 0; c < 3; ++c) {
     spec.preprocess.mean[c] = mean[c];
     spec.preprocess.std[c] = std[c];
+    GEOLOC_CHECK(std[c] > 0, ValueError, "option --std expects positive values, got '", args.get("std", ""), "'");
   }
+  spec.preprocess.validate();
+  Outputs outputs;
+  outputs.input(spec.weights, "--weights");
+  for (const auto& p : spec.partitions) outputs.input(p, "--partitions");
+  if (args.has("scenes-file")) outputs.input(args.get("scenes-file"), "--scenes-file");
+  const std::string out_tmp = outputs.file(out, "--out");
+  spec.scene_names = scene_names(args);
+  for (const auto& n : spec.scene_names) check_utf8(n, "scene name");
   pipeline::ImportReport report;
   const pipeline::GeoModel model = pipeline::import_model(spec, &report);
-  model.save(out);
+  model.save(out_tmp);
+  outputs.commit();
   std::string heads;
   for (size_t i = 0; i < report.head_names.size(); ++i)
     heads += (i ? ", " : "") + report.head_names[i] + " " + std::to_string(report.classes[i]);

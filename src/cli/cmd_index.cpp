@@ -1,5 +1,7 @@
 // geoloc index: the k-NN index of a model's embeddings over a manifest (or shards), exact or with FAISS.
+#include <cstdint>
 #include <cstdio>
+#include <limits>
 
 #include "cli.hpp"
 #include "data_args.hpp"
@@ -29,25 +31,32 @@ int run_index(int argc, char** argv) {
   pipeline::FaissOptions fo;
   fo.spec = args.get("faiss", "");
   fo.params = faiss_params_from_args(args);
-  fo.train_rows = args.get_int("train-rows");
+  fo.train_rows = args.get_int("train-rows", 0, std::numeric_limits<int32_t>::max());
   GEOLOC_CHECK(args.has("faiss") || (fo.params.empty() && fo.train_rows == 0), ValueError,
                "--nprobe, --ef-search, --faiss-params and --train-rows need --faiss SPEC");
   GEOLOC_CHECK(!args.has("faiss") || !fo.spec.empty(), ValueError, "--faiss needs an index spec (e.g. HNSW32, IVF4096,SQ8)");
-  GEOLOC_CHECK(fo.train_rows >= 0, ValueError, "--train-rows must not be negative, got ", fo.train_rows);
   GEOLOC_CHECK(fo.spec.empty() || pipeline::faiss_available(), ValueError, "--faiss ", fo.spec,
                ": this geoloc was built without FAISS (install libfaiss-dev and configure again; docs/scaling.md)");
-  check_output_path(args.get("out"));
+  const Device device = usable_device(args.get("device"));
+  Outputs outputs;
+  for (const char* key : {"model", "data", "shard-labels"})
+    if (args.has(key)) outputs.input(args.get(key), std::string("--") + key);
+  if (args.has("shards"))
+    for (const auto& p : image::expand_shard_pattern(args.get("shards"))) outputs.input(p, "--shards");
+  const std::string out = outputs.file(args.get("out"), "--out");
   pipeline::GeoModel model = pipeline::GeoModel::load(args.get("model"));
-  model.net->to(Device::parse(args.get("device")));
-  const pipeline::Dataset data = read_data(args, model.preprocess.resize);
-  pipeline::KnnIndex index = pipeline::build_knn_index(model, data);
+  model.net->to(device);
+  const std::unique_ptr<pipeline::RowSource> data = read_rows(args, model.preprocess.resize);
+  pipeline::KnnIndex index = pipeline::build_knn_index(model, *data);  // IoError when no image is readable
+  report_skipped(*data);
   if (!fo.spec.empty()) index.build_faiss(fo);
-  index.save(args.get("out"));
+  index.save(out);
   std::printf("k-NN index of %zu images (dimension %lld", index.coords.size(), static_cast<long long>(index.dim()));
   if (index.has_faiss())
     std::printf(", FAISS %s, %s", index.faiss_spec().c_str(),
                 index.search_params().empty() ? "no search parameters" : index.search_params().c_str());
   std::printf("): %s\n", args.get("out").c_str());
+  outputs.commit();
   return 0;
 }
 

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
@@ -25,24 +26,70 @@ namespace {
 
 std::vector<int64_t> parse_int_list(const std::string& s, const std::string& what) {
   std::vector<int64_t> out;
-  for (const auto& part : Args::split(s)) {
-    char* end = nullptr;
-    long long v = std::strtoll(part.c_str(), &end, 10);
-    GEOLOC_CHECK(!part.empty() && end && *end == 0 && v > 0, ValueError, "--", what, " expects positive integers, got '",
-                 part, "'");
-    out.push_back(v);
-  }
+  for (const auto& part : Args::split(s)) out.push_back(parse_int(part, 1, INT64_MAX, "option --" + what));
   return out;
 }
 
-// Writes the model and its training curve (curve stem: --curve, else <model>-curve).
-void write_outputs(const Args& args, const pipeline::GeoModel& model, const pipeline::TrainHistory& hist) {
-  const std::string out = args.get("out");
-  const std::string stem = args.get("curve", "");
-  const std::string curve = stem.empty() ? std::filesystem::path(out).replace_extension("").string() + "-curve" : stem;
-  hist.write(curve);  // first: a failure here leaves no model behind that looks like a finished run
-  model.save(out);
-  std::printf("model: %s\ntraining curve: %s.png, %s.json\n", out.c_str(), curve.c_str(), curve.c_str());
+// The training curve's stem: --curve, else <model>-curve.
+std::string curve_stem(const Args& args) {
+  const std::string out = args.get("out"), stem = args.get("curve", "");
+  return stem.empty() ? std::filesystem::path(out).replace_extension("").string() + "-curve" : stem;
+}
+
+// The files of this run: every input (which no output may overwrite) and the outputs, registered and
+// checked before any work; the model and the curve are written to temporaries and renamed together.
+struct TrainFiles {
+  Outputs outputs;
+  std::string model, curve;  // temporaries to write
+};
+
+void register_files(const Args& args, TrainFiles& f) {
+  for (const char* key : {"train", "val", "pretrained", "resume", "shard-labels"})
+    if (args.has(key)) f.outputs.input(args.get(key), std::string("--") + key);
+  if (args.has("partitions"))
+    for (const auto& p : Args::split(args.get("partitions"))) f.outputs.input(p, "--partitions");
+  if (args.has("shards"))
+    for (const auto& p : image::expand_shard_pattern(args.get("shards"))) f.outputs.input(p, "--shards");
+  f.model = f.outputs.file(args.get("out"), "--out");
+  f.curve = f.outputs.stem(curve_stem(args), {".json", ".png"}, "--curve");
+  // Rewritten during the run (it is meant to outlive a failure): not part of the transaction, but it
+  // must not be another input or output. The --resume file is the usual --checkpoint.
+  if (args.has("checkpoint")) f.outputs.side_file(args.get("checkpoint"), "--checkpoint", "--resume");
+}
+
+// Writes the model and its training curve to their temporaries, then renames both into place.
+void write_outputs(const Args& args, TrainFiles& f, const pipeline::GeoModel& model, const pipeline::TrainHistory& hist) {
+  hist.write(f.curve);
+  model.save(f.model);
+  const std::string curve = curve_stem(args);
+  std::printf("model: %s\ntraining curve: %s.png, %s.json\n", args.get("out").c_str(), curve.c_str(), curve.c_str());
+  f.outputs.commit();
+}
+
+// The step a --resume checkpoint holds (from its metadata; the full check is Trainer::resume), or -1.
+int64_t checkpoint_step(const std::string& path) {
+  const auto meta = safetensors::File::open(path).metadata();
+  const auto it = meta.find("checkpoint");
+  if (it == meta.end()) return -1;
+  try {
+    return nlohmann::json::parse(it->second).at("step").get<int64_t>();
+  } catch (const nlohmann::json::exception&) {
+    return -1;
+  }
+}
+
+// Resuming a checkpoint past --steps would "succeed" with a model trained longer than asked. One exactly at
+// --steps (a run killed after its last checkpoint, before the model was written) trains nothing and
+// writes the model.
+void check_resume_step(const std::string& path, int64_t step, int64_t steps) {
+  GEOLOC_CHECK(step <= steps, ValueError, "--resume '", path, "' is at step ", step, ", past --steps ", steps,
+               ": nothing left to train (give --steps ", step, " or more to continue)");
+}
+
+// A checkpoint at the last step too (the interval's checkpoints may stop short of it).
+void final_checkpoint(const pipeline::Trainer& trainer, const pipeline::TrainConfig& tc) {
+  if (!tc.checkpoint_path.empty() && (tc.checkpoint_every == 0 || trainer.step() % tc.checkpoint_every != 0))
+    trainer.save_checkpoint(tc.checkpoint_path);
 }
 
 // The --val manifest decoded at the model's size, or null.
@@ -56,9 +103,11 @@ std::unique_ptr<pipeline::Dataset> validation_set(const Args& args, const pipeli
 // --epochs E as a step count for n training images.
 int64_t steps_for(const Args& args, int64_t fallback, size_t n, int batch) {
   if (!args.has("epochs")) return fallback;
-  const double e = args.get_double("epochs");
-  GEOLOC_CHECK(e > 0, ValueError, "--epochs must be positive, got ", e);
-  return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(e * static_cast<double>(n) / batch)));
+  const double e = args.get_double("epochs", 0, 1e9);
+  GEOLOC_CHECK(e > 0, ValueError, "option --epochs must be positive, got '", args.get("epochs"), "'");
+  const double steps = std::ceil(e * static_cast<double>(n) / batch);
+  GEOLOC_CHECK(steps < 9e18, ValueError, "option --epochs '", args.get("epochs"), "' gives ", steps, " steps: too many");
+  return std::max<int64_t>(1, static_cast<int64_t>(steps));
 }
 
 // With --partitions: counts the training points outside the given cells, and returns the rows to drop
@@ -99,7 +148,7 @@ void load_pretrained(const Args& args, pipeline::GeoModel& model) {
 }
 
 
-int train_streaming(const Args& args, const pipeline::ModelSpec& spec, pipeline::TrainConfig tc) {
+int train_streaming(const Args& args, const pipeline::ModelSpec& spec, pipeline::TrainConfig tc, TrainFiles& files) {
   GEOLOC_CHECK(!args.flag("propagate-scenes"), ValueError,
                "--propagate-scenes needs the training set in memory; it cannot be combined with --stream or --shards");
   const bool from_shards = args.has("shards");
@@ -153,9 +202,10 @@ int train_streaming(const Args& args, const pipeline::ModelSpec& spec, pipeline:
     }
   }
   tc.steps = steps_for(args, tc.steps, coords.size(), tc.batch_size);
+  if (args.has("val") && tc.eval_every == 0) tc.eval_every = tc.steps;  // --val alone: evaluated at the end
   pipeline::GeoModel model = pipeline::build_model(spec, coords, countries);
   load_pretrained(args, model);
-  const int threads = static_cast<int>(args.get_int("loader-threads"));
+  const int threads = static_cast<int>(args.get_int("loader-threads", 1, 256));
   // The photos only need to cover the resize size: JPEGs are decoded DCT-scaled where that is enough.
   const image::DecodeOptions decode{.min_size = spec.preprocess.resize};
   std::shared_ptr<const image::SampleSource> source;
@@ -175,20 +225,22 @@ int train_streaming(const Args& args, const pipeline::ModelSpec& spec, pipeline:
   lo.drop_last = true;
   lo.seed = tc.seed;
   lo.shuffle = !args.flag("no-shuffle");
-  const int64_t buffer = args.get_int("shuffle-buffer");
-  GEOLOC_CHECK(buffer >= 0, ValueError, "--shuffle-buffer must be >= 0, got ", buffer);
-  lo.shuffle_buffer = static_cast<size_t>(buffer);
+  lo.shuffle_buffer = static_cast<size_t>(args.get_int("shuffle-buffer", 0, INT32_MAX));
   lo.normalization = spec.preprocess.normalization();
   const image::Pipeline augment = spec.preprocess.train_transform(tc.augmentation());
   auto loader = from_shards ? std::make_unique<image::Loader>(shards, augment, lo, decode)
                             : std::make_unique<image::Loader>(source, augment, lo);
   const std::unique_ptr<pipeline::Dataset> val = validation_set(args, spec);
   pipeline::Trainer trainer(model, tc);
-  if (args.has("resume")) trainer.resume(args.get("resume"));
+  if (args.has("resume")) {
+    trainer.resume(args.get("resume"));
+    check_resume_step(args.get("resume"), trainer.step(), tc.steps);
+  }
   const auto& hist = trainer.fit(*loader, val.get());
   if (loader->skipped())
     std::fprintf(stderr, "%llu unreadable images were skipped\n", static_cast<unsigned long long>(loader->skipped()));
-  write_outputs(args, model, hist);
+  final_checkpoint(trainer, tc);
+  write_outputs(args, files, model, hist);
   return 0;
 }
 
@@ -232,9 +284,9 @@ int run_train(int argc, char** argv) {
              {"clip", "gradient-norm clipping (0 = off)", false, "0"},
              {"dropout", "dropout before the heads", false, "0"},
              {"soft-tau", "haversine-smoothed targets with this tau in km (0 = hard labels)", false, "0"},
-             {"eval-every", "evaluate on --val every N steps", false, "0"},
-             {"checkpoint", "checkpoint file (rewritten atomically)"},
-             {"checkpoint-every", "steps between checkpoints", false, "0"},
+             {"eval-every", "evaluate on --val every N steps (0: at the last step only)", false, "0"},
+             {"checkpoint", "checkpoint file, rewritten atomically every --checkpoint-every steps and at the last step"},
+             {"checkpoint-every", "with --checkpoint: steps between checkpoints (0: only at the last step)", false, "1000"},
              {"resume", "continue from this checkpoint"},
              {"seed", "random seed", false, "1"},
              {"stream", "decode and augment in loader threads while training, instead of holding the set in memory", true},
@@ -244,7 +296,7 @@ int run_train(int argc, char** argv) {
              {"precision", "f32, or bf16 (mixed precision: bf16 activations, f32 master weights)", false, "f32"},
              {"curve", "training curve file stem (.json and .png)", false, ""}});
   if (!args.parse(argc, argv)) return 0;
-  const int size = static_cast<int>(args.get_int("image-size"));
+  const int size = static_cast<int>(args.get_int("image-size", 1, 8192));
   args.get("out");  // required: a missing --out fails before any work
   // Every option is checked before the (slow) decoding of the data set.
   pipeline::ModelSpec spec;
@@ -255,53 +307,78 @@ int run_train(int argc, char** argv) {
   }
   spec.backbone = nn::ResNetConfig::parse(arch);
   spec.preprocess.crop = size;
-  spec.preprocess.resize = static_cast<int>(args.get_int("resize", size));
+  spec.preprocess.resize = static_cast<int>(args.get_int("resize", 1, 8192, size));
   spec.cells.tau_max = parse_int_list(args.get("cells"), "cells");
-  spec.cells.tau_min = args.get_int("tau-min");
-  spec.cells.min_level = static_cast<int>(args.get_int("min-level"));
-  spec.cells.max_level = static_cast<int>(args.get_int("max-level"));
-  spec.kmeans_k = static_cast<int>(args.get_int("kmeans", 0));
+  spec.cells.tau_min = args.get_int("tau-min", 0, INT64_MAX);
+  spec.cells.min_level = static_cast<int>(args.get_int("min-level", 0, 30));
+  spec.cells.max_level = static_cast<int>(args.get_int("max-level", 0, 30));
+  GEOLOC_CHECK(spec.cells.min_level <= spec.cells.max_level, ValueError, "option --min-level (",
+               spec.cells.min_level, ") is above --max-level (", spec.cells.max_level, ")");
+  for (int64_t t : spec.cells.tau_max)
+    GEOLOC_CHECK(spec.cells.tau_min <= t, ValueError, "option --tau-min (", spec.cells.tau_min,
+                 ") is above a --cells value (", t, "): every cell would be dropped");
+  spec.kmeans_k = static_cast<int>(args.get_int("kmeans", 1, INT32_MAX, 0));
   if (args.has("partitions")) {
     GEOLOC_CHECK(!args.has("kmeans") && !args.has("cells"), ValueError, "--partitions replaces --cells and --kmeans");
     spec.partitions = pipeline::read_partitions(Args::split(args.get("partitions")));
   }
   GEOLOC_CHECK(args.get("outside") == "skip" || args.get("outside") == "nearest", ValueError,
                "--outside must be skip or nearest, got '", args.get("outside"), "'");
-  if (args.has("scenes")) spec.scene_names = Args::split(args.get("scenes"));
+  if (args.has("scenes")) {
+    spec.scene_names = Args::split(args.get("scenes"));
+    for (const auto& n : spec.scene_names) {
+      GEOLOC_CHECK(!n.empty(), ValueError, "option --scenes: empty scene name in '", args.get("scenes"), "'");
+      check_utf8(n, "option --scenes: scene name");
+    }
+  }
   spec.country_head = args.flag("country-head");
   spec.coords_head = args.flag("coords-head");
   spec.hybrid_head = args.flag("hybrid-head");
-  spec.dropout = static_cast<float>(args.get_double("dropout"));
+  spec.dropout = static_cast<float>(args.get_double("dropout", 0, 1));
+  GEOLOC_CHECK(spec.dropout < 1.0f, ValueError, "option --dropout expects a number from 0 to below 1, got '",
+               args.get("dropout"), "'");
   spec.freeze_backbone = args.flag("freeze-backbone");
-  spec.seed = static_cast<uint64_t>(args.get_int("seed"));
+  spec.seed = static_cast<uint64_t>(args.get_int("seed", 0, INT64_MAX));
 
   pipeline::TrainConfig tc;
-  tc.steps = args.get_int("steps");
-  tc.batch_size = static_cast<int>(args.get_int("batch"));
+  tc.steps = args.get_int("steps", 1, INT64_MAX);
+  tc.batch_size = static_cast<int>(args.get_int("batch", 1, INT32_MAX));
   tc.optimizer = args.get("optimizer");
-  tc.lr = static_cast<float>(args.get_double("lr"));
-  tc.weight_decay = static_cast<float>(args.get_double("weight-decay"));
+  const double max_float = std::numeric_limits<float>::max();
+  tc.lr = static_cast<float>(args.get_double("lr", 0, max_float));
+  GEOLOC_CHECK(tc.lr > 0, ValueError, "option --lr expects a positive number, got '", args.get("lr"), "'");
+  tc.weight_decay = static_cast<float>(args.get_double("weight-decay", 0, max_float));
   tc.schedule = optim::parse_schedule(args.get("schedule"));
-  tc.warmup_steps = args.get_int("warmup");
-  tc.clip_grad_norm = static_cast<float>(args.get_double("clip"));
-  tc.soft_targets_tau_km = args.get_double("soft-tau");
+  tc.warmup_steps = args.get_int("warmup", 0, INT64_MAX);
+  tc.clip_grad_norm = static_cast<float>(args.get_double("clip", 0, max_float));
+  tc.soft_targets_tau_km = args.get_double("soft-tau", 0, 1e6);
   tc.outside_nearest = args.get("outside") == "nearest";
-  tc.eval_every = args.get_int("eval-every");
+  tc.eval_every = args.get_int("eval-every", 0, INT64_MAX);
+  GEOLOC_CHECK(!args.has("eval-every") || args.has("val"), ValueError, "option --eval-every needs --val");
   tc.checkpoint_path = args.get("checkpoint", "");
-  tc.checkpoint_every = args.get_int("checkpoint-every");
+  GEOLOC_CHECK(!args.has("checkpoint-every") || args.has("checkpoint"), ValueError,
+               "option --checkpoint-every needs --checkpoint (the file to write)");
+  tc.checkpoint_every = tc.checkpoint_path.empty() ? 0 : args.get_int("checkpoint-every", 0, INT64_MAX);
   tc.seed = spec.seed;
   tc.device = args.get("device");
+  usable_device(tc.device);
   tc.precision = args.get("precision");
   tc.validate();
   spec.preprocess.validate();
-  check_output_path(args.get("out"));
-  if (args.has("curve")) check_output_path(args.get("curve"));
+  if (args.has("epochs")) {
+    GEOLOC_CHECK(!args.has("steps"), ValueError, "give --steps or --epochs, not both");
+    steps_for(args, 1, 1, 1);  // checks the value now, before the data is read
+  }
+  if (args.has("resume") && !args.has("epochs")) check_resume_step(args.get("resume"), checkpoint_step(args.get("resume")), tc.steps);
+  TrainFiles files;
+  register_files(args, files);
+  if (args.has("cache")) check_output_path(args.get("cache") + "-00000.glc");  // its shards: PREFIX-NNNNN.glc
 
   if (args.has("shards")) {
     GEOLOC_CHECK(!args.has("train"), ValueError, "give --train or --shards, not both");
-    return train_streaming(args, spec, tc);
+    return train_streaming(args, spec, tc, files);
   }
-  if (args.flag("stream")) return train_streaming(args, spec, tc);
+  if (args.flag("stream")) return train_streaming(args, spec, tc, files);
   GEOLOC_CHECK(!args.has("cache"), ValueError, "--cache needs --stream");
   GEOLOC_CHECK(!args.has("no-shuffle"), ValueError, "--no-shuffle needs --stream");
   pipeline::Dataset train = pipeline::Dataset::from_manifest(args.get("train"), spec.preprocess.resize);
@@ -315,6 +392,7 @@ int run_train(int argc, char** argv) {
   }
   const std::unique_ptr<pipeline::Dataset> val = validation_set(args, spec);
   tc.steps = steps_for(args, tc.steps, train.size(), tc.batch_size);
+  if (args.has("val") && tc.eval_every == 0) tc.eval_every = tc.steps;  // --val alone: evaluated at the end
   for (size_t i = 0; i < train.size(); ++i)
     GEOLOC_CHECK(train.scene[i] < static_cast<int>(spec.scene_names.size()), ValueError, args.get("train"), " row ", i,
                  ": scene ", train.scene[i], " but only ", spec.scene_names.size(), " scene names (--scenes) given");
@@ -332,8 +410,13 @@ int run_train(int argc, char** argv) {
   for (const auto& p : model.partitions)
     std::fprintf(stderr, "partitioning %s: %zu classes\n", p.name.c_str(), p.partition->size());
   pipeline::Trainer trainer(model, tc);
-  if (args.has("resume")) trainer.resume(args.get("resume"));
-  write_outputs(args, model, trainer.fit(train, val.get()));
+  if (args.has("resume")) {
+    trainer.resume(args.get("resume"));
+    check_resume_step(args.get("resume"), trainer.step(), tc.steps);
+  }
+  const auto& hist = trainer.fit(train, val.get());
+  final_checkpoint(trainer, tc);
+  write_outputs(args, files, model, hist);
   return 0;
 }
 

@@ -1,19 +1,20 @@
 // The FAISS options of index, predict and eval (see knn_args.hpp).
 #include "knn_args.hpp"
 
+#include <cstdint>
+#include <limits>
+
 namespace geoloc::cli {
 
 std::string faiss_params_from_args(const Args& args) {
   std::string p;
   const auto add = [&](const std::string& s) { p += (p.empty() ? "" : ",") + s; };
   if (args.has("nprobe")) {
-    const long n = args.get_int("nprobe");
-    GEOLOC_CHECK(n >= 1, ValueError, "--nprobe must be at least 1, got ", n);
+    const long long n = args.get_int("nprobe", 1, std::numeric_limits<int32_t>::max());
     add("nprobe=" + std::to_string(n));
   }
   if (args.has("ef-search")) {
-    const long n = args.get_int("ef-search");
-    GEOLOC_CHECK(n >= 1, ValueError, "--ef-search must be at least 1, got ", n);
+    const long long n = args.get_int("ef-search", 1, std::numeric_limits<int32_t>::max());
     add("efSearch=" + std::to_string(n));
   }
   if (args.has("faiss-params")) add(args.get("faiss-params"));

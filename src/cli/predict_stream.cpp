@@ -12,9 +12,11 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
+#include "geoloc/detail/input_file.hpp"
 #include "geoloc/error.hpp"
 #include "geoloc/image/transforms.hpp"
 
@@ -23,7 +25,10 @@ namespace geoloc::cli {
 namespace fs = std::filesystem;
 
 // ---------------------------------------------------------------- the manifest, as a stream
-ManifestStream::ManifestStream(const std::string& path) : path_(path), in_(path, std::ios::binary) {
+ManifestStream::ManifestStream(const std::string& path) : path_(path) {
+  // A regular file (not a folder, FIFO or device: refused without blocking); any size, it is streamed.
+  { const detail::InputFile checked(path, "manifest", std::numeric_limits<uint64_t>::max()); }
+  in_.open(path, std::ios::binary);
   GEOLOC_CHECK(in_.good(), IoError, "cannot read the manifest '", path, "': ", std::strerror(errno));
   dir_ = fs::path(path).parent_path().string();
   std::vector<std::string> header;

@@ -2,6 +2,8 @@
 #include "geoloc/tensor.hpp"
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -22,8 +24,11 @@ Device Device::parse(const std::string& s) {
   if (s == "cuda") return cuda(0);
   if (s.rfind("cuda:", 0) == 0) {
     char* end = nullptr;
+    errno = 0;
     long i = std::strtol(s.c_str() + 5, &end, 10);
-    GEOLOC_CHECK(end && *end == 0 && i >= 0 && s.size() > 5, ValueError, "bad device '", s, "'");
+    GEOLOC_CHECK(end && *end == 0 && i >= 0 && i <= 1 << 20 && errno == 0 && s.size() > 5 &&
+                     std::isdigit(static_cast<unsigned char>(s[5])),
+                 ValueError, "bad device '", s, "' (expected cpu, cuda or cuda:N)");
     return cuda(static_cast<int>(i));
   }
   throw ValueError("bad device '" + s + "' (expected cpu, cuda or cuda:N)");

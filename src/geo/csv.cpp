@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "geoloc/detail/input_file.hpp"
 #include "geoloc/error.hpp"
 
 namespace geoloc::geo {
@@ -89,20 +90,24 @@ long long CsvRow::integer(std::size_t column, std::string_view name) const {
   return v;
 }
 
-void for_each_csv_row(const std::string& path, const std::function<void(const CsvRow&)>& visit) {
-  std::ifstream in(path, std::ios::binary);
-  GEOLOC_CHECK(in.good(), IoError, "cannot open '", path, "' for reading");
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  GEOLOC_CHECK(!in.bad(), IoError, "reading '", path, "' failed");
-  const std::string text = std::move(buffer).str();
+std::string read_text_file(const std::string& path) {
+  return detail::read_input_file(path, "CSV file", kMaxCsvBytes);
+}
 
-  CsvRow row{path, 0, {}};
+void for_each_csv_row(const std::string& path, const std::function<void(const CsvRow&)>& visit) {
+  const std::string text = read_text_file(path);
+  for_each_csv_row(std::string_view(text), std::string_view(path), visit);
+}
+
+void for_each_csv_row(std::string_view text, std::string_view name, const std::function<void(const CsvRow&)>& visit) {
+  CsvRow row{name, 0, {}};
   std::size_t pos = 0;
   while (pos < text.size()) {
-    const std::size_t eol = std::min(text.find('\n', pos), text.size());
+    // A line ends at \n, \r\n or a lone \r (classic Mac OS); trim() drops the \r of \r\n.
+    const std::size_t eol = std::min(text.find_first_of("\r\n", pos), text.size());
     const std::string_view line(text.data() + pos, eol - pos);
     pos = eol + 1;
+    if (eol < text.size() && text[eol] == '\r' && pos < text.size() && text[pos] == '\n') ++pos;
     ++row.line;
     if (trim(line).empty()) continue;
     if (!split_line(line, row.fields)) row.fail("a quoted field is not closed");
@@ -120,10 +125,10 @@ int find_column(const std::vector<std::string>& header, std::string_view name) {
   return -1;
 }
 
-std::vector<LatLng> read_points_csv(const std::string& path) {
+std::vector<LatLng> parse_points_csv(std::string_view text, const std::string& name) {
   std::vector<LatLng> points;
   int lat_col = -1, lng_col = -1;
-  for_each_csv_row(path, [&](const CsvRow& row) {
+  for_each_csv_row(text, name, [&](const CsvRow& row) {
     if (lat_col < 0) {  // the first non-blank line is the header
       lat_col = find_column(row.fields, "latitude");
       lng_col = find_column(row.fields, "longitude");
@@ -135,8 +140,10 @@ std::vector<LatLng> read_points_csv(const std::string& path) {
     if (p.lng < -180 || p.lng > 180) row.fail(detail::cat("longitude ", p.lng, " is outside [-180, 180]"));
     points.push_back(p);
   });
-  GEOLOC_CHECK(lat_col >= 0, IoError, path, ": the file is empty (expected a header with latitude and longitude)");
+  GEOLOC_CHECK(lat_col >= 0, IoError, name, ": the file is empty (expected a header with latitude and longitude)");
   return points;
 }
+
+std::vector<LatLng> read_points_csv(const std::string& path) { return parse_points_csv(read_text_file(path), path); }
 
 }  // namespace geoloc::geo

@@ -157,6 +157,9 @@ CellPartition::CellPartition(std::vector<Cell> cells) : cells_(std::move(cells))
     GEOLOC_CHECK(id.is_valid(), ValueError, "cell ", c, ": ", cell.id, " is not a valid S2 cell id");
     GEOLOC_CHECK(class_of_.emplace(cell.id, static_cast<int>(c)).second, ValueError, "cell ", id.ToToken(),
                  " appears twice");
+    GEOLOC_CHECK(cell.count >= 0, ValueError, "cell ", id.ToToken(), " has a negative count ", cell.count);
+    if (!(cell.mean.lat >= -90.0 && cell.mean.lat <= 90.0 && cell.mean.lng >= -180.0 && cell.mean.lng <= 180.0))
+      validate(cell.mean, detail::cat("cell ", id.ToToken(), " mean"));  // throws, naming the problem
     cell.level = id.level();
     cell.s2_center = to_latlng(id.ToPoint());
     level_mask_ |= 1u << cell.level;
@@ -197,14 +200,16 @@ std::vector<std::size_t> CellPartition::cells_per_level() const {
   return n;
 }
 
-CellPartition CellPartition::read_csv(const std::string& path) {
+CellPartition CellPartition::read_csv(const std::string& path) { return parse_csv(read_text_file(path), path); }
+
+CellPartition CellPartition::parse_csv(std::string_view text, const std::string& path) {
   enum Column { kLabel, kToken, kCount, kLat, kLng };
   static constexpr const char* kNames[] = {"class_label", "hex_id", "imgs_per_cell", "latitude_mean",
                                            "longitude_mean"};
   std::vector<int> column;  // empty until the header has been read
   std::vector<Cell> cells;
   std::vector<long long> labels;
-  for_each_csv_row(path, [&](const CsvRow& row) {
+  for_each_csv_row(text, path, [&](const CsvRow& row) {
     if (column.empty()) {
       // The ECCV 2018 files start with "num_images: N" and "min_concept_probability: p".
       if (row.fields.size() == 1 && row.fields[0].find(':') != std::string::npos) return;

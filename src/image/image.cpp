@@ -8,6 +8,7 @@
 #include <stb_image.h>
 #include <stb_image_write.h>
 #include <turbojpeg.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cmath>
@@ -17,6 +18,7 @@
 #include <optional>
 
 #include "geoloc/atomic_file.hpp"
+#include "geoloc/detail/input_file.hpp"
 
 namespace geoloc::image {
 
@@ -105,6 +107,86 @@ std::array<int, 2> jpeg_size(const uint8_t* d, size_t n) {
   return {0, 0};
 }
 
+// stb_image trusts a PNG's chunk lengths and its compressed stream: an IDAT chunk that claims 2 GB
+// makes it allocate 2 GB for a file of 100 bytes, and it inflates the pixel data into a buffer that
+// grows for as long as the stream goes on (a 200 kB file claiming 1x1 pixels took 256 MB). So before
+// stb sees a PNG: every chunk must lie inside the file, up to IEND, and the pixel data must inflate to
+// no more than the header's size needs (inflated here, counted in a small buffer, then dropped).
+uint32_t be32(const uint8_t* p) {
+  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
+}
+
+// Bytes of filtered scanlines a w x h PNG of this type needs (Adam7: the seven passes), or 0 when the
+// header's bit depth / colour type combination is invalid (stb refuses those itself).
+uint64_t png_raw_size(uint64_t w, uint64_t h, int depth, int color_type, bool interlaced) {
+  int channels = 0;
+  switch (color_type) {
+    case 0: channels = 1; break;
+    case 2: channels = 3; break;
+    case 3: channels = 1; break;
+    case 4: channels = 2; break;
+    case 6: channels = 4; break;
+    default: return 0;
+  }
+  if (depth != 1 && depth != 2 && depth != 4 && depth != 8 && depth != 16) return 0;
+  const uint64_t bpp = static_cast<uint64_t>(channels) * depth;
+  auto rows = [&](uint64_t pw, uint64_t ph) { return pw && ph ? ph * (1 + (pw * bpp + 7) / 8) : 0; };
+  if (!interlaced) return rows(w, h);
+  static const int kPass[7][4] = {{0, 0, 8, 8}, {4, 0, 8, 8}, {0, 4, 4, 8}, {2, 0, 4, 4},
+                                  {0, 2, 2, 4}, {1, 0, 2, 2}, {0, 1, 1, 2}};
+  uint64_t n = 0;
+  for (const auto& q : kPass) {
+    const uint64_t pw = w > static_cast<uint64_t>(q[0]) ? (w - q[0] + q[2] - 1) / q[2] : 0;
+    const uint64_t ph = h > static_cast<uint64_t>(q[1]) ? (h - q[1] + q[3] - 1) / q[3] : 0;
+    n += rows(pw, ph);
+  }
+  return n;
+}
+
+void png_check(const uint8_t* d, size_t n, const std::string& name, int w, int h) {
+  std::vector<std::pair<size_t, size_t>> idat;  // (offset, length) of each IDAT chunk's data
+  bool end = false;
+  for (size_t p = 8; !end;) {
+    GEOLOC_CHECK(n - p >= 12, IoError, "'", name, "': truncated PNG (no IEND chunk; ", n, " bytes)");
+    const uint32_t len = be32(d + p);
+    const char type[5] = {static_cast<char>(d[p + 4]), static_cast<char>(d[p + 5]), static_cast<char>(d[p + 6]),
+                          static_cast<char>(d[p + 7]), 0};
+    GEOLOC_CHECK(len <= n - p - 12, IoError, "'", name, "': truncated or corrupt PNG (a chunk at byte ", p,
+                 " claims ", len, " bytes, past the end of the file's ", n, ")");
+    if (std::memcmp(type, "IDAT", 4) == 0) idat.emplace_back(p + 8, len);
+    end = std::memcmp(type, "IEND", 4) == 0;
+    p += 12 + static_cast<size_t>(len);
+  }
+  GEOLOC_CHECK(!idat.empty(), IoError, "'", name, "': PNG without pixel data (no IDAT chunk)");
+  const uint64_t need = png_raw_size(static_cast<uint64_t>(w), static_cast<uint64_t>(h), d[24], d[25], d[28] == 1);
+  if (need == 0) return;  // an invalid header: stb names the problem
+  // A little more than needed is tolerated (libpng accepts it with a warning); stb ignores the excess.
+  const uint64_t limit = need + 65536;
+  z_stream z{};
+  GEOLOC_CHECK(inflateInit(&z) == Z_OK, Error, "zlib: inflateInit failed");
+  std::unique_ptr<z_stream, int (*)(z_stream*)> guard(&z, inflateEnd);
+  // 64 kB of output at a time: with less than zlib's 32 kB window it copies every byte once more (16 kB
+  // took 20% longer). The check costs one inflate, about a third of stb's own PNG decode.
+  const std::unique_ptr<uint8_t[]> out(new uint8_t[65536]);
+  uint64_t total = 0;
+  int rc = Z_OK;
+  for (size_t i = 0; i < idat.size() && rc != Z_STREAM_END; ++i) {
+    z.next_in = const_cast<Bytef*>(d + idat[i].first);
+    z.avail_in = static_cast<uInt>(idat[i].second);
+    while (z.avail_in > 0 && rc != Z_STREAM_END) {
+      z.next_out = out.get();
+      z.avail_out = 65536;
+      rc = inflate(&z, Z_NO_FLUSH);
+      GEOLOC_CHECK(rc == Z_OK || rc == Z_STREAM_END || rc == Z_BUF_ERROR, IoError, "'", name,
+                   "': corrupt PNG pixel data (zlib: ", z.msg ? z.msg : "error", ")");
+      total += 65536 - z.avail_out;
+      GEOLOC_CHECK(total <= limit, IoError, "'", name, "': the PNG's pixel data inflates to more than the ", need,
+                   " bytes its header's ", w, "x", h, " needs (decompression bomb or corrupt file)");
+      if (rc == Z_BUF_ERROR && z.avail_out > 0) break;  // no progress possible with this input
+    }
+  }
+}
+
 const char* stb_reason() {
   const char* r = stbi_failure_reason();
   return r ? r : "unknown error";
@@ -147,28 +229,70 @@ int dct_denominator(int w, int h, int min_size) {
   return best;
 }
 
-// nullopt: libjpeg-turbo cannot produce RGB from this JPEG's colour space (CMYK / YCCK); stb can.
+// libjpeg-turbo reports recoverable problems as warnings and decodes on. Most of them mean that pixels
+// are missing or made up: "premature end of data segment" is a scan that stops before the frame is
+// filled (a header claiming 4000x4000 pixels over a 64x64 scan decodes to 16 million grey pixels),
+// "bad Huffman code" and a missing restart marker are corrupt entropy-coded data. Those are refused.
+// The warnings below leave every pixel as the encoder wrote it (bytes between segments, unknown version
+// fields, a damaged ICC profile, which is not used, SOS fields a sequential decoder ignores) and occur
+// in real photos. TurboJPEG keeps only the first warning's text (libjpeg's jerror.h has them all).
+bool benign_jpeg_warning(const char* msg) {
+  static const char* const kBenign[] = {"extraneous bytes before marker", "unknown JFIF revision",
+                                        "Unknown Adobe color transform", "bad ICC marker",
+                                        "Invalid SOS parameters for sequential JPEG"};
+  for (const char* b : kBenign)
+    if (std::strstr(msg, b)) return true;
+  return false;
+}
+
+// Decodes into `out` (ow x oh, the DCT-scaled size, pixel format pf) a JPEG whose frame is w x h; IoError
+// for a fatal error or a warning that means the pixels are not the encoder's ("truncated" when the scan
+// data ends before the frame is filled). The first attempt stops at the first warning, so that a harmful
+// one costs no more time: a progressive JPEG that repeats one tiny scan thousands of times makes
+// libjpeg-turbo go over the whole image once per scan (57 kB, 2048x2048: 4.5 s), warning about the
+// repetition at the second. Only after a benign warning is the image decoded to the end.
+// TJFLAG_LIMITSCANS refuses more than 500 scans in any case (libjpeg-turbo's guard for this attack).
+void turbo_decompress(tjhandle tj, const uint8_t* data, size_t size, const std::string& name, int w, int h,
+                      uint8_t* out, int ow, int oh, int pf) {
+  for (const int flags : {TJFLAG_LIMITSCANS | TJFLAG_STOPONWARNING, TJFLAG_LIMITSCANS}) {
+    if (tjDecompress2(tj, data, static_cast<unsigned long>(size), out, ow, 0, oh, pf, flags) == 0) return;
+    const std::string msg = tjGetErrorStr2(tj);
+    const bool warning = tjGetErrorCode(tj) == TJERR_WARNING;
+    if (warning && msg.find("remature end") != std::string::npos)
+      throw IoError(detail::cat("'", name, "': truncated JPEG: the header declares ", w, "x", h,
+                                " pixels but the scan data ends before they are all coded (", msg, ")"));
+    if (!warning || !benign_jpeg_warning(msg.c_str())) throw IoError("'" + name + "': cannot decode JPEG: " + msg);
+    if (!(flags & TJFLAG_STOPONWARNING)) return;  // decoded to the end; the first warning was benign
+  }
+}
+
+// nullopt: libjpeg-turbo cannot produce RGB from this JPEG's colour space (CMYK / YCCK); stb can, after
+// the scan was checked here (decoded at 1/8 scale as CMYK), since stb fills a short or corrupt scan
+// with grey and reports success. With validate_only, the JPEG is only checked (at 1/8 scale): stb
+// decodes it.
 std::optional<Image> decode_turbo(const uint8_t* data, size_t size, const std::string& name, int w, int h,
-                                  int min_size) {
+                                  int min_size, bool validate_only = false) {
   tjhandle tj = turbo_handle();
   int tw = 0, th = 0, subsamp = 0, colorspace = 0;
   GEOLOC_CHECK(tjDecompressHeader3(tj, data, static_cast<unsigned long>(size), &tw, &th, &subsamp, &colorspace) == 0,
                IoError, "'", name, "': cannot read the JPEG header: ", tjGetErrorStr2(tj));
   GEOLOC_CHECK(tw == w && th == h, IoError, "'", name, "': libjpeg-turbo reads ", tw, "x", th,
                " but the frame header says ", w, "x", h);
-  if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK) return std::nullopt;
+  const bool cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK;
+  if (cmyk || validate_only) {
+    const int vw = (w + 7) / 8, vh = (h + 7) / 8, pf = cmyk ? TJPF_CMYK : TJPF_RGB;
+    std::vector<uint8_t> check(static_cast<size_t>(vw) * vh * tjPixelSize[pf]);
+    turbo_decompress(tj, data, size, name, w, h, check.data(), vw, vh, pf);
+    return std::nullopt;
+  }
   const int d = dct_denominator(w, h, min_size);
   Image img;
   img.width = (w + d - 1) / d;
   img.height = (h + d - 1) / d;
   img.pixels.resize(static_cast<size_t>(img.width) * img.height * 3);
   // Accurate integer IDCT and fancy upsampling (the defaults): what stb computes too, so the two
-  // agree to about one level per pixel. A warning (e.g. stray bytes between segments) still leaves a
-  // complete image, and truncation was ruled out before; only fatal errors are refused.
-  if (tjDecompress2(tj, data, static_cast<unsigned long>(size), img.pixels.data(), img.width, 0, img.height, TJPF_RGB,
-                    0) != 0 &&
-      tjGetErrorCode(tj) != TJERR_WARNING)
-    throw IoError("'" + name + "': cannot decode JPEG: " + tjGetErrorStr2(tj));
+  // agree to about one level per pixel. Truncation was ruled out before (jpeg_complete).
+  turbo_decompress(tj, data, size, name, w, h, img.pixels.data(), img.width, img.height, TJPF_RGB);
   return img;
 }
 
@@ -198,28 +322,32 @@ Image decode_memory(const uint8_t* data, size_t size, const std::string& name, c
   if (sniff(data, size) == Format::Jpeg)
     GEOLOC_CHECK(jpeg_complete(data, size), IoError, "'", name,
                  "': truncated or corrupt JPEG (no end-of-image marker after the scan data)");
-  if (sniff(data, size) == Format::Jpeg && options.jpeg == DecodeOptions::Jpeg::Turbo)
-    if (auto img = decode_turbo(data, size, name, w, h, options.min_size)) return std::move(*img);
+  else
+    png_check(data, size, name, w, h);
+  if (sniff(data, size) == Format::Jpeg)  // with stb, only checked by libjpeg-turbo (see decode_turbo)
+    if (auto img = decode_turbo(data, size, name, w, h, options.min_size, options.jpeg == DecodeOptions::Jpeg::Stb))
+      return std::move(*img);
   return decode_stb(data, size, name, w, h);
 }
 
-std::vector<uint8_t> read_file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  GEOLOC_CHECK(in.good(), IoError, "cannot open '", path, "' for reading");
-  const std::streamoff n = in.tellg();
-  GEOLOC_CHECK(n >= 0, IoError, "cannot determine the size of '", path, "'");
-  std::vector<uint8_t> bytes(static_cast<size_t>(n));
-  in.seekg(0);
-  if (n > 0) in.read(reinterpret_cast<char*>(bytes.data()), n);
-  GEOLOC_CHECK(in.good() || (n == 0), IoError, "reading '", path, "' failed after ", in.gcount(), " of ", n,
-               " bytes");
+std::vector<uint8_t> read_file_bytes(const std::string& path, uint64_t max_bytes) {
+  const detail::InputFile f(path, "file", max_bytes);
+  std::vector<uint8_t> bytes;
+  f.read_all(bytes);
   return bytes;
+}
+
+uint64_t max_image_file_bytes(const DecodeOptions& options) {
+  const uint64_t pixels = options.max_pixels > 0 ? static_cast<uint64_t>(options.max_pixels) : 0;
+  return std::min<uint64_t>(pixels, UINT64_MAX / 16) * 8 + (uint64_t{16} << 20);
 }
 
 Image decode_file(const std::string& path, const DecodeOptions& options) {
   // Whole-file read, then decode from memory: the JPEG completeness check needs the tail anyway,
   // and one read is faster than stb's small fread calls.
-  const std::vector<uint8_t> bytes = read_file_bytes(path);
+  const detail::InputFile f(path, "image", max_image_file_bytes(options));
+  std::vector<uint8_t> bytes;
+  f.read_all(bytes);
   return decode_memory(bytes.data(), bytes.size(), path, options);
 }
 

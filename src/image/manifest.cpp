@@ -10,6 +10,8 @@
 #include <optional>
 #include <sstream>
 
+#include "geoloc/detail/input_file.hpp"
+
 namespace geoloc::image {
 
 namespace {
@@ -65,7 +67,8 @@ std::vector<CsvRecord> parse_csv(std::istream& in, const std::string& name) {
           quoted = false;
         }
       } else {
-        if (c == '\n') ++line;
+        // A line break inside quotes is part of the field; it still counts for the line numbers.
+        if (c == '\n' || (c == '\r' && (i + 1 == text.size() || text[i + 1] != '\n'))) ++line;
         field += c;
       }
       continue;
@@ -81,7 +84,8 @@ std::vector<CsvRecord> parse_csv(std::istream& in, const std::string& name) {
       end_field();
     } else if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') {
       // CRLF: the \n ends the record
-    } else if (c == '\n') {
+    } else if (c == '\n' || c == '\r') {
+      // \n, or a lone \r (classic Mac OS line ends, which some spreadsheet exports still write)
       end_record();
       ++line;
       rec.line = line;
@@ -151,6 +155,7 @@ Manifest parse_manifest(std::istream& in, const std::string& name, const std::st
   m.source = name;
   m.entries.reserve(recs.size() - 1);
   std::vector<std::string> errors;
+  std::vector<int> bad_lines;  // the first kMaxErrors bad rows' lines
   constexpr size_t kMaxErrors = 20;
   size_t n_bad = 0;
   const std::filesystem::path base(base_dir);
@@ -196,21 +201,27 @@ Manifest parse_manifest(std::istream& in, const std::string& name, const std::st
       m.entries.push_back(std::move(e));
     } catch (const ValueError& err) {
       ++n_bad;
-      if (errors.size() < kMaxErrors) errors.push_back(name + " line " + std::to_string(rec.line) + ": " + err.what());
+      if (errors.empty()) errors.push_back(name + " line " + std::to_string(rec.line) + ": " + err.what());
+      if (bad_lines.size() < kMaxErrors) bad_lines.push_back(rec.line);
     }
   }
-  if (!errors.empty()) {
-    std::string msg;
-    for (const auto& e : errors) msg += (msg.empty() ? "" : "\n") + e;
-    if (n_bad > errors.size()) msg += "\n... and " + std::to_string(n_bad - errors.size()) + " more bad rows";
+  if (n_bad > 0) {
+    // One line, as every error of the program: the first bad row in full, then where the others are.
+    std::string msg = errors.front();
+    if (n_bad > 1) {
+      msg += " (and " + std::to_string(n_bad - 1) + " more bad row" + (n_bad > 2 ? "s" : "") + ": line";
+      msg += n_bad > 2 ? "s " : " ";
+      for (size_t k = 1; k < bad_lines.size(); ++k) msg += (k > 1 ? ", " : "") + std::to_string(bad_lines[k]);
+      if (n_bad > bad_lines.size()) msg += ", ...";
+      msg += ")";
+    }
     throw ValueError(msg);
   }
   return m;
 }
 
 Manifest read_manifest(const std::string& csv_path) {
-  std::ifstream in(csv_path, std::ios::binary);
-  GEOLOC_CHECK(in.good(), IoError, "cannot open manifest '", csv_path, "' for reading");
+  std::istringstream in(detail::read_input_file(csv_path, "manifest", kMaxManifestBytes));
   const std::string base = std::filesystem::path(csv_path).parent_path().string();
   return parse_manifest(in, csv_path, base);
 }

@@ -40,6 +40,17 @@ void GeoNetConfig::validate() const {
   }
 }
 
+int64_t GeoNetConfig::state_size() const {
+  int64_t n = backbone.state_size();
+  const int64_t dim = backbone.embedding_dim();
+  for (const auto& h : heads) {  // Linear(dim, classes) with bias
+    int64_t head = 0;
+    if (h.classes < 0 || __builtin_mul_overflow(h.classes, dim + 1, &head) || __builtin_add_overflow(n, head, &n))
+      return INT64_MAX;
+  }
+  return n;
+}
+
 std::string GeoNetConfig::heads_string() const {
   std::string s;
   for (const auto& h : heads)

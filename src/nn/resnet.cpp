@@ -49,6 +49,43 @@ void ResNetConfig::validate() const {
   GEOLOC_CHECK(in_channels >= 1, ValueError, "ResNetConfig: ", in_channels, " input channels");
 }
 
+namespace {
+// a * b and a + b for non-negative values, saturating at INT64_MAX
+int64_t sat_mul(int64_t a, int64_t b) {
+  int64_t r = 0;
+  return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
+}
+int64_t sat_add(int64_t a, int64_t b) {
+  int64_t r = 0;
+  return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
+}
+}  // namespace
+
+int64_t ResNetConfig::state_size() const {
+  // What the constructors below register: conv weights out*in*k*k (no bias), batch norm 4 per channel
+  // (weight, bias, running mean, running variance).
+  auto conv = [](int64_t in, int64_t out, int64_t k) { return sat_mul(sat_mul(in, out), k * k); };
+  auto bn = [](int64_t c) { return sat_mul(c, 4); };
+  const int64_t w = base_width;
+  int64_t n = sat_add(conv(in_channels, w, stem_kernel), bn(w));
+  int64_t in = w;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const int64_t planes = w << i, out = planes * expansion();
+    for (int b = 0; b < layers[i]; ++b) {
+      const bool stride2 = b == 0 && i > 0;
+      if (block == BlockType::Basic) {
+        n = sat_add(n, conv(in, planes, 3) + bn(planes) + conv(planes, planes, 3) + bn(planes));
+      } else {
+        n = sat_add(n, conv(in, planes, 1) + bn(planes) + conv(planes, planes, 3) + bn(planes) +
+                           conv(planes, out, 1) + bn(out));
+      }
+      if (stride2 || in != out) n = sat_add(n, conv(in, out, 1) + bn(out));  // downsample
+      in = out;
+    }
+  }
+  return n;
+}
+
 std::string ResNetConfig::name() const {
   if (in_channels == 3) {
     for (auto [n, c] : {std::pair{"resnet18", resnet18()}, {"resnet34", resnet34()}, {"resnet50", resnet50()},

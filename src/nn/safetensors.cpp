@@ -1,6 +1,8 @@
 // safetensors reader (mmap + full header validation) and atomic writer.
 #include "geoloc/safetensors.hpp"
 
+#include "geoloc/detail/input_file.hpp"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -112,12 +114,15 @@ float f16_to_f32(uint16_t h) {
 File File::open(const std::string& path) {
   File f;
   f.label_ = path;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer; it is refused below instead.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   GEOLOC_CHECK(fd >= 0, IoError, path, ": cannot open: ", std::strerror(errno));
   struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  const int stat_rc = fstat(fd, &st), stat_errno = errno;
+  if (stat_rc != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw IoError(path + ": not a regular file");
+    throw IoError(stat_rc != 0 ? path + ": cannot stat: " + std::strerror(stat_errno)
+                               : path + " is " + detail::file_kind(st.st_mode) + ", not a regular file");
   }
   auto map = std::make_shared<Mapping>();
   map->size = static_cast<size_t>(st.st_size);

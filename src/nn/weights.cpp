@@ -171,6 +171,13 @@ GeoNetConfig geonet_config_from(const safetensors::File& file, const std::option
   } catch (const Error& e) {
     throw IoError(file.path() + ": " + e.what());
   }
+  // A few bytes of metadata (or --arch) can describe a network of terabytes: refused here, before anyone
+  // allocates it, when the file cannot hold its parameters (load_state would refuse the file anyway).
+  int64_t values = 0;
+  for (const auto& e : file.entries()) values += e.numel();
+  const int64_t need = cfg.state_size();
+  GEOLOC_CHECK(need <= values, ShapeError, file.path(), ": the network '", a, "' with heads '", cfg.heads_string(),
+               "' has ", need, " parameter and buffer values but the file holds only ", values);
   return cfg;
 }
 

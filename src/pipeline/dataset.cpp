@@ -50,6 +50,8 @@ Dataset Dataset::from_manifest(const std::string& path, int size, size_t* skippe
   Progress progress("decode " + path, static_cast<int64_t>(n), "img", show_progress);
   std::atomic<int64_t> done = 0;
   std::mutex log_mu;
+  size_t first_bad = n;  // the first unreadable row's index and reason: one warning for all of them
+  std::string first_reason;
   detail::parallel_for(n, [&](size_t i) {
     try {
       const auto s = source.get(i);
@@ -57,7 +59,10 @@ Dataset Dataset::from_manifest(const std::string& path, int size, size_t* skippe
       ok[i] = 1;
     } catch (const IoError& e) {  // an unreadable image is skipped; anything else stops the load
       std::lock_guard<std::mutex> lock(log_mu);
-      log_message(LogLevel::warning, "skipping " + source.describe(i) + ": " + e.what());
+      if (i < first_bad) {
+        first_bad = i;
+        first_reason = e.what();
+      }
     }
     const int64_t d = ++done;
     if (show_progress && d % 64 == 0) {
@@ -79,6 +84,11 @@ Dataset Dataset::from_manifest(const std::string& path, int size, size_t* skippe
     d.country.push_back(e.country);
   }
   progress.finish(std::to_string(d.size()) + " images, " + std::to_string(bad) + " unreadable");
+  if (bad)
+    log_message(LogLevel::warning, bad == 1 ? "skipping " + source.describe(first_bad) + ": " + first_reason
+                                            : "skipping " + std::to_string(bad) + " unreadable images of " +
+                                                  std::to_string(n) + ", the first " + source.describe(first_bad) +
+                                                  ": " + first_reason);
   if (skipped) *skipped = bad;
   return d;
 }
@@ -91,7 +101,7 @@ Dataset Dataset::from_shards(const image::ShardSet& shards, int size, size_t* sk
   auto stream = shards.stream(false, 0, 0);
   Dataset d;
   size_t bad = 0, done = 0;
-  std::mutex log_mu;
+  std::string first_bad;  // one warning for all unreadable records: how many, and the first
   // Read a chunk sequentially (the archive is a stream), decode it in parallel, keep the file order.
   constexpr size_t kChunk = 256;
   for (;;) {
@@ -101,6 +111,7 @@ Dataset Dataset::from_shards(const image::ShardSet& shards, int size, size_t* sk
     if (chunk.empty()) break;
     std::vector<image::Image> imgs(chunk.size());
     std::vector<char> ok(chunk.size(), 0);
+    std::vector<std::string> why(chunk.size());
     detail::parallel_for(chunk.size(), [&](size_t i) {
       try {
         const auto& r = chunk[i];
@@ -108,13 +119,12 @@ Dataset Dataset::from_shards(const image::ShardSet& shards, int size, size_t* sk
             image::resize_shorter(image::decode_memory(r.bytes.data(), r.bytes.size(), r.name, decode), size), size, size);
         ok[i] = 1;
       } catch (const IoError& e) {
-        std::lock_guard<std::mutex> lock(log_mu);
-        log_message(LogLevel::warning, "skipping " + chunk[i].name + ": " + e.what());
+        why[i] = e.what();
       }
     });
     for (size_t i = 0; i < chunk.size(); ++i) {
       if (!ok[i]) {
-        ++bad;
+        if (bad++ == 0) first_bad = chunk[i].name + ": " + why[i];
         continue;
       }
       d.images.push_back(std::move(imgs[i]));
@@ -126,6 +136,10 @@ Dataset Dataset::from_shards(const image::ShardSet& shards, int size, size_t* sk
     progress.update(static_cast<int64_t>(done));
   }
   progress.finish(std::to_string(d.size()) + " images, " + std::to_string(bad) + " unreadable");
+  if (bad)
+    log_message(LogLevel::warning, bad == 1 ? "skipping " + first_bad
+                                            : "skipping " + std::to_string(bad) + " unreadable records, the first " +
+                                                  first_bad);
   if (skipped) *skipped = bad;
   return d;
 }

@@ -24,6 +24,7 @@
 #include "geoloc/progress.hpp"
 #include "geoloc/viz/probability_map.hpp"
 #include "geoloc/random.hpp"
+#include "demo_presets.hpp"
 
 #include "geo/metrics_json.hpp"
 #include "pipeline/eval_json.hpp"
@@ -145,54 +146,6 @@ Tensor histograms(const Dataset& d) {
     std::copy(v.begin(), v.end(), h.data<float>() + i * bins);
   });
   return h;
-}
-
-// ---------------------------------------------------------------- the presets
-// The seed systems as data: what each preset changes in the shared recipe (data, training, evaluation).
-enum class Classes {
-  S2Hierarchy,    // three S2 partitionings, coarse to fine (PlaNet / Müller-Budack et al.)
-  CountryAndS2,   // a country head next to one S2 partitioning (EUGuess)
-  KMeans,         // k-means clusters of the training coordinates (WorldNet, Hulse et al.)
-  EuropeFishnet,  // a fishnet over Europe; views outside are left out (GeoGuessrAI)
-};
-
-struct Preset {
-  const char* name;
-  Classes classes;
-  std::vector<Strategy> strategies;
-  bool scene_head = false;        // L = L_geo + L_scene
-  bool hybrid_head = false;       // OSV-5M's cell + offset head
-  bool snap_to_land = false;      // predictions at sea moved to the nearest coast
-  bool regression_heads = false;  // extra stage: haversine and MSE coordinate heads on the frozen backbone (Sy & Day)
-  bool multiview = false;         // extra stage: several views of each test place averaged (EUGuess)
-};
-
-const std::vector<Strategy> kAllStrategies = {Strategy::CellMean, Strategy::Hierarchy, Strategy::Centroid, Strategy::Knn,
-                                              Strategy::Refine,   Strategy::Hybrid,    Strategy::Rank};
-const std::vector<Strategy> kFlatStrategies = {Strategy::CellMean, Strategy::Centroid, Strategy::Knn, Strategy::Refine,
-                                               Strategy::Rank};
-
-const std::vector<Preset>& presets() {
-  static const std::vector<Preset> table = {
-      {.name = "multitask", .classes = Classes::S2Hierarchy, .strategies = kAllStrategies, .scene_head = true,
-       .hybrid_head = true},
-      // the S2 multitask network pre-trains the backbone the regression heads use
-      {.name = "regression", .classes = Classes::S2Hierarchy, .strategies = kAllStrategies, .scene_head = true,
-       .regression_heads = true},
-      {.name = "country", .classes = Classes::CountryAndS2, .strategies = kFlatStrategies, .multiview = true},
-      {.name = "worldnet", .classes = Classes::KMeans, .strategies = kFlatStrategies, .snap_to_land = true},
-      {.name = "grid", .classes = Classes::EuropeFishnet, .strategies = kFlatStrategies},
-  };
-  return table;
-}
-
-const Preset& find_preset(const std::string& name) {
-  std::string names;
-  for (const Preset& p : presets()) {
-    if (name == p.name) return p;
-    names += names.empty() ? p.name : std::string(", ") + p.name;
-  }
-  throw ValueError("unknown demo preset '" + name + "' (expected " + names + ")");
 }
 
 // ---------------------------------------------------------------- the stages
@@ -370,13 +323,16 @@ struct SplitEvaluation {
 };
 
 void SplitEvaluation::run(size_t si) const {
-  const auto& [split, data] = d.eval_sets[si];
+  // not a structured binding: the lambdas below capture `data`, which clang before 16 refuses for a binding
+  const std::string& split = d.eval_sets[si].first;
+  const Dataset& data = d.eval_sets[si].second;
   if (data.size() == 0) return;
   const earth::EarthSplit* split_src[] = {&d.views.test_unseen_rendering, &d.views.test_seen_rendering};
   const geo::CountryIndex& countries = d.countries;
   const auto& fine = *model.finest().partition;
   char buf[256];
   EvalOptions eo;
+  eo.keep_probabilities = maps != nullptr;  // the maps of chosen views
   eo.strategies = preset.strategies;
   eo.predict.snap_to_land = preset.snap_to_land;
   // The five thresholds of the table's first rows, and Sy & Day's distance buckets.

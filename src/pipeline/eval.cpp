@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
 
 #include "geoloc/detail/parallel.hpp"
 #include "geoloc/atomic_file.hpp"
 #include "geoloc/image/transforms.hpp"
 #include "geoloc/viz/chart.hpp"
+#include "geoloc/pipeline/row_source.hpp"
 
 #include "geo/metrics_json.hpp"
 #include "pipeline/eval_json.hpp"
@@ -22,21 +24,38 @@ Tensor eval_batch(const GeoModel& model, const Dataset& data, size_t start, size
 }
 
 namespace {
-// Concatenates per-batch probabilities into one.
-void append(HeadProbabilities& all, const HeadProbabilities& part) {
-  if (all.n == 0) {
-    all = part;
-    return;
+// Per-batch probabilities gathered into one (EvalOptions::keep_probabilities): appended to growing
+// vectors, made a tensor once at the end (re-making the embedding tensor per batch was quadratic).
+struct ProbabilityGather {
+  HeadProbabilities all;
+  std::vector<float> embedding;
+  int64_t dim = 0;
+  void add(const HeadProbabilities& part) {
+    if (all.n == 0) {
+      all = part;  // heads, classes, regression heads
+      all.n = 0;
+      all.embedding = Tensor();
+      all.knn.clear();  // the neighbour lists are per batch and not kept
+      all.refine.clear();
+    } else {
+      for (auto& [name, v] : all.p) {
+        const auto& pv = part.p.at(name);
+        v.insert(v.end(), pv.begin(), pv.end());
+      }
+    }
+    dim = part.embedding.dim(1);
+    const std::vector<float> e = part.embedding.to_vector();
+    embedding.insert(embedding.end(), e.begin(), e.end());
+    all.n += part.n;
   }
-  const int64_t d = all.embedding.dim(1);
-  std::vector<float> e = all.embedding.to_vector(), pe = part.embedding.to_vector();
-  e.insert(e.end(), pe.begin(), pe.end());
-  all.embedding = Tensor::from_vector({all.n + part.n, d}, e);
-  for (auto& [name, v] : all.p) {
-    const auto& pv = part.p.at(name);
-    v.insert(v.end(), pv.begin(), pv.end());
+  HeadProbabilities take() {
+    if (all.n > 0) all.embedding = Tensor::from_vector({all.n, dim}, embedding);
+    return std::move(all);
   }
-  all.n += part.n;
+};
+
+bool wants(const EvalOptions& o, Strategy s) {
+  return std::find(o.strategies.begin(), o.strategies.end(), s) != o.strategies.end();
 }
 }  // namespace
 
@@ -44,75 +63,108 @@ EvalReport evaluate_strategies(const GeoModel& model, const Dataset& data, const
                                const EvalOptions& o) {
   data.validate("evaluation set");
   GEOLOC_CHECK(data.size() > 0, ValueError, "evaluation set is empty");
+  return evaluate_strategies(model, DatasetRows(data), countries, o);
+}
+
+EvalReport evaluate_strategies(const GeoModel& model, const RowSource& rows, const geo::CountryIndex* countries,
+                               const EvalOptions& o) {
+  GEOLOC_CHECK(rows.size() > 0, ValueError, "evaluation set is empty");
+  GEOLOC_CHECK(o.batch_size >= 1, ValueError, "evaluation batch size must be positive, got ", o.batch_size);
   const Predictor pred(model, countries);
   EvalReport r;
-  for (size_t start = 0; start < data.size(); start += static_cast<size_t>(o.batch_size)) {
-    const size_t m = std::min<size_t>(static_cast<size_t>(o.batch_size), data.size() - start);
-    HeadProbabilities hp = pred.probabilities(eval_batch(model, data, start, m, o.five_crop));
+  // One batch at a time: decode, forward, the neighbour searches, every strategy's decisions; only the
+  // per-row answers (a few numbers each) are kept, so memory is bounded by the batch.
+  Dataset truth;  // labels of the rows read (no images)
+  std::vector<std::pair<int, float>> top;  // finest-partition class and probability, for the calibration
+  size_t scene_known = 0, scene_right = 0;
+  struct Answers {
+    std::vector<geo::LatLng> coords, cell;
+    std::vector<int> country;
+    std::vector<double> confidence;
+  };
+  std::map<Strategy, Answers> answers;
+  ProbabilityGather gathered;
+  bool has_country_head = false;
+  const bool knn = wants(o, Strategy::Knn) && pred.supports(Strategy::Knn);
+  const bool refine = (wants(o, Strategy::Refine) || wants(o, Strategy::Rank)) && pred.supports(Strategy::Refine);
+  for (size_t start = 0; start < rows.size(); start += static_cast<size_t>(o.batch_size)) {
+    const size_t m = std::min<size_t>(static_cast<size_t>(o.batch_size), rows.size() - start);
+    const Dataset batch = rows.rows(start, m);
+    if (batch.size() == 0) continue;  // every image of the batch unreadable
+    batch.validate("evaluation rows " + std::to_string(start) + ".." + std::to_string(start + m));
+    HeadProbabilities hp = pred.probabilities(
+        model.preprocess.eval_batch(batch.images, o.five_crop).to(model.net->device()));
     if (o.five_crop) hp = Predictor::aggregate(hp, 5, o.max_crops);
-    append(r.probabilities, hp);
-  }
-  auto& hp = r.probabilities;
-  std::vector<int> scene_pred;
-  if (hp.p.count("scene")) {
-    size_t known = 0, right = 0;
-    for (int64_t i = 0; i < hp.n; ++i) {
-      if (data.scene[i] < 0) continue;
-      const auto p = hp.row("scene", i);
-      ++known;
-      right += (std::max_element(p.begin(), p.end()) - p.begin()) == data.scene[i];
+    has_country_head = hp.p.count("country") > 0;
+    if (hp.p.count("scene"))
+      for (int64_t i = 0; i < hp.n; ++i) {
+        if (batch.scene[i] < 0) continue;
+        const auto p = hp.row("scene", i);
+        ++scene_known;
+        scene_right += (std::max_element(p.begin(), p.end()) - p.begin()) == batch.scene[i];
+      }
+    if (knn) pred.find_neighbours(hp, o.predict);  // one batched search per batch
+    if (refine) pred.find_refined(hp, o.predict);
+    if (!model.partitions.empty()) {
+      const GeoPartition& fine = model.finest();
+      for (int64_t i = 0; i < hp.n; ++i) {
+        const auto pr = hp.row(fine.name, i);
+        const int c = static_cast<int>(std::max_element(pr.begin(), pr.end()) - pr.begin());
+        top.emplace_back(c, pr[c]);
+      }
     }
-    if (known) r.scene_acc = static_cast<double>(right) / static_cast<double>(known);
-  }
-  if (std::find(o.strategies.begin(), o.strategies.end(), Strategy::Knn) != o.strategies.end() &&
-      pred.supports(Strategy::Knn))
-    pred.find_neighbours(hp, o.predict);  // one batched search for the whole set
-  if ((std::find(o.strategies.begin(), o.strategies.end(), Strategy::Refine) != o.strategies.end() ||
-       std::find(o.strategies.begin(), o.strategies.end(), Strategy::Rank) != o.strategies.end()) &&
-      pred.supports(Strategy::Refine))
-    pred.find_refined(hp, o.predict);
-  if (!model.partitions.empty()) {
-    const GeoPartition& fine = model.finest();
-    std::vector<std::pair<int, float>> top(static_cast<size_t>(hp.n));
-    for (int64_t i = 0; i < hp.n; ++i) {
-      const auto pr = hp.row(fine.name, i);
-      const int c = static_cast<int>(std::max_element(pr.begin(), pr.end()) - pr.begin());
-      top[i] = {c, pr[c]};
+    for (Strategy s : o.strategies) {
+      if (!pred.supports(s)) continue;
+      PredictOptions po = o.predict;
+      po.strategy = s;
+      Answers& a = answers[s];
+      for (int64_t i = 0; i < hp.n; ++i) {
+        const Prediction p = pred.decide(hp, i, po);
+        a.coords.push_back(p.coordinate);
+        a.country.push_back(p.country);
+        a.confidence.push_back(p.confidence);
+        // The predicted cell of the cell and hierarchy strategies: the centre of the class they picked
+        // (their coordinate before any snapping to land).
+        if (!model.partitions.empty() && (s == Strategy::CellMean || s == Strategy::Hierarchy))
+          a.cell.push_back(pred.coordinate(hp, i, s, po));
+      }
     }
-    r.calibration = calibration(top, fine.partition->assign_all(data.coords));
+    if (o.keep_probabilities) gathered.add(hp);
+    truth.coords.insert(truth.coords.end(), batch.coords.begin(), batch.coords.end());
+    truth.scene.insert(truth.scene.end(), batch.scene.begin(), batch.scene.end());
+    truth.country.insert(truth.country.end(), batch.country.begin(), batch.country.end());
   }
-  const bool country_head = hp.p.count("country") && !model.country_codes.empty();
+  GEOLOC_CHECK(!truth.coords.empty(), IoError, "evaluation set: none of its ", rows.size(), " images could be read",
+               rows.first_skip().empty() ? std::string() : " (first: " + rows.first_skip() + ")");
+  r.probabilities = gathered.take();
+  const Dataset& data = truth;
+  const int64_t n = static_cast<int64_t>(data.coords.size());
+  if (scene_known) r.scene_acc = static_cast<double>(scene_right) / static_cast<double>(scene_known);
+  if (!model.partitions.empty()) r.calibration = calibration(top, model.finest().partition->assign_all(data.coords));
+  const bool country_head = has_country_head && !model.country_codes.empty();
   const std::vector<geo::Continent> true_continent =
       countries ? countries->continents(data.coords) : std::vector<geo::Continent>();
   std::vector<geo::LatLng> true_cell;
   if (!model.partitions.empty()) true_cell = true_cell_centers(*model.finest().partition, data.coords);
   for (Strategy s : o.strategies) {
     if (!pred.supports(s)) continue;
-    PredictOptions po = o.predict;
-    po.strategy = s;
-    std::vector<geo::LatLng> coords(static_cast<size_t>(hp.n));
-    std::vector<int> country(static_cast<size_t>(hp.n), -1);
-    std::vector<double> confidence(static_cast<size_t>(hp.n)), error(static_cast<size_t>(hp.n));
-    for (int64_t i = 0; i < hp.n; ++i) {
-      const Prediction p = pred.decide(hp, i, po);
-      coords[i] = p.coordinate;
-      country[i] = p.country;
-      confidence[i] = p.confidence;
-      error[i] = geo::haversine_km(p.coordinate, data.coords[i]);
-    }
-    r.coverage[strategy_name(s)] = accuracy_coverage(error, confidence);
-    r.confidence[strategy_name(s)] = std::move(confidence);
+    Answers& a = answers[s];
+    std::vector<geo::LatLng>& coords = a.coords;
+    std::vector<double> error(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) error[i] = geo::haversine_km(coords[i], data.coords[i]);
+    r.coverage[strategy_name(s)] = accuracy_coverage(error, a.confidence);
+    r.confidence[strategy_name(s)] = std::move(a.confidence);
     const bool with_country = countries || !model.country_codes.empty();
     geo::MetricLabels labels;
     if (with_country) {
-      labels.predicted_country = country;
+      labels.predicted_country = a.country;
       labels.true_country = data.country;
     }
     // The continent of the predicted country where a country head predicts it, else of the coordinate.
     std::vector<geo::Continent> continent;
     if (countries) {
       if (country_head)
-        for (int c : country) continent.push_back(geo::continent_of_country(c));
+        for (int c : a.country) continent.push_back(geo::continent_of_country(c));
       else
         continent = countries->continents(coords);
       labels.predicted_continent = continent;
@@ -121,14 +173,8 @@ EvalReport evaluate_strategies(const GeoModel& model, const Dataset& data, const
     // The predicted cell: the class picked by the cell and hierarchy strategies, else the coordinate's cell.
     std::vector<geo::LatLng> cell;
     if (!true_cell.empty()) {
-      const GeoPartition& fine = model.finest();
-      if (s == Strategy::CellMean || s == Strategy::Hierarchy) {
-        // Their coordinate before any snapping to land is the centre of the class they picked.
-        cell.resize(coords.size());
-        for (int64_t i = 0; i < hp.n; ++i) cell[i] = pred.coordinate(hp, i, s, po);
-      } else {
-        cell = fine.partition->cell_centers_of(coords);
-      }
+      cell = (s == Strategy::CellMean || s == Strategy::Hierarchy) ? std::move(a.cell)
+                                                                    : model.finest().partition->cell_centers_of(coords);
       labels.predicted_cell = cell;
       labels.true_cell = true_cell;
     }

@@ -4,6 +4,8 @@
 #include <array>
 #include <fstream>
 
+#include "geoloc/detail/input_file.hpp"
+
 #include "geoloc/nn/weights.hpp"
 
 namespace geoloc::pipeline {
@@ -11,12 +13,13 @@ namespace geoloc::pipeline {
 namespace {
 // PyTorch's files are a zip archive (torch >= 1.6) or a bare pickle (protocol 2+ starts with 0x80).
 void refuse_pickle(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  GEOLOC_CHECK(f.good(), IoError, "cannot open '", path, "' for reading");
+  // (a directory, FIFO or device is refused here, before anything is read: a FIFO must not block)
+  const detail::InputFile f(path, "weights file", UINT64_MAX);
   std::array<char, 4> magic{};
-  f.read(magic.data(), magic.size());
-  const bool zip = f.gcount() == 4 && magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4;
-  const bool pickle = f.gcount() >= 1 && static_cast<unsigned char>(magic[0]) == 0x80;
+  ssize_t got = 0;
+  do got = ::read(f.fd(), magic.data(), magic.size()); while (got < 0 && errno == EINTR);
+  const bool zip = got == 4 && magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4;
+  const bool pickle = got >= 1 && static_cast<unsigned char>(magic[0]) == 0x80;
   GEOLOC_CHECK(!zip && !pickle, IoError, "'", path,
                "' is a PyTorch checkpoint (pickle); convert it first: python3 tools/convert_checkpoint.py ", path,
                " weights.safetensors --heads coarse,middle,fine (see docs/import.md)");

@@ -261,17 +261,31 @@ KnnIndex KnnIndex::load(const std::string& path) {
 KnnIndex build_knn_index(const GeoModel& model, const Dataset& data, int batch_size) {
   data.validate("k-NN data");
   GEOLOC_CHECK(data.size() > 0, ValueError, "cannot index an empty data set");
+  return build_knn_index(model, DatasetRows(data), batch_size);
+}
+
+KnnIndex build_knn_index(const GeoModel& model, const RowSource& rows, int batch_size) {
+  GEOLOC_CHECK(rows.size() > 0, ValueError, "cannot index an empty data set");
+  GEOLOC_CHECK(batch_size >= 1, ValueError, "k-NN index: batch size must be positive, got ", batch_size);
   const Predictor pred(model);
-  std::vector<float> emb;
+  std::vector<float> emb;  // the index itself: the only memory that grows with the rows
+  std::vector<geo::LatLng> coords;
   int64_t d = 0;
-  for (size_t start = 0; start < data.size(); start += static_cast<size_t>(batch_size)) {
-    const size_t m = std::min<size_t>(static_cast<size_t>(batch_size), data.size() - start);
-    const HeadProbabilities hp = pred.probabilities(eval_batch(model, data, start, m));
+  for (size_t start = 0; start < rows.size(); start += static_cast<size_t>(batch_size)) {
+    const size_t m = std::min<size_t>(static_cast<size_t>(batch_size), rows.size() - start);
+    const Dataset batch = rows.rows(start, m);
+    if (batch.size() == 0) continue;
+    batch.validate("k-NN rows " + std::to_string(start) + ".." + std::to_string(start + m));
+    const HeadProbabilities hp = pred.probabilities(model.preprocess.eval_batch(batch.images).to(model.net->device()));
     d = hp.embedding.dim(1);
     const auto v = hp.embedding.to_vector();
     emb.insert(emb.end(), v.begin(), v.end());
+    coords.insert(coords.end(), batch.coords.begin(), batch.coords.end());
   }
-  return KnnIndex::build(Tensor::from_vector({static_cast<int64_t>(data.size()), d}, emb), data.coords);
+  GEOLOC_CHECK(!coords.empty(), IoError, "k-NN data: none of its ", rows.size(), " images could be read",
+               rows.first_skip().empty() ? std::string() : " (first: " + rows.first_skip() + ")");
+  const Tensor embeddings = Tensor::from_vector({static_cast<int64_t>(coords.size()), d}, emb);
+  return KnnIndex::build(embeddings, std::move(coords));
 }
 
 KnnMode parse_knn_mode(const std::string& s) {

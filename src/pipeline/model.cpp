@@ -31,17 +31,43 @@ nlohmann::json partition_json(const GeoPartition& gp) {
   return j;
 }
 
+// Numbers from the metadata, type- and range-checked: nlohmann's get<int>() of 1e300 or of 3.5 would be
+// an out-of-range float-to-integer conversion (undefined behaviour) or a silent truncation.
+int64_t json_int(const nlohmann::json& v, const char* what, int64_t lo, int64_t hi) {
+  GEOLOC_CHECK(v.is_number_integer(), IoError, what, " must be an integer, got ", v.dump());
+  GEOLOC_CHECK(v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(hi)
+                                      : v.get<int64_t>() >= lo && v.get<int64_t>() <= hi,
+               IoError, what, " ", v.dump(), " is outside [", lo, ", ", hi, "]");
+  return v.get<int64_t>();
+}
+double json_number(const nlohmann::json& v, const char* what) {
+  GEOLOC_CHECK(v.is_number(), IoError, what, " must be a number, got ", v.dump());
+  const double d = v.get<double>();
+  GEOLOC_CHECK(std::isfinite(d), IoError, what, " ", v.dump(), " is not finite");
+  return d;
+}
+geo::LatLng json_latlng(const nlohmann::json& lat, const nlohmann::json& lng, const std::string& where) {
+  const geo::LatLng p{json_number(lat, "latitude"), json_number(lng, "longitude")};
+  try {
+    geo::validate(p, where);
+  } catch (const ValueError& e) {
+    throw IoError(e.what());
+  }
+  return p;
+}
+
 GeoPartition partition_from_json(const nlohmann::json& j) {
   GeoPartition gp;
   gp.name = j.at("name").get<std::string>();
   const std::string type = j.at("type").get<std::string>();
+  const std::string where = "partition '" + gp.name + "'";
   if (type == "s2") {
     std::vector<geo::Cell> cells;
     for (const auto& r : j.at("cells")) {
       geo::Cell c;
       c.id = geo::cell_from_token(r.at(0).get<std::string>());
-      c.count = r.at(1).get<int64_t>();
-      c.mean = {r.at(2).get<double>(), r.at(3).get<double>()};
+      c.count = json_int(r.at(1), "cell count", 0, INT64_MAX);
+      c.mean = json_latlng(r.at(2), r.at(3), where + " cell " + std::to_string(cells.size()) + " mean");
       cells.push_back(c);
     }
     gp.partition = std::make_shared<geo::CellPartition>(std::move(cells));
@@ -49,8 +75,8 @@ GeoPartition partition_from_json(const nlohmann::json& j) {
     std::vector<geo::LatLng> centres;
     std::vector<int64_t> counts;
     for (const auto& r : j.at("centroids")) {
-      counts.push_back(r.at(0).get<int64_t>());
-      centres.push_back({r.at(1).get<double>(), r.at(2).get<double>()});
+      counts.push_back(json_int(r.at(0), "centroid count", 0, INT64_MAX));
+      centres.push_back(json_latlng(r.at(1), r.at(2), where + " centroid " + std::to_string(centres.size())));
     }
     gp.partition = std::make_shared<geo::KMeansPartition>(std::move(centres), std::move(counts));
   } else {
@@ -128,7 +154,8 @@ std::map<std::string, std::string> GeoModel::metadata() const {
           {kMetaKey, j.dump()}};
 }
 
-GeoModel GeoModel::from_metadata(const std::map<std::string, std::string>& meta, const std::string& label) {
+GeoModel GeoModel::from_metadata(const std::map<std::string, std::string>& meta, const std::string& label,
+                                 int64_t max_state_size) {
   auto it = meta.find(kMetaKey);
   GEOLOC_CHECK(it != meta.end(), IoError, label, ": not a geoloc model file (no '", kMetaKey,
                "' in __metadata__); plain weights go to `geoloc forward`");
@@ -137,27 +164,32 @@ GeoModel GeoModel::from_metadata(const std::map<std::string, std::string>& meta,
     const auto j = nlohmann::json::parse(it->second);
     for (const auto& p : j.at("partitions")) m.partitions.push_back(partition_from_json(p));
     m.scene_names = j.value("scenes", std::vector<std::string>{});
-    m.country_codes = j.value("countries", std::vector<int>{});
+    if (j.contains("countries"))
+      for (const auto& c : j.at("countries")) m.country_codes.push_back(static_cast<int>(json_int(c, "country code", 0, 999)));
     const auto& pp = j.at("preprocess");
-    m.preprocess.resize = pp.at("resize").get<int>();
-    m.preprocess.crop = pp.at("crop").get<int>();
+    m.preprocess.resize = static_cast<int>(json_int(pp.at("resize"), "preprocess resize", 1, INT32_MAX));
+    m.preprocess.crop = static_cast<int>(json_int(pp.at("crop"), "preprocess crop", 1, INT32_MAX));
     for (int c = 0; c < 3; ++c) {
-      m.preprocess.mean[c] = pp.at("mean").at(c).get<float>();
-      m.preprocess.std[c] = pp.at("std").at(c).get<float>();
+      m.preprocess.mean[c] = static_cast<float>(json_number(pp.at("mean").at(c), "preprocess mean"));
+      m.preprocess.std[c] = static_cast<float>(json_number(pp.at("std").at(c), "preprocess std"));
     }
     nn::GeoNetConfig cfg;
     auto arch = meta.find("arch"), heads = meta.find("heads");
     GEOLOC_CHECK(arch != meta.end() && heads != meta.end(), IoError, "no 'arch' or 'heads' entry");
     cfg.backbone = nn::ResNetConfig::parse(arch->second);
     cfg.heads = nn::GeoNetConfig::parse_heads(heads->second);
-    cfg.dropout = j.value("dropout", 0.0f);
+    cfg.dropout = j.contains("dropout") ? static_cast<float>(json_number(j.at("dropout"), "dropout")) : 0.0f;
     m.preprocess.validate();
+    cfg.validate();
+    // Checked before the network is allocated: a few bytes of metadata can describe a network of
+    // terabytes ("resnet:bottleneck:64-64-64-64:w4096:..."), which a file of this size cannot hold.
+    const int64_t need = cfg.state_size();
+    GEOLOC_CHECK(need <= max_state_size, IoError, "the network '", arch->second, "' with heads '", heads->second,
+                 "' has ", need, " parameter and buffer values but the file holds only ", max_state_size);
     m.net = std::make_shared<nn::GeoNet>(cfg);
     m.finalise();
   } catch (const nlohmann::json::exception& e) {
     throw IoError(label + ": malformed '" + kMetaKey + "' metadata: " + e.what());
-  } catch (const IoError&) {
-    throw;
   } catch (const Error& e) {
     throw IoError(label + ": " + e.what());
   }
@@ -168,7 +200,9 @@ void GeoModel::save(const std::string& path) const { nn::save_state(*net, path, 
 
 GeoModel GeoModel::load(const std::string& path) {
   const auto file = safetensors::File::open(path);
-  GeoModel m = from_metadata(file.metadata(), path);
+  int64_t values = 0;  // every tensor's element count (each fits the file: validated by File)
+  for (const auto& e : file.entries()) values += e.numel();
+  GeoModel m = from_metadata(file.metadata(), path, values);
   nn::load_state(*m.net, file);
   m.net->eval();
   return m;

@@ -22,26 +22,9 @@
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-namespace {
-// Starts `geoloc args...` (output to log), returns its pid.
-pid_t spawn_geoloc(const std::vector<std::string>& args, const fs::path& log) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-    }
-    const std::string bin = std::string(GEOLOC_BIN_DIR) + "/geoloc";
-    std::vector<char*> argv{const_cast<char*>(bin.c_str())};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(bin.c_str(), argv.data());
-    ::_exit(127);
-  }
-  return pid;
-}
+using geoloc::test::spawn_geoloc;
 
+namespace {
 // Waits for pid; true if it exited with status 0.
 bool wait_ok(pid_t pid, int* raw = nullptr) {
   int status = 0;

@@ -73,11 +73,17 @@ TEST_CASE("temporaries of dead processes are removed by the next write; live one
   const std::string live = ".geoloc-" + std::to_string(::getppid()) + "-7.tmp";  // our parent runs
   for (const std::string& name : {dead, live, std::string("keep.tmp"), std::string(".geoloc-notapid.tmp")})
     std::ofstream(d / name) << "stale";
+  // a reserved output and a temporary folder of the dead process (the CLI's and the demo's)
+  const std::string dead_out = ".geoloc-" + std::to_string(child) + "-3.png", dead_dir = ".geoloc-" + std::to_string(child) + "-4";
+  std::ofstream(d / dead_out) << "stale";
+  fs::create_directories(d / dead_dir / "maps");
   CHECK(detail::temp_file_pid(dead) == child);
   CHECK(detail::temp_file_pid("keep.tmp") == -1);
   CHECK(detail::temp_file_pid(".geoloc-notapid.tmp") == -1);
   write_file_atomic((d / "model.safetensors").string(), [](std::ostream& os) { os << "m"; });
   CHECK(!fs::exists(d / dead));
+  CHECK(!fs::exists(d / dead_out));
+  CHECK(!fs::exists(d / dead_dir));
   CHECK(fs::exists(d / live));
   CHECK(fs::exists(d / "keep.tmp"));
   CHECK(fs::exists(d / ".geoloc-notapid.tmp"));

@@ -16,9 +16,11 @@ const CountryIndex& index50() { return geoloc::test::country_index_50m(); }
 
 TEST_CASE("every country of the shipped Natural Earth data has a continent") {
   const CountryIndex index110 = CountryIndex::load_default("110m");
-  for (const auto& [resolution, index] :
+  for (const auto& entry :
        {std::pair<const char*, const CountryIndex*>{"50m", &index50()}, {"110m", &index110}}) {
-    CAPTURE(std::string(resolution));
+    const auto [resolution, index] = entry;
+    const std::string res(resolution);  // CAPTURE's lambda cannot take a structured binding (clang < 16)
+    CAPTURE(res);
     for (const Country& c : index->countries()) {
       CAPTURE(c.name);
       CAPTURE(c.iso_n3);

@@ -191,6 +191,21 @@ TEST_CASE("points CSV: header, quoting and errors naming the line") {
   write_text(path, "lat,lon\n1,2\n");
   CHECK_THROWS_AS(read_points_csv(path), geoloc::IoError);
   CHECK_THROWS_AS(read_points_csv(temp_path("does-not-exist.csv")), geoloc::IoError);
+  // CR-only line ends (classic Mac OS) are line ends, not one long line with a missing column
+  write_text(path, "latitude,longitude\r1,2\r\r3,4\rabc,5\r");
+  CHECK_THROWS_WITH_AS(read_points_csv(path), doctest::Contains("line 5: latitude 'abc' is not a number"),
+                       geoloc::IoError);
+  write_text(path, "latitude,longitude\r1,2\r\n3,4\r");
+  CHECK(read_points_csv(path).size() == 2);
+  // A NUL byte in a field is escaped in the message, not the end of it
+  write_text(path, std::string("latitude,longitude\n4\0" "5,2\n", 24));
+  CHECK_THROWS_WITH_AS(read_points_csv(path), doctest::Contains("line 2: latitude '4\\05' is not a number"),
+                       geoloc::IoError);
+  // Not a regular file: said so, before reading (a FIFO would block)
+  const std::string dir = temp_path("points-dir");
+  std::filesystem::create_directories(dir);
+  CHECK_THROWS_WITH_AS(read_points_csv(dir), doctest::Contains("is a directory, not a regular file"), geoloc::IoError);
+  std::filesystem::remove(dir);
   std::filesystem::remove(path);
 }
 
@@ -227,4 +242,40 @@ TEST_CASE("assign_nearest: the containing cell, else the cell with the nearest c
   CHECK(part.cell_centers_of(points) == std::vector<LatLng>{paris, sydney, sydney});
   CHECK(CellPartition().assign_nearest(paris) == -1);
   CHECK_THROWS_AS(CellPartition().cell_centers_of(points), geoloc::ValueError);
+}
+
+TEST_CASE("partition and point CSV text in memory reads as the same file does") {
+  const std::string text = "num_images: 4\nclass_label,hex_id,imgs_per_cell,latitude_mean,longitude_mean\r\n"
+                           "1,47a1,120,48.5,8.25\r\n0,89c25,300,40.7,-74.0\r\n";
+  const std::string path = temp_path("memory.csv");
+  write_text(path, text);
+  const CellPartition from_file = CellPartition::read_csv(path), from_text = CellPartition::parse_csv(text, path);
+  REQUIRE(from_text.size() == 2);
+  for (std::size_t c = 0; c < 2; ++c) {
+    CHECK(from_text.cell(c).id == from_file.cell(c).id);
+    CHECK(from_text.cell(c).mean == from_file.cell(c).mean);
+  }
+  CHECK_THROWS_WITH_AS(CellPartition::parse_csv("class_label,hex_id\n", "text.csv"),
+                       doctest::Contains("text.csv line 1"), geoloc::IoError);
+  CHECK(parse_points_csv("latitude,longitude\n1,2\n", "p.csv").at(0).lng == 2);
+  CHECK_THROWS_WITH_AS(parse_points_csv("", "empty.csv"), doctest::Contains("empty.csv"), geoloc::IoError);
+  std::filesystem::remove(path);
+}
+
+// Issue #16 (found while writing fuzz_model_metadata, in the code it drives): cells given to
+// CellPartition by a model file's metadata were not checked, so a mean at latitude 95 or a negative
+// count became part of a model. Every source of cells (CSV, model metadata, the adaptive builder) now
+// goes through the same checks.
+TEST_CASE("CellPartition rejects means that are not coordinates and negative counts") {
+  std::vector<Cell> cells(1);
+  cells[0].id = S2CellId::FromToken("47a1").id();
+  cells[0].mean = {95, 8};
+  CHECK_THROWS_WITH_AS(CellPartition{cells}, doctest::Contains("cell 47a1 mean: latitude 95"), geoloc::ValueError);
+  cells[0].mean = {48, NAN};
+  CHECK_THROWS_AS(CellPartition{cells}, geoloc::ValueError);
+  cells[0].mean = {48, 8};
+  cells[0].count = -1;
+  CHECK_THROWS_WITH_AS(CellPartition{cells}, doctest::Contains("negative count"), geoloc::ValueError);
+  cells[0].count = 0;
+  CHECK(CellPartition{cells}.size() == 1);
 }

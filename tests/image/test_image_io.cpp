@@ -1,11 +1,14 @@
 // Decoding/encoding: exact PNG round trips, JPEG closeness, and the guards (truncation, bombs,
 // unknown formats, missing files, atomic writes).
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <stb_image.h>
 #include <stb_image_write.h>
+#include <zlib.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -194,6 +197,60 @@ TEST_CASE("truncated JPEG files are rejected although stb would decode them") {
   fs::remove_all(d);
 }
 
+TEST_CASE("a JPEG whose header claims far more pixels than its scan holds is truncated, on both decoders") {
+  // A 16x16 JPEG whose frame header is patched to 2000x2000: the scan still ends in FF D9, so the
+  // end-of-image check passes; libjpeg then runs out of data ("premature end of data segment") and
+  // would fill the rest with grey.
+  auto jpg = encode_jpeg(noise(16, 16, 3), 90);
+  size_t sof = 2;
+  while (!(jpg[sof] == 0xFF && jpg[sof + 1] == 0xC0)) sof += 2 + ((jpg[sof + 2] << 8) | jpg[sof + 3]);
+  jpg[sof + 5] = 2000 >> 8, jpg[sof + 6] = 2000 & 0xFF, jpg[sof + 7] = 2000 >> 8, jpg[sof + 8] = 2000 & 0xFF;
+  for (const auto decoder : {DecodeOptions::Jpeg::Turbo, DecodeOptions::Jpeg::Stb}) {
+    for (const int min_size : {0, 64}) {  // full size and DCT-scaled (1/8)
+      CAPTURE(min_size);
+      DecodeOptions o;
+      o.jpeg = decoder;
+      o.min_size = min_size;
+      const std::string msg = error_of([&] { decode_memory(jpg.data(), jpg.size(), "liar.jpg", o); });
+      CHECK(msg.find("'liar.jpg': truncated JPEG: the header declares 2000x2000 pixels") == 0);
+    }
+  }
+  // The genuine file decodes on both.
+  const auto ok = encode_jpeg(noise(16, 16, 3), 90);
+  DecodeOptions stb;
+  stb.jpeg = DecodeOptions::Jpeg::Stb;
+  CHECK(decode_memory(ok.data(), ok.size(), "ok.jpg").width == 16);
+  CHECK(decode_memory(ok.data(), ok.size(), "ok.jpg", stb).width == 16);
+  // A harmless warning still decodes: stray bytes before the end-of-image marker (libjpeg: "Corrupt JPEG
+  // data: 2 extraneous bytes before marker 0xd9"), which some cameras write.
+  std::vector<uint8_t> stray(ok.begin(), ok.end() - 2);
+  stray.insert(stray.end(), {0x12, 0x34, 0xFF, 0xD9});
+  CHECK(decode_memory(stray.data(), stray.size(), "stray.jpg").width == 16);
+  CHECK(decode_memory(stray.data(), stray.size(), "stray.jpg", stb).width == 16);
+}
+
+TEST_CASE("a path that is not a regular file, or too large to be an image, is refused before reading") {
+  const fs::path d = temp_dir("kinds");
+  CHECK(error_of([&] { decode_file(d.string()); }) == "image '" + d.string() + "' is a directory, not a regular file");
+  REQUIRE(::mkfifo((d / "fifo").c_str(), 0600) == 0);  // must not block waiting for a writer
+  CHECK(error_of([&] { decode_file((d / "fifo").string()); }).find("is a FIFO (named pipe), not a regular file") !=
+        std::string::npos);
+  CHECK(error_of([&] { decode_file("/dev/zero"); }).find("is a character device") != std::string::npos);
+  CHECK(error_of([&] { read_file_bytes(d.string()); }).find("is a directory") != std::string::npos);
+  // 3 GiB, sparse (nothing on disk): refused from its size, never read
+  const std::vector<uint8_t> sig = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+  write_bytes(d / "huge.png", sig, sig.size());
+  fs::resize_file(d / "huge.png", uint64_t{3} << 30);
+  CHECK(error_of([&] { decode_file((d / "huge.png").string()); }).find("is 3.0 GiB, over the limit of 321.2 MiB") !=
+        std::string::npos);
+  DecodeOptions small;
+  small.max_pixels = 100;  // 800 bytes + 16 MiB
+  CHECK(max_image_file_bytes(small) == 800 + (uint64_t{16} << 20));
+  CHECK(error_of([&] { read_file_bytes((d / "huge.png").string(), 1000); }).find("over the limit of 1000 bytes") !=
+        std::string::npos);
+  fs::remove_all(d);
+}
+
 TEST_CASE("a PNG header claiming 100000x100000 pixels is refused before decoding") {
   auto png = encode_png(pattern(4, 4));
   // IHDR starts at byte 8: length(4) "IHDR"(4) width(4) height(4) ... CRC over type + data.
@@ -272,4 +329,113 @@ TEST_CASE("float conversion round trips and clamps") {
   g.pixels = {-0.5f, 2.f, std::nanf("")};
   const Image c = from_float(g);
   CHECK(c.pixels == std::vector<uint8_t>{0, 255, 0});
+}
+
+namespace {
+// A PNG of the given IHDR size, colour type 2 (RGB, 8 bits), whose one IDAT holds `idat` as it is.
+std::vector<uint8_t> png_with_idat(uint32_t w, uint32_t h, const std::vector<uint8_t>& idat) {
+  std::vector<uint8_t> out = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+  auto chunk = [&](const char* type, const std::vector<uint8_t>& data) {
+    const size_t at = out.size();
+    out.resize(at + 12 + data.size());
+    put_be32(&out[at], static_cast<uint32_t>(data.size()));
+    std::memcpy(&out[at + 4], type, 4);
+    if (!data.empty()) std::memcpy(&out[at + 8], data.data(), data.size());
+    put_be32(&out[at + 8 + data.size()], crc32(&out[at + 4], 4 + data.size()));
+  };
+  std::vector<uint8_t> ihdr(13, 0);
+  put_be32(&ihdr[0], w);
+  put_be32(&ihdr[4], h);
+  ihdr[8] = 8;
+  ihdr[9] = 2;
+  chunk("IHDR", ihdr);
+  chunk("IDAT", idat);
+  chunk("IEND", {});
+  return out;
+}
+
+std::vector<uint8_t> zlib_compress(const std::vector<uint8_t>& raw) {
+  uLongf n = compressBound(static_cast<uLong>(raw.size()));
+  std::vector<uint8_t> out(n);
+  REQUIRE(compress2(out.data(), &n, raw.data(), static_cast<uLong>(raw.size()), 9) == Z_OK);
+  out.resize(n);
+  return out;
+}
+}  // namespace
+
+// Issue #16 (found by fuzz_image): stb_image trusts a PNG chunk's length and grows its buffer to it before
+// reading, so a 93-byte file whose IDAT claimed 1.5 GB made it allocate 1.5 GB. Every chunk must now
+// lie inside the file, up to IEND, before stb sees the PNG.
+TEST_CASE("a PNG chunk claiming more bytes than the file holds is refused before stb allocates") {
+  auto png = encode_png(pattern(4, 4));
+  size_t idat = 8;
+  while (std::memcmp(&png[idat + 4], "IDAT", 4) != 0) idat += 12 + ((png[idat] << 24) | (png[idat + 1] << 16) |
+                                                                     (png[idat + 2] << 8) | png[idat + 3]);
+  put_be32(&png[idat], 0x5AFFFFFFu);
+  const std::string msg = error_of([&] { decode_memory(png.data(), png.size(), "long-chunk.png"); });
+  CHECK(msg.find("long-chunk.png") != std::string::npos);
+  CHECK(msg.find("past the end of the file") != std::string::npos);
+  // No IEND (the file cut right after IDAT): truncated.
+  auto cut = encode_png(pattern(4, 4));
+  cut.resize(cut.size() - 12);
+  CHECK(error_of([&] { decode_memory(cut.data(), cut.size(), "cut.png"); }).find("truncated PNG") != std::string::npos);
+  // Bytes after IEND are not read.
+  auto tail = encode_png(pattern(4, 4));
+  tail.insert(tail.end(), {1, 2, 3, 4, 5});
+  CHECK(decode_memory(tail.data(), tail.size(), "tail.png") == pattern(4, 4));
+}
+
+// Issue #16: stb inflates a PNG's pixel data into a buffer that grows for as long as the stream does, so
+// a 200 kB PNG claiming 1x1 pixels made it allocate 256 MB (and decoded it). The pixel data is now
+// inflated and counted first, in a small buffer, against what the header's size needs.
+TEST_CASE("a PNG whose pixel data inflates far beyond its header's size is refused") {
+  std::vector<uint8_t> raw(1 + 3, 0);  // one scanline of a 1x1 RGB image: filter byte + 3 bytes
+  raw.resize(16u << 20, 0);            // ... and 16 MB of zeros after it
+  const auto png = png_with_idat(1, 1, zlib_compress(raw));
+  CHECK(png.size() < 40000);
+  const std::string msg = error_of([&] { decode_memory(png.data(), png.size(), "inflates.png"); });
+  CHECK(msg.find("inflates.png") != std::string::npos);
+  CHECK(msg.find("more than the 4 bytes") != std::string::npos);
+  // Exactly what the header needs, and a little more (tolerated, as libpng does): decoded.
+  raw.resize(4);
+  raw[1] = 10;
+  const auto exact = png_with_idat(1, 1, zlib_compress(raw));
+  CHECK(decode_memory(exact.data(), exact.size(), "exact.png").pixels == std::vector<uint8_t>{10, 0, 0});
+  raw.resize(1000, 0);
+  const auto more = png_with_idat(1, 1, zlib_compress(raw));
+  CHECK(decode_memory(more.data(), more.size(), "more.png").width == 1);
+  // A corrupt stream is named as such.
+  auto bad = zlib_compress(std::vector<uint8_t>(4000, 7));
+  for (size_t i = 4; i < bad.size(); ++i) bad[i] ^= 0x5A;
+  const auto corrupt = png_with_idat(30, 40, bad);
+  CHECK(error_of([&] { decode_memory(corrupt.data(), corrupt.size(), "z.png"); }).find("corrupt PNG pixel data") !=
+        std::string::npos);
+}
+
+TEST_CASE("interlaced, palette and 16-bit PNGs pass the inflated-size guard") {
+  // Each written by hand with the exact amount of filtered scanline data its header needs.
+  auto zeros = [](size_t n) { return std::vector<uint8_t>(n, 0); };
+  auto with_header = [&](uint32_t w, uint32_t h, uint8_t depth, uint8_t type, uint8_t interlace, size_t raw,
+                         bool palette) {
+    auto png = png_with_idat(w, h, zlib_compress(zeros(raw)));
+    png[24] = depth;
+    png[25] = type;
+    png[28] = interlace;
+    put_be32(&png[29], crc32(&png[12], 17));
+    if (palette) {  // a PLTE chunk before IDAT (after IHDR, which ends at byte 33)
+      std::vector<uint8_t> plte = {0, 0, 0, 12, 'P', 'L', 'T', 'E', 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0, 0, 0, 0};
+      put_be32(&plte[20], crc32(&plte[4], 16));
+      png.insert(png.begin() + 33, plte.begin(), plte.end());
+    }
+    return png;
+  };
+  // 5x5 Adam7, 8-bit grey: the seven passes are 1x1, 1x1, 2x1, 1x2, 3x1, 2x3 and 5x2 pixels (width x
+  // height); each row is a filter byte and the row's pixels.
+  const size_t adam7 = 1 * 2 + 1 * 2 + 1 * 3 + 2 * 2 + 1 * 4 + 3 * 3 + 2 * 6;
+  const auto inter = with_header(5, 5, 8, 0, 1, adam7, false);
+  CHECK(decode_memory(inter.data(), inter.size(), "adam7.png").width == 5);
+  const auto pal = with_header(7, 3, 2, 3, 0, 3 * (1 + 2), true);  // 2-bit palette: 7 pixels in 2 bytes
+  CHECK(decode_memory(pal.data(), pal.size(), "palette.png").width == 7);
+  const auto deep = with_header(3, 2, 16, 6, 0, 2 * (1 + 3 * 8), false);  // 16-bit RGBA
+  CHECK(decode_memory(deep.data(), deep.size(), "rgba16.png").height == 2);
 }

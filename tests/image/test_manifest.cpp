@@ -1,5 +1,6 @@
 // CSV manifest parsing: column order, quoting, relative paths, and bad rows reported by line.
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -83,10 +84,31 @@ TEST_CASE("bad rows are reported with their line numbers") {
   CHECK(error_of(head + "a.jpg,1,2,1.5\n").find("scene '1.5' is not an integer") != std::string::npos);
   CHECK(error_of(head + "a.jpg,1e400,2\n").find("latitude '1e400' is not a number") != std::string::npos);
 
-  // Several bad rows: all listed, first first.
-  const std::string many = error_of(head + "a.jpg,91,0\nb.jpg,0,0\nc.jpg,0,-181\n");
-  CHECK(many.find("manifest.csv line 2: latitude '91'") == 0);
-  CHECK(many.find("manifest.csv line 4: longitude '-181'") != std::string::npos);
+  // Several bad rows: one line, the first in full, then how many more and where.
+  const std::string many = error_of(head + "a.jpg,91,0\nb.jpg,0,0\nc.jpg,0,-181\nd.jpg,x,0\n");
+  CHECK(many == "manifest.csv line 2: latitude '91' out of range [-90, 90] (and 2 more bad rows: lines 4, 5)");
+  CHECK(error_of(head + "a.jpg,91,0\nc.jpg,0,-181\n") ==
+        "manifest.csv line 2: latitude '91' out of range [-90, 90] (and 1 more bad row: line 3)");
+  std::string lots;
+  for (int i = 0; i < 30; ++i) lots += "x.jpg,91,0\n";
+  const std::string m30 = error_of(head + lots);
+  CHECK(m30.find('\n') == std::string::npos);
+  CHECK(m30.find("(and 29 more bad rows: lines 3, 4,") != std::string::npos);
+  CHECK(m30.find("21, ...)") != std::string::npos);  // the first 20 line numbers
+}
+
+TEST_CASE("CR-only line ends (classic Mac OS) are line ends, not one long row") {
+  const Manifest m = parse("image,latitude,longitude\ra.jpg,1,2\r\rb.jpg,3,4\r");
+  REQUIRE(m.entries.size() == 2);
+  CHECK(m.entries[0].line == 2);
+  CHECK(m.entries[1].line == 4);
+  CHECK(m.entries[1].longitude == 4);
+  CHECK(error_of("image,latitude,longitude\ra.jpg,1,2\rb.jpg,x,4").find("manifest.csv line 3: latitude 'x'") == 0);
+  // mixed: CRLF and a quoted field with a lone CR inside
+  const Manifest q = parse("image,latitude,longitude\r\n\"a\rb.jpg\",1,2\r\nc.jpg,3,4\n");
+  REQUIRE(q.entries.size() == 2);
+  CHECK(q.entries[0].path == "/data/set/a\rb.jpg");
+  CHECK(q.entries[1].line == 4);
 }
 
 TEST_CASE("bad headers and files") {
@@ -96,6 +118,25 @@ TEST_CASE("bad headers and files") {
   CHECK(error_of("image,latitude,longitude\n\"a.jpg,1,2\n").find("line 2: unterminated quoted field") !=
         std::string::npos);
   CHECK_THROWS_AS(read_manifest("/nonexistent/geoloc/manifest.csv"), IoError);
+  // Not a regular file: refused before reading, with what it is (a FIFO must not block the open)
+  const fs::path d = fs::temp_directory_path() / ("geoloc_manifest_kind_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  auto io_error = [](const std::string& path) -> std::string {
+    try {
+      read_manifest(path);
+    } catch (const IoError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  CHECK(io_error(d.string()) == "manifest '" + d.string() + "' is a directory, not a regular file");
+  REQUIRE(::mkfifo((d / "fifo").c_str(), 0600) == 0);
+  CHECK(io_error((d / "fifo").string()).find("is a FIFO (named pipe)") != std::string::npos);
+  CHECK(io_error("/dev/zero").find("is a character device") != std::string::npos);
+  std::ofstream(d / "sparse.csv") << "image,latitude,longitude\n";
+  fs::resize_file(d / "sparse.csv", (uint64_t{3} << 30));  // 3 GiB, sparse: refused from its size
+  CHECK(io_error((d / "sparse.csv").string()).find("is 3.0 GiB, over the limit of 1.0 GiB") != std::string::npos);
+  fs::remove_all(d);
   // A header alone is a valid, empty manifest.
   CHECK(parse("image,latitude,longitude\n").entries.empty());
 }

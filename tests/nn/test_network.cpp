@@ -99,7 +99,9 @@ ParityResult run_parity(const std::string& name) {
   loss.total.backward();
   r.train_emb = rel_err(out.embedding.to_vector(), exp.tensor("train.embedding").to_vector());
   r.loss = std::fabs(loss.total.item() - exp.tensor("train.loss").item()) / std::fabs(exp.tensor("train.loss").item());
-  for (const auto& [pn, p] : net->named_parameters()) {
+  for (const auto& named : net->named_parameters()) {
+    const std::string& pn = named.first;  // INFO's lambda cannot take a structured binding (clang < 16)
+    const Tensor& p = named.second;
     INFO(pn);
     REQUIRE(p.grad().defined());
     auto g = p.grad().to_vector();
@@ -278,4 +280,52 @@ TEST_CASE("weights: load_backbone takes the backbone and ignores the file's head
   CHECK_THROWS_WITH_AS(load_backbone(wrong, fixture("resnet18_w8_weights.safetensors")),
                        doctest::Contains("'conv1.weight' has shape [8, 3, 7, 7] in the file but the model expects [16, 3, 7, 7]"),
                        ShapeError);
+}
+
+TEST_CASE("GeoNetConfig::state_size counts what the network registers, without building it") {
+  for (const char* arch : {"small", "resnet:basic:1-1:w4:k3s1:nopool", "resnet:bottleneck:1-2:w2:k1s1:pool:c1",
+                           "resnet:bottleneck:2-1-1:w4:k5s2:nopool", "resnet:basic:3:w8:k7s2:pool:c5"}) {
+    CAPTURE(arch);
+    GeoNetConfig cfg;
+    cfg.backbone = ResNetConfig::parse(arch);
+    cfg.heads = {{"cells", HeadKind::Partition, 7}, {"coords", HeadKind::Coordinates, 3}};
+    const GeoNet net(cfg, 1);
+    int64_t values = 0;
+    for (const auto& [name, t] : net.state()) values += t.numel();
+    CHECK(cfg.state_size() == values);
+  }
+  // torchvision's resnet50: 25 557 032 parameters, less fc (2 049 000), plus BN running statistics (53 120)
+  CHECK(ResNetConfig::resnet50().state_size() == 25'557'032 - 2'049'000 + 53'120);
+  // Saturates instead of overflowing.
+  GeoNetConfig huge;
+  huge.backbone = ResNetConfig::resnet18();
+  huge.heads = {{"a", HeadKind::Partition, INT64_MAX / 2}};
+  CHECK(huge.state_size() == INT64_MAX);
+}
+
+// Issue #16 (found while writing fuzz_model_metadata, in the code it drives): a weights file's
+// __metadata__ "arch" and "heads" were trusted before the file was compared with them, so a file of a
+// few kilobytes describing resnet:bottleneck:64-64-64-64:w4096 made `geoloc forward` try to allocate
+// terabytes. The network's size is now checked against the values the file holds, before anything is
+// built.
+TEST_CASE("weights: metadata describing a network larger than its file is refused before allocating") {
+  GeoNetConfig cfg;
+  cfg.backbone = ResNetConfig::parse("resnet:basic:1-1:w4:k3s1:nopool");
+  cfg.heads = {{"cells", HeadKind::Partition, 5}};
+  GeoNet net(cfg, 1);
+  const std::string path = scratch("huge_arch.safetensors");
+  std::map<std::string, std::string> meta = {{"format", "geoloc-geonet/1"},
+                                             {"arch", "resnet:bottleneck:64-64-64-64:w4096:k15s4:pool"},
+                                             {"heads", "cells:partition:5"}};
+  save_state(net, path, meta);
+  CHECK_THROWS_WITH_AS(load_geonet(path), doctest::Contains("but the file holds only"), ShapeError);
+  CHECK_THROWS_WITH_AS(geonet_config_from(safetensors::File::open(path)), doctest::Contains("huge_arch.safetensors"),
+                       ShapeError);
+  meta["arch"] = "resnet:basic:1-1:w4:k3s1:nopool";
+  meta["heads"] = "cells:partition:999999999";
+  save_state(net, path, meta);
+  CHECK_THROWS_WITH_AS(load_geonet(path), doctest::Contains("cells:partition:999999999"), ShapeError);
+  meta["heads"] = "cells:partition:5";
+  save_state(net, path, meta);
+  CHECK(load_geonet(path)->geo_config().heads.size() == 1);
 }

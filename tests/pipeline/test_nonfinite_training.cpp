@@ -14,15 +14,22 @@
 
 using namespace geoloc;
 
-TEST_CASE("a diverging run stops with an error naming the step; no model or checkpoint is written") {
-  const test::PhotoSet set = test::make_photos("diverge", 8, 4);
-  const pipeline::Dataset train = pipeline::Dataset::from_manifest(set.manifest, 40, nullptr, false);
+namespace {
+pipeline::ModelSpec tiny_spec() {
   pipeline::ModelSpec spec;
   spec.backbone = nn::ResNetConfig::parse("resnet:basic:1-1:w8:k3s2:nopool");
   spec.cells.tau_max = {20};
   spec.cells.tau_min = 3;
   spec.preprocess.resize = 40;
   spec.preprocess.crop = 32;
+  return spec;
+}
+}  // namespace
+
+TEST_CASE("a diverging run stops with an error naming the step; no model or checkpoint is written") {
+  const test::PhotoSet set = test::make_photos("diverge", 8, 4);
+  const pipeline::Dataset train = pipeline::Dataset::from_manifest(set.manifest, 40, nullptr, false);
+  const pipeline::ModelSpec spec = tiny_spec();
   pipeline::GeoModel model = pipeline::build_model(spec, train.coords);
   pipeline::TrainConfig tc;
   tc.steps = 40;
@@ -59,12 +66,7 @@ TEST_CASE("a diverging run stops with an error naming the step; no model or chec
 TEST_CASE("save_state refuses NaN weights and leaves no file; load_state refuses a file holding one") {
   const test::PhotoSet set = test::make_photos("nanfile", 4, 5);
   const pipeline::Dataset train = pipeline::Dataset::from_manifest(set.manifest, 40, nullptr, false);
-  pipeline::ModelSpec spec;
-  spec.backbone = nn::ResNetConfig::parse("resnet:basic:1-1:w8:k3s2:nopool");
-  spec.cells.tau_max = {20};
-  spec.cells.tau_min = 3;
-  spec.preprocess.resize = 40;
-  spec.preprocess.crop = 32;
+  const pipeline::ModelSpec spec = tiny_spec();
   pipeline::GeoModel model = pipeline::build_model(spec, train.coords);
   const std::filesystem::path good = set.dir / "good.safetensors", bad = set.dir / "bad.safetensors";
   model.save(good.string());

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -82,8 +83,9 @@ TEST_CASE("train, save, load, predict and evaluate on generated photos") {
   const pipeline::EvalReport report = pipeline::evaluate_strategies(model, test, &countries);
   REQUIRE(report.methods.size() == 4);  // cell, hierarchy, centroid, hybrid (no k-NN index)
   CHECK(report.methods[3].first == "hybrid");
-  for (const auto& [name, m] : report.methods) {
-    INFO(name, ": ", m.to_json());
+  for (const auto& method : report.methods) {
+    const auto& m = method.second;  // not a structured binding: INFO's lambda cannot take one (clang < 16)
+    INFO(method.first, ": ", m.to_json());
     CHECK(m.n == 32);
     CHECK(m.accuracy[3] >= 0.9);  // within 750 km: the right place
   }
@@ -94,8 +96,9 @@ TEST_CASE("train, save, load, predict and evaluate on generated photos") {
   // into the sea are left out of the continent truth; predictions at coastal cell means that fall in
   // the sea of the 110m polygons count as wrong, hence not 0.9 as for the distances.
   const std::vector<geo::LatLng> true_cell = pipeline::true_cell_centers(*model.finest().partition, test.coords);
-  for (const auto& [name, m] : report.methods) {
-    INFO(name);
+  for (const auto& method : report.methods) {
+    const auto& m = method.second;
+    INFO(method.first);  // INFO's lambda cannot take a structured binding (clang < 16)
     REQUIRE(m.continent_acc.has_value());
     CHECK(*m.continent_acc >= 0.6);
     REQUIRE(m.mean_cell_km.has_value());
@@ -569,4 +572,56 @@ TEST_CASE("--precision bf16 on the CPU: the bf16 reference trains, close to f32,
   for (const auto& [name, t] : m16.net->named_parameters()) CHECK(t.dtype() == DType::F32);
   tc.precision = "f16";
   CHECK_THROWS_AS(tc.validate(), ValueError);
+}
+
+// Issue #16 (found while writing fuzz_model_metadata, in the code it drives): the "geoloc.model" JSON
+// was read with nlohmann's get<int>(), which converts 1e300 with undefined behaviour (UBSan:
+// float-cast-overflow) and 3.5 by truncation, cell and centroid
+// means were not checked (latitude 95 became a class centre), and a model file's "arch" and "heads" were
+// built before anything compared them with the file (a few bytes asking for terabytes).
+TEST_CASE("model metadata: bad numbers and oversized networks are IoErrors naming the file") {
+  const PhotoSet set = make_photos("meta", 2, 4);
+  const auto d = pipeline::Dataset::from_manifest(set.manifest, 40, nullptr, false);
+  auto spec = tiny_spec();
+  spec.cells.tau_min = 1;
+  const pipeline::GeoModel model = pipeline::build_model(spec, d.coords);
+  const auto meta = model.metadata();
+  auto with_json = [&](const std::function<void(nlohmann::json&)>& change) {
+    auto m = meta;
+    auto j = nlohmann::json::parse(m.at("geoloc.model"));
+    change(j);
+    m["geoloc.model"] = j.dump();
+    return m;
+  };
+  auto error_of = [](const std::map<std::string, std::string>& m) -> std::string {
+    try {
+      pipeline::GeoModel::from_metadata(m, "bad.safetensors");
+    } catch (const IoError& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  CHECK(pipeline::GeoModel::from_metadata(meta, "good").metadata() == meta);
+  const std::string resize = error_of(with_json([](auto& j) { j["preprocess"]["resize"] = 1e300; }));
+  CHECK(resize.find("bad.safetensors") != std::string::npos);
+  CHECK(resize.find("resize must be an integer") != std::string::npos);
+  CHECK(error_of(with_json([](auto& j) { j["preprocess"]["crop"] = 3.5; })).find("crop must be an integer") !=
+        std::string::npos);
+  CHECK(error_of(with_json([](auto& j) { j["preprocess"]["crop"] = -2147483649LL; })).find("outside") !=
+        std::string::npos);
+  CHECK(error_of(with_json([](auto& j) { j["countries"] = {1e20}; })).find("country code") != std::string::npos);
+  CHECK(error_of(with_json([](auto& j) { j["partitions"][0]["cells"][0][2] = 95.0; })).find("latitude 95") !=
+        std::string::npos);
+  CHECK(error_of(with_json([](auto& j) { j["partitions"][0]["cells"][0][1] = -4; })).find("cell count") !=
+        std::string::npos);
+  CHECK(error_of(with_json([](auto& j) { j["dropout"] = "x"; })).find("dropout must be a number") != std::string::npos);
+  // A network of terabytes is refused before it is built, here and from a file of this size.
+  auto huge = meta;
+  huge["arch"] = "resnet:bottleneck:64-64-64-64:w4096:k15s4:pool";
+  CHECK_THROWS_WITH_AS(pipeline::GeoModel::from_metadata(huge, "huge.safetensors", 1'000'000),
+                       doctest::Contains("but the file holds only 1000000"), IoError);
+  const auto path = (set.dir / "huge.safetensors").string();
+  nn::save_state(*model.net, path, huge);
+  CHECK_THROWS_WITH_AS(pipeline::GeoModel::load(path), doctest::Contains("huge.safetensors"), IoError);
+  fs::remove_all(set.dir);
 }

@@ -149,7 +149,8 @@ TEST_CASE("probability map: markers at the right pixels") {
   CHECK(pixel(img, 640, 256).r > 180);
   // The distance label ("10008 km", a quarter of the equator) sits just above the middle of the
   // path (which runs sideways there), clear of the line.
-  const MapLabel* d = r.layout(std::vector<float>{0.0f, 0.0f}, spec).find("distance");
+  const MapLayout plain = r.layout(std::vector<float>{0.0f, 0.0f}, spec);
+  const MapLabel* d = plain.find("distance");  // of a named layout: a temporary's label dangles
   REQUIRE(d != nullptr);
   CHECK(d->text == "10008 km");
   CHECK(d->box.x0 < 640);
@@ -319,7 +320,8 @@ TEST_CASE("probability map: labels never overlap, wherever the prediction and th
         spec.prediction = pred;
         spec.truth = truth;
         for (const geo::LatLng around : {pred, truth}) {
-          CAPTURE(w);
+          const int width = w;  // CAPTURE's lambda cannot take a structured binding (clang < 16)
+          CAPTURE(width);
           CAPTURE(geo::to_string(pred));
           CAPTURE(geo::to_string(truth));
           check_layout(r, r.layout(peaked(part, around), spec), spec);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -58,7 +59,8 @@ class CellPartition final : public Partition {
  public:
   CellPartition() = default;
   /// Takes the cells in class order; level and s2_center are recomputed from the ids.
-  /// ValueError on an invalid id, a duplicate, or two cells where one contains the other.
+  /// ValueError on an invalid id, a duplicate, two cells where one contains the other, a negative count
+  /// or a mean that is not a valid coordinate.
   explicit CellPartition(std::vector<Cell> cells);
 
   std::size_t size() const override { return cells_.size(); }
@@ -79,6 +81,8 @@ class CellPartition final : public Partition {
   /// optionally preceded by `num_images: N` and `min_concept_probability: p` lines. Class labels
   /// must be 0..n-1 (any order). IoError naming the line otherwise.
   static CellPartition read_csv(const std::string& path);
+  /// The same for the text of such a file in memory; `name` labels errors (the path, for a file).
+  static CellPartition parse_csv(std::string_view text, const std::string& name);
   /// Writes the same format (header line, rows in class order), atomically.
   void write_csv(const std::string& path) const;
 

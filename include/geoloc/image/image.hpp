@@ -58,8 +58,13 @@ struct DecodeOptions {
 /// Decodes a JPEG or PNG file to RGB (greyscale and alpha are converted; alpha is dropped).
 /// Throws IoError naming `path` when the file cannot be read, is not JPEG/PNG, is truncated or
 /// corrupt (with the decoder's reason), or claims more than options.max_pixels pixels (checked on
-/// the full size, before any scaling). The result is full size unless options.min_size allows a
-/// DCT-scaled JPEG decode.
+/// the full size, before any scaling). A path that is not a regular file, or a file larger than
+/// max_image_file_bytes(options), is refused before it is read. The result is full size unless options.min_size allows a
+/// DCT-scaled JPEG decode. Refused as well, before the decoder allocates for them: a PNG chunk that
+/// reaches past the end of the file, PNG pixel data that inflates to more than the header's size
+/// needs, and a JPEG whose scan does not fill its frame or whose entropy-coded data is corrupt
+/// (libjpeg-turbo's warnings other than the few that leave every pixel intact), or that has more
+/// than 500 progressive scans; with Jpeg::Stb the JPEG is checked by libjpeg-turbo first.
 Image decode_file(const std::string& path, const DecodeOptions& options = {});
 
 /// Same as decode_file for bytes in memory; `name` is used in error messages.
@@ -81,7 +86,13 @@ FloatImage to_float(const Image& img);
 /// Values clamped to [0, 1], scaled by 255 and rounded to nearest.
 Image from_float(const FloatImage& img);
 
-/// Reads a whole file into memory; IoError naming the file when it cannot be opened or read.
-std::vector<uint8_t> read_file_bytes(const std::string& path);
+/// Reads a whole file into memory; IoError naming the file when it cannot be opened or read, when it
+/// is not a regular file (a directory, a FIFO, a device: checked before anything is read, without
+/// blocking) or when it is larger than `max_bytes`.
+std::vector<uint8_t> read_file_bytes(const std::string& path, uint64_t max_bytes = UINT64_MAX);
+
+/// The largest image file decode_file reads: 8 bytes per allowed pixel (16-bit RGBA stored without
+/// compression) plus 16 MiB of metadata; anything larger cannot be a valid image within the limit.
+uint64_t max_image_file_bytes(const DecodeOptions& options);
 
 }  // namespace geoloc::image

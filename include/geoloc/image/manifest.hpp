@@ -3,7 +3,8 @@
 //
 //   image,latitude,longitude[,scene][,country]   (header required, any order, extra columns ignored)
 //
-// Fields may be quoted ("a, b.jpg", "" for a literal quote); CRLF and blank lines are tolerated.
+// Fields may be quoted ("a, b.jpg", "" for a literal quote); LF, CRLF and CR-only (classic Mac OS)
+// line ends and blank lines are tolerated.
 #include <cstdint>
 #include <istream>
 #include <string>
@@ -27,9 +28,14 @@ struct Manifest {
   std::vector<ManifestEntry> entries;
 };
 
-/// Reads and validates a manifest file. Throws IoError when it cannot be read and ValueError for
-/// a bad header or bad rows; row errors read "<file> line <n>: <problem>" (up to the first 20 bad
-/// rows are listed, one per line, so a large file can be fixed in one pass).
+/// The largest manifest read_manifest reads (1 GiB, about 15 million rows; larger sets go in shards).
+inline constexpr uint64_t kMaxManifestBytes = uint64_t{1} << 30;
+
+/// Reads and validates a manifest file. Throws IoError when it cannot be read, is not a regular file
+/// (checked before reading, without blocking on a FIFO) or is over kMaxManifestBytes, and ValueError
+/// for a bad header or bad rows. Bad rows give one line: the first in full, "<file> line <n>:
+/// <problem>", then how many more there are and where (the first 20 line numbers), e.g.
+/// "m.csv line 7: latitude 'abc' is not a number (and 2 more bad rows: lines 9, 12)".
 Manifest read_manifest(const std::string& csv_path);
 
 /// Parses manifest text; `name` labels errors, relative image paths are joined to `base_dir`

@@ -39,6 +39,10 @@ struct GeoNetConfig {
   bool freeze_backbone = false;  // only heads train; the backbone runs with BN in eval mode, no graph
   /// ValueError naming the offending head.
   void validate() const;
+  /// Values in the network's parameters and buffers (backbone and heads), computed without building it:
+  /// a weights file must hold at least this many, so a reader can refuse metadata that describes a
+  /// network larger than its file before allocating it. Saturates at INT64_MAX.
+  int64_t state_size() const;
   /// "name:kind:classes,..." (the `heads` entry of a weights file's metadata) and its inverse.
   std::string heads_string() const;
   static std::vector<HeadSpec> parse_heads(const std::string& s);

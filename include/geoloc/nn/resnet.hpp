@@ -43,6 +43,9 @@ struct ResNetConfig {
   static ResNetConfig parse(const std::string& arch);
   /// ValueError describing the first invalid field.
   void validate() const;
+  /// Values in the backbone's parameters and buffers (its state: what a weights file must hold for it),
+  /// computed without building it; saturates at INT64_MAX. For a valid configuration.
+  int64_t state_size() const;
   bool operator==(const ResNetConfig& o) const = default;
 };
 

@@ -33,6 +33,8 @@ void save_geonet(const GeoNet& net, const std::string& path);
 /// The network configuration a weights file describes: `arch` overrides the file's "arch" entry (needed
 /// when the file has none); heads come from the "heads" entry or, without one, from the file's
 /// `heads.<name>.weight` tensors (kind Partition, except a head named "scene"/"country"/"coords").
+/// ShapeError, before anything is allocated, when the network has more parameter and buffer values than
+/// the file holds.
 GeoNetConfig geonet_config_from(const safetensors::File& file, const std::optional<std::string>& arch = {});
 /// Builds the network a weights file describes and loads it (in eval mode).
 std::unique_ptr<GeoNet> load_geonet(const std::string& path, const std::optional<std::string>& arch = {});

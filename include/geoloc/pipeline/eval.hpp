@@ -9,6 +9,7 @@
 #include "geoloc/geo/metrics.hpp"
 #include "geoloc/pipeline/dataset.hpp"
 #include "geoloc/pipeline/predict.hpp"
+#include "geoloc/pipeline/row_source.hpp"
 
 namespace geoloc::pipeline {
 
@@ -20,6 +21,9 @@ struct EvalOptions {
   bool five_crop = false;  // average the probabilities of five crops per image
   bool max_crops = false;  // with five_crop: per-class max over the crops (renormalised) instead of the mean
   int batch_size = 128;
+  /// Keep every row's head probabilities in EvalReport::probabilities (for maps of chosen rows); off,
+  /// evaluation memory is bounded by the batch whatever the number of rows.
+  bool keep_probabilities = false;
   PredictOptions predict;  // centroid_k, knn_k, ...
 };
 
@@ -54,7 +58,7 @@ struct EvalReport {
   /// (strategy name, metrics) for each strategy the model supports, in the order asked.
   std::vector<std::pair<std::string, geo::Metrics>> methods;
   std::optional<double> scene_acc;  // when the model has a scene head and the data scene labels
-  /// Per-sample outputs, for probability maps and error analysis.
+  /// Per-sample head probabilities, for probability maps (only with EvalOptions::keep_probabilities).
   HeadProbabilities probabilities;
   std::map<std::string, std::vector<geo::LatLng>> predicted;
   /// Per strategy: each sample's confidence, and the accuracy-vs-coverage curve it gives.
@@ -81,6 +85,11 @@ struct EvalReport {
 /// of its predicted cell of the finest partitioning (the class it picked for cell and hierarchy, the
 /// cell of its coordinate otherwise) and that of the true cell (true_cell_centers()).
 EvalReport evaluate_strategies(const GeoModel& model, const Dataset& data, const geo::CountryIndex* countries,
+                               const EvalOptions& options = {});
+/// The same over rows read a batch at a time (a manifest decoded on demand: ManifestRows): memory is
+/// bounded by options.batch_size, not by the number of rows. Unreadable images are left out (the source
+/// counts them); IoError when none could be read.
+EvalReport evaluate_strategies(const GeoModel& model, const RowSource& rows, const geo::CountryIndex* countries,
                                const EvalOptions& options = {});
 
 /// The centre of the cell of `partition` that holds each true coordinate, or where the partitioning

@@ -16,6 +16,7 @@ namespace geoloc::pipeline {
 
 class GeoModel;         // pipeline/model.hpp
 struct Dataset;         // pipeline/dataset.hpp
+class RowSource;        // pipeline/row_source.hpp
 struct PredictOptions;  // pipeline/predict.hpp
 
 class FaissIndex;  // src/pipeline/faiss_index.hpp: no FAISS type in the public headers
@@ -92,6 +93,9 @@ struct KnnIndex {
 
 /// Embeddings (centre crops) of every image of `data` with its coordinate.
 KnnIndex build_knn_index(const GeoModel& model, const Dataset& data, int batch_size = 128);
+/// The same over rows read a batch at a time (ManifestRows): memory is the index plus one batch;
+/// unreadable images are left out (the source counts them); IoError when none could be read.
+KnnIndex build_knn_index(const GeoModel& model, const RowSource& rows, int batch_size = 128);
 
 /// How the neighbours' coordinates become one (PredictOptions::knn_mode).
 enum class KnnMode { WeightedMean, MeanShift };

@@ -4,6 +4,7 @@
 // and optionally a k-NN index of training embeddings. Everything that is not a tensor lives in
 // the file's __metadata__ under "geoloc.model" as JSON. The k-NN index of training embeddings is a
 // separate safetensors file (built by `geoloc index`), attached with `knn`.
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -50,8 +51,12 @@ class GeoModel {
 
   /// The __metadata__ of the model's file: format, arch, heads and "geoloc.model" (JSON).
   std::map<std::string, std::string> metadata() const;
-  /// Rebuilds everything but the weights from metadata() (the network freshly initialised).
-  static GeoModel from_metadata(const std::map<std::string, std::string>& meta, const std::string& label);
+  /// Rebuilds everything but the weights from metadata() (the network freshly initialised). IoError
+  /// naming `label` for malformed metadata, and, before anything is allocated, when the network it
+  /// describes has more than `max_state_size` parameter and buffer values (load() passes the number of
+  /// values in the file, which must hold them all).
+  static GeoModel from_metadata(const std::map<std::string, std::string>& meta, const std::string& label,
+                                int64_t max_state_size = INT64_MAX);
   /// One file: weights (PyTorch layout, torchvision names) + metadata; written atomically.
   void save(const std::string& path) const;
   /// Loads a file written by save(); IoError / ShapeError naming the file and the problem.

@@ -75,11 +75,15 @@ struct MapLayout {
   /// The extent of the prediction cross and the truth ring ("prediction", "truth"), which
   /// labels avoid too where the map leaves room.
   std::vector<MapLabel> markers;
-  const MapLabel* find(std::string_view role) const {
+  /// The label of `role`, or nullptr; the pointer lives as long as this layout.
+  const MapLabel* find(std::string_view role) const& {
     for (const auto& l : labels)
       if (l.role == role) return &l;
     return nullptr;
   }
+  /// Not on a temporary (r.layout(...).find(...)): the pointer would dangle at once (AddressSanitizer
+  /// found a test reading it after the layout was freed).
+  const MapLabel* find(std::string_view role) const&& = delete;
 };
 
 /// The default background: data_dir()/earth/nasa-bmng-07_2048.jpg (NASA Blue Marble, July).

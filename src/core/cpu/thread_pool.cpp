@@ -36,7 +36,7 @@ class Pool {
 
   void set_threads(int n) {
     std::lock_guard<std::mutex> lock(mu_);
-    n = std::max(1, n);
+    n = std::clamp(n, 1, kMaxThreads);
     while (static_cast<int>(workers_.size()) < n - 1) {
       const int id = static_cast<int>(workers_.size()) + 1;
       // the generation is read here, not in the new thread: a run() that starts before the thread
@@ -60,8 +60,8 @@ class Pool {
     next_.store(0);
     error_ = nullptr;
     active_.store(nt - 1);
-    participants_ = nt;
-    gen_.fetch_add(1);
+    // A new generation with its number of participants, in one store (only run() changes gen_, under mu_)
+    gen_.store((((gen_.load() >> 16) + 1) << 16) | static_cast<uint32_t>(nt));
     gen_.notify_all();
     work(0);
     for (int a = active_.load(); a != 0; a = active_.load()) active_.wait(a);
@@ -91,7 +91,11 @@ class Pool {
     while (true) {
       gen_.wait(seen);
       seen = gen_.load();
-      if (id < participants_) {
+      // Whether this thread takes part comes from the same load as the generation: read separately,
+      // a thread left out of one run could read the next run's count (a data race, ThreadSanitizer),
+      // join that run while still counting the old generation, and join it once more after waking
+      // again at once, counting itself out twice so that run() returned with tasks still running.
+      if (id < static_cast<int>(seen & 0xFFFF)) {
         work(id);
         if (active_.fetch_sub(1) == 1) active_.notify_all();
       }
@@ -101,12 +105,13 @@ class Pool {
   std::mutex mu_, err_mu_;
   std::vector<std::thread> workers_;
   std::atomic<int> threads_{1};
+  // the generation of the current run (high 16 bits) and how many threads take part in it (low 16 bits)
+  static constexpr int kMaxThreads = 0xFFFF;
   std::atomic<uint32_t> gen_{0};
   std::atomic<int> active_{0};
   std::atomic<int64_t> next_{0};
   const std::function<void(int64_t, int)>* fn_ = nullptr;
   int64_t ntasks_ = 0;
-  int participants_ = 1;
   std::exception_ptr error_;
   static thread_local bool in_task_;
 };
