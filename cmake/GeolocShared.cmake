@@ -1,7 +1,7 @@
 # BUILD_SHARED_LIBS=ON: libgeoloc.so, one shared library from every component's sources, exporting only
 # geoloc's own symbols (the public API: namespace geoloc, and the type information of its classes, so that
 # geoloc::Error and its subclasses can be caught across the boundary). nlohmann-json, Eigen, s2geometry, Abseil, stb,
-# libjpeg-turbo, libarchive, msgpack-cxx and the standard-library instantiations stay inside: the version script cmake/geoloc.map makes every other
+# libjpeg-turbo, libarchive, msgpack-cxx, FAISS and the standard-library instantiations stay inside: the version script cmake/geoloc.map makes every other
 # symbol local (hidden). (Not -fvisibility=hidden: the public headers carry no export annotations, and a
 # hidden symbol cannot be exported by the version script.)
 if(GEOLOC_HAS_CUDA)
@@ -35,6 +35,10 @@ target_compile_definitions(geoloc PRIVATE OMPI_SKIP_MPICXX=1 MPICH_SKIP_MPICXX=1
 if(GEOLOC_HAS_MPI)
   target_compile_definitions(geoloc PRIVATE GEOLOC_HAS_MPI=1)
   target_link_libraries(geoloc PRIVATE MPI::MPI_CXX)
+endif()
+if(GEOLOC_HAS_FAISS)  # what geoloc_pipeline sets: FAISS (static, PIC) inside, its symbols local like the others
+  target_link_libraries(geoloc PRIVATE faiss)
+  target_compile_definitions(geoloc PRIVATE GEOLOC_HAS_FAISS=1)
 endif()
 target_link_options(geoloc PRIVATE "LINKER:--version-script=${PROJECT_SOURCE_DIR}/cmake/geoloc.map"
                     "LINKER:--no-undefined")

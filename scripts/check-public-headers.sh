@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # No third-party types in geoloc's public headers (issue #19): every header under include/geoloc/ is
 # installed, so none may include nlohmann/json, Eigen, s2geometry/Abseil, msgpack-cxx, libarchive,
-# libjpeg-turbo, stb, the CUDA libraries, MPI or NCCL, and their quoted includes are geoloc's own public headers
+# libjpeg-turbo, stb, the CUDA libraries, MPI, NCCL or FAISS, and their quoted includes are geoloc's own public headers
 # ("geoloc/..."), never the library's internal ones under src/. The library's own code composes JSON
 # through internal headers under src/ (e.g. src/geo/metrics_json.hpp).
 #   scripts/check-public-headers.sh [INCLUDE_DIR]   (default: include/ of this checkout)
 set -euo pipefail
 dir=${1:-"$(cd "$(dirname "$0")/.." && pwd)/include"}
 [ -d "$dir/geoloc" ] || { echo "check-public-headers: no $dir/geoloc"; exit 2; }
-third='(nlohmann/|Eigen/|unsupported/Eigen|s2/|absl/|msgpack|archive|turbojpeg|jpeglib|stb_|stb/|cuda|cudnn|cublas|mpi\.h|mpi/|nccl)'
+third='(nlohmann/|Eigen/|unsupported/Eigen|s2/|absl/|msgpack|archive|turbojpeg|jpeglib|stb_|stb/|cuda|cudnn|cublas|mpi\.h|mpi/|nccl|faiss/)'
 fail=0
 while IFS= read -r -d '' h; do
   while IFS= read -r line; do

@@ -7,7 +7,8 @@ set -euo pipefail
 pkgs=(build-essential cmake git pkg-config libeigen3-dev libstb-dev libs2-dev doctest-dev
       libbenchmark-dev nlohmann-json3-dev clang libclang-rt-14-dev
       libturbojpeg0-dev libarchive-dev libmsgpack-cxx-dev zlib1g-dev
-      libopenmpi-dev openmpi-bin)
+      libopenmpi-dev openmpi-bin
+      libfaiss-dev)  # optional for the build (GEOLOC_FAISS=AUTO): k-NN indexes over millions of photos
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

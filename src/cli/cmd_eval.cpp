@@ -9,6 +9,7 @@
 #include "geoloc/geo/countries.hpp"
 #include "geoloc/pipeline/eval.hpp"
 #include "geoloc/pipeline/knn.hpp"
+#include "knn_args.hpp"
 
 namespace geoloc::cli {
 namespace {
@@ -46,6 +47,9 @@ int run_eval(int argc, char** argv) {
              {"refine-k", "neighbours searched within the top cells (refine, rank)", false, "16"},
              {"refine-cells", "top finest cells searched (refine, rank)", false, "5"},
              {"refine-radius", "cluster radius in km (refine, rank)", false, "300"},
+             {"nprobe", "FAISS IVF index: lists visited per query (overrides the index's)"},
+             {"ef-search", "FAISS HNSW index: candidate list size (overrides the index's)"},
+             {"faiss-params", "other FAISS search parameters, e.g. k_factor_rf=8 (overrides the index's)"},
              {"device", "cpu or cuda", false, "cpu"}});
   if (!args.parse(argc, argv)) return 0;
   // Options are checked before the model and the data are read.
@@ -77,6 +81,7 @@ int run_eval(int argc, char** argv) {
 
   pipeline::GeoModel model = pipeline::GeoModel::load(args.get("model"));
   if (args.has("knn")) model.knn = pipeline::KnnIndex::load(args.get("knn"));
+  apply_faiss_search_args(args, model.knn);  // query-time FAISS parameters (docs/scaling.md)
   model.net->to(device);
   if (!model.knn.empty()) model.knn = model.knn.to(device);  // searches run where the network runs
   const std::unique_ptr<pipeline::RowSource> data = read_rows(args, model.preprocess.resize);

@@ -11,6 +11,8 @@
 #include "geoloc/pipeline/eval.hpp"
 #include "geoloc/pipeline/knn.hpp"
 #include "geoloc/viz/probability_map.hpp"
+#include "knn_args.hpp"
+#include "predict_stream.hpp"
 
 namespace geoloc::cli {
 namespace {
@@ -26,6 +28,9 @@ int run_predict(int argc, char** argv) {
              {"refine-k", "neighbours searched within the top cells, for --strategy refine or rank", false, "16"},
              {"refine-cells", "top finest cells searched, for --strategy refine or rank", false, "5"},
              {"refine-radius", "cluster radius in km, for --strategy refine or rank", false, "300"},
+             {"nprobe", "FAISS IVF index: lists visited per query (overrides the index's)"},
+             {"ef-search", "FAISS HNSW index: candidate list size (overrides the index's)"},
+             {"faiss-params", "other FAISS search parameters, e.g. k_factor_rf=8 (overrides the index's)"},
              {"snap-to-land", "move predictions at sea to the nearest coast", true},
              {"five-crop", "average five crops per image", true},
              {"max-crops", "with --five-crop: max instead of mean over crops", true},
@@ -33,17 +38,27 @@ int run_predict(int argc, char** argv) {
              {"map-dir", "write a probability map PNG per answer into this folder"},
              {"shards", "read the images from tar / MessagePack shards ('dir/{000..099}.tar', globs, lists) "
                         "instead of files: streamed in batches, one JSON line per record (\"image\": shard:key)"},
-             {"batch", "with --shards: images per forward pass", false, "64"},
+             {"batch", "with --shards or --manifest: images per forward pass", false, "64"},
+             {"manifest", "predict every row of this CSV (an 'image' column; other columns ignored) into --out, "
+                          "streamed in batches (docs/scaling.md)"},
+             {"out", "with --manifest: JSON lines file, one line per row in manifest order"},
+             {"resume", "with --manifest: continue an interrupted --out from its last whole batch (same --batch: "
+                        "the same file as an uninterrupted run)", true},
              {"device", "cpu or cuda", false, "cpu"}},
             "IMAGE");
   if (!args.parse(argc, argv)) return 0;
   const auto& files = args.positional();
   const bool from_shards = args.has("shards");
-  GEOLOC_CHECK(from_shards || !files.empty(), ValueError, "no image given (see geoloc predict --help)");
+  const bool from_manifest = args.has("manifest");
+  GEOLOC_CHECK(from_shards || from_manifest || !files.empty(), ValueError, "no image given (see geoloc predict --help)");
+  GEOLOC_CHECK(!from_manifest || (files.empty() && !from_shards && !args.flag("place") && !args.has("map-dir")),
+               ValueError, "--manifest takes no image files, --shards, --place or --map-dir");
+  GEOLOC_CHECK(from_manifest || (!args.has("out") && !args.flag("resume")), ValueError, "--out and --resume go with --manifest");
+  GEOLOC_CHECK(!from_manifest || args.has("out"), ValueError, "--manifest needs --out FILE.jsonl");
   GEOLOC_CHECK(!from_shards || files.empty(), ValueError, "give image files or --shards, not both");
   GEOLOC_CHECK(!from_shards || !args.flag("place"), ValueError, "--place takes image files, not --shards");
-  GEOLOC_CHECK(from_shards || !args.has("batch"), ValueError, "option --batch needs --shards (image files are "
-               "answered in one pass)");
+  GEOLOC_CHECK(from_shards || from_manifest || !args.has("batch"), ValueError, "option --batch needs --shards or "
+               "--manifest (image files are answered in one pass)");
   const int64_t batch = args.get_int("batch", 1, 1 << 20);
   pipeline::PredictOptions po;
   po.strategy = pipeline::parse_strategy(args.get("strategy"));
@@ -64,7 +79,7 @@ int run_predict(int argc, char** argv) {
   // The files of the run: no map may overwrite an input, and the maps are renamed into place together
   // at the end (with --shards, JSON lines are streamed; the maps still appear only at the end).
   Outputs outputs;
-  for (const char* key : {"model", "knn"})
+  for (const char* key : {"model", "knn", "manifest"})
     if (args.has(key)) outputs.input(args.get(key), std::string("--") + key);
   for (const auto& f : files) outputs.input(f, "an image");
   // The shards are indexed (and a corrupt archive refused) before the model is loaded or anything written.
@@ -73,6 +88,12 @@ int run_predict(int argc, char** argv) {
     const auto paths = image::expand_shard_pattern(args.get("shards"));
     for (const auto& p : paths) outputs.input(p, "--shards");
     shards = std::make_unique<image::ShardSet>(paths, "", false);
+  }
+  // --manifest --out is appended batch by batch on purpose (--resume continues it): outside the transaction.
+  ManifestRun manifest_run{args.get("manifest", ""), args.get("out", ""), args.flag("resume"), batch, 0};
+  if (from_manifest) {
+    outputs.side_file(manifest_run.out, "--out");
+    check_manifest_run(manifest_run);  // before the model is loaded
   }
   const std::string map_dir = args.get("map-dir", "");
   if (!map_dir.empty()) outputs.folder(map_dir, "--map-dir");
@@ -92,6 +113,7 @@ int run_predict(int argc, char** argv) {
 
   pipeline::GeoModel model = pipeline::GeoModel::load(args.get("model"));
   if (args.has("knn")) model.knn = pipeline::KnnIndex::load(args.get("knn"));
+  apply_faiss_search_args(args, model.knn);  // query-time FAISS parameters (docs/scaling.md)
   GEOLOC_CHECK(map_dir.empty() || !model.partitions.empty(), ValueError, "--map-dir draws the finest partitioning's "
                "cells, and ", args.get("model"), " has none");
   model.net->to(device);
@@ -155,6 +177,18 @@ int run_predict(int argc, char** argv) {
     predictor.prepare(hp, po);  // the neighbour searches of knn and refine, batched
     return hp;
   };
+  if (from_manifest) {  // streamed, ordered, resumable (predict_stream.hpp); no maps
+    manifest_run.resize = model.preprocess.resize;
+    predict_manifest(manifest_run, [&](std::vector<image::Image>& imgs, const std::vector<std::string>& names) {
+      const pipeline::HeadProbabilities hp = probabilities(imgs);
+      std::vector<std::string> lines;
+      for (int64_t i = 0; i < hp.n; ++i)
+        lines.push_back(answer_line(hp, i, names[static_cast<size_t>(i)], std::string(), std::string()));
+      return lines;
+    });
+    outputs.commit();
+    return 0;
+  }
   if (!from_shards) {
     // Every answer (and map) first, then the lines, then the maps into place: all or nothing.
     const pipeline::HeadProbabilities hp = probabilities(images);

@@ -217,8 +217,9 @@ Located Predictor::locate(const HeadProbabilities& p, int64_t i, Strategy s, con
       const int64_t dim = p.embedding.dim(1);
       std::vector<float> q(p.embedding.data<float>() + i * dim, p.embedding.data<float>() + (i + 1) * dim);
       normalise_query(q.data(), dim);
-      const Tensor host = model_.knn.embeddings.to(Device::cpu());
-      nb = refined_row(q.data(), p.row(model_.finest().name, i), host.data<float>(), dim, o);
+      // exact: the embeddings on the host; FAISS: its stored rows (host stays undefined)
+      const Tensor host = model_.knn.has_faiss() ? Tensor() : model_.knn.embeddings.to(Device::cpu());
+      nb = refined_row(q.data(), p.row(model_.finest().name, i), host.defined() ? host.data<float>() : nullptr, dim, o);
     }
     const GeoPartition& fine = model_.finest();
     const auto probs = p.row(fine.name, i);
@@ -375,38 +376,38 @@ std::vector<std::pair<int, float>> Predictor::refined_row(const float* q, std::s
   const size_t nc = std::min<size_t>(static_cast<size_t>(o.refine_cells), order.size());
   std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(nc), order.end(),
                     [&](int a, int b) { return probs[a] > probs[b] || (probs[a] == probs[b] && a < b); });
+  // Every row of the top cells is scored (with FAISS: from the rows it stores, see KnnIndex::search_rows),
+  // so the restricted search misses none of them, whatever the FAISS index's own search would visit.
+  std::vector<int> rows;
+  for (size_t c = 0; c < nc; ++c) {
+    const auto& r = cell_rows_[static_cast<size_t>(order[c])];
+    rows.insert(rows.end(), r.begin(), r.end());
+  }
   std::vector<std::pair<int, float>> cand;
-  for (size_t c = 0; c < nc; ++c)
-    for (int row : cell_rows_[static_cast<size_t>(order[c])]) {
-      const float* e = emb + static_cast<int64_t>(row) * dim;
-      float s = 0.0f;
-      for (int64_t j = 0; j < dim; ++j) s += q[j] * e[j];
-      cand.emplace_back(row, s);
-    }
+  cand.reserve(rows.size());
+  score_rows(model_.knn, emb, q, dim, rows, cand);
   if (cand.empty()) {
     // The top cells hold no indexed photo: the plain nearest neighbours instead.
     return model_.knn.search(q, dim, std::min(o.refine_k, kKnnMaxK));
   }
-  const size_t k = std::min<size_t>(static_cast<size_t>(o.refine_k), cand.size());
-  std::partial_sort(cand.begin(), cand.begin() + static_cast<std::ptrdiff_t>(k), cand.end(),
-                    [](const auto& a, const auto& b) { return a.second > b.second || (a.second == b.second && a.first < b.first); });
-  cand.resize(k);
+  best_first(cand, static_cast<size_t>(o.refine_k));
   return cand;
 }
 
 void Predictor::find_refined(HeadProbabilities& p, const PredictOptions& o) const {
   if (!supports(Strategy::Refine) || p.n == 0) return;
   check_knn_options(o);
-  const Tensor host = model_.knn.embeddings.to(Device::cpu());
+  const Tensor host = model_.knn.has_faiss() ? Tensor() : model_.knn.embeddings.to(Device::cpu());
   const int64_t dim = p.embedding.dim(1);
-  GEOLOC_CHECK(dim == host.dim(1), ShapeError, "refine: embeddings of dimension ", dim, " but the index has ",
-               host.dim(1));
+  GEOLOC_CHECK(dim == model_.knn.dim(), ShapeError, "refine: embeddings of dimension ", dim, " but the index has ",
+               model_.knn.dim());
   const std::string fine = model_.finest().name;
   p.refine.assign(static_cast<size_t>(p.n), {});
   detail::parallel_for(static_cast<size_t>(p.n), [&](size_t i) {
     std::vector<float> q(p.embedding.data<float>() + i * dim, p.embedding.data<float>() + (i + 1) * dim);
     normalise_query(q.data(), dim);
-    p.refine[i] = refined_row(q.data(), p.row(fine, static_cast<int64_t>(i)), host.data<float>(), dim, o);
+    p.refine[i] = refined_row(q.data(), p.row(fine, static_cast<int64_t>(i)), host.defined() ? host.data<float>() : nullptr,
+                              dim, o);
   });
 }
 

@@ -24,7 +24,7 @@ expect() {  # expect RC WHAT [DIR]
 expect 0 "clean headers"
 for bad in '#include <nlohmann/json.hpp>' '#include <nlohmann/json_fwd.hpp>' '  #  include <Eigen/Dense>' \
            '#include <s2/s2cell_id.h>' '#include <msgpack.hpp>' '#include <archive.h>' '#include <turbojpeg.h>' \
-           '#include <stb_image.h>' '#include <cuda_runtime.h>' '#include <mpi.h>' '#include <nccl.h>' '#include "pipeline/eval_json.hpp"' \
+           '#include <stb_image.h>' '#include <cuda_runtime.h>' '#include <mpi.h>' '#include <nccl.h>' '#include <faiss/Index.h>' '#include "pipeline/eval_json.hpp"' \
            '#include "../src/geo/metrics_json.hpp"'; do
   cp "$tmp/geoloc/sub/b.hpp" "$tmp/b.saved"
   printf '%s\n' "$bad" >> "$tmp/geoloc/sub/b.hpp"

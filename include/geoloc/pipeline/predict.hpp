@@ -150,6 +150,7 @@ class Predictor {
   /// Index rows per finest class (from the index's coordinates), built with the predictor.
   std::vector<std::vector<int>> cell_rows_;
   size_t indexed_rows_ = 0;
+  /// `emb`: the index's embeddings on the host, or null when its FAISS index holds the rows.
   std::vector<std::pair<int, float>> refined_row(const float* query, std::span<const float> probs,
                                                  const float* emb, int64_t dim, const PredictOptions& o) const;
 };
