@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is needed, configures, builds (-j2) and runs the whole
 # test suite with CTest, checks the installed package, then the sanitizer and fuzz jobs (docs/testing.md).
-# Exits non-zero on any failure. BUILD_DIR overrides the build folder; GEOLOC_SANITIZERS=1 adds the
-# ASan/UBSan suite (and GEOLOC_TSAN=1 the TSan tests): off by default until the whole run with them is timed
-# under CI's 30 minutes on an idle 2-core machine (measured here under load: build 595 s, ctest 94 s,
-# install checks 183 s, then the ASan build alone would have reached the limit); GEOLOC_FUZZ=0 skips the
-# fuzz run. Each stage's wall time is printed as
-# "test.sh: <stage> took N s (M s of CPU)" (CI must stay under 30 minutes on 2 cores).
+# Exits non-zero on any failure. BUILD_DIR overrides the build folder; GEOLOC_SANITIZERS=0 skips the
+# ASan/UBSan and TSan stages, GEOLOC_FUZZ=0 the fuzz run. Each stage's time is printed as
+# "test.sh: <stage> took N s (M s of CPU)" (CI must stay under 30 minutes on 2 cores: docs/testing.md has
+# the measured times of each stage).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # CPU seconds (user + system) of the finished child processes so far, into $cpu: with the wall time, it
@@ -49,20 +47,19 @@ cmake -S . -B "$build-shared" -DCMAKE_BUILD_TYPE=Release -DGEOLOC_CUDA=OFF -DBUI
 cmake --build "$build-shared" -j"$jobs" --target geoloc geoloc_cli
 bash scripts/check-install.sh "$build-shared"
 stage "install checks (static and shared)"
-if [ "${GEOLOC_SANITIZERS:-0}" != "0" ]; then
+if [ "${GEOLOC_SANITIZERS:-1}" != "0" ]; then
   # AddressSanitizer + UBSan over the whole suite (clang, CUDA off); its build also has the fuzz targets
   SAN_BUILD_PREFIX="$build" bash scripts/sanitize.sh asan
   stage "ASan + UBSan build and ctest"
 fi
 # a short libFuzzer run of every fuzz target (clang); GEOLOC_FUZZ=0 skips it
 if [ "${GEOLOC_FUZZ:-1}" != "0" ]; then
-  if [ "${GEOLOC_SANITIZERS:-0}" != "0" ]; then export FUZZ_BUILD_DIR="$build-asan"; fi
+  if [ "${GEOLOC_SANITIZERS:-1}" != "0" ]; then export FUZZ_BUILD_DIR="$build-asan"; fi
   FUZZ_SECONDS=${FUZZ_SECONDS:-10} bash scripts/fuzz.sh
   stage "fuzz"
 fi
-# ThreadSanitizer over the loader and thread-pool tests: GEOLOC_TSAN=1 (off by default until the whole run
-# with it is measured under CI's 30 minutes on an idle 2-core machine; scripts/sanitize.sh tsan runs it alone)
-if [ "${GEOLOC_SANITIZERS:-0}" != "0" ] && [ "${GEOLOC_TSAN:-0}" = "1" ]; then
+# ThreadSanitizer over the loader and thread-pool tests
+if [ "${GEOLOC_SANITIZERS:-1}" != "0" ]; then
   SAN_BUILD_PREFIX="$build" bash scripts/sanitize.sh tsan
   stage "TSan build and tests"
 fi
