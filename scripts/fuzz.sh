@@ -15,7 +15,7 @@ if command -v ccache >/dev/null 2>&1; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCH
 # A build folder already configured with the fuzz targets (scripts/sanitize.sh's build-asan) is used as it is.
 if ! grep -q '^GEOLOC_BUILD_FUZZ:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null; then
   cmake -S . -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Release -DGEOLOC_BUILD_FUZZ=ON \
-        -DGEOLOC_CUDA=OFF -DGEOLOC_BUILD_TESTS=OFF -DGEOLOC_BUILD_BENCH=OFF -DGEOLOC_BUILD_EXAMPLES=OFF \
+        -DGEOLOC_CUDA=OFF -DGEOLOC_FAISS=OFF -DGEOLOC_BUILD_TESTS=OFF -DGEOLOC_BUILD_BENCH=OFF -DGEOLOC_BUILD_EXAMPLES=OFF \
         "${launcher[@]}" >/dev/null
 fi
 cmake --build "$build" -j"${JOBS:-2}" --target geoloc_fuzz

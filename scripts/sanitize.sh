@@ -17,8 +17,10 @@ case "$what" in asan | tsan | all) ;; *) echo "usage: scripts/sanitize.sh [asan|
 # fraction of full debug information's compile time); NDEBUG stays on because Eigen's internal assertions
 # would make the numeric tests several times slower.
 common=(-DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -DNDEBUG"
-        -DGEOLOC_CUDA=OFF
+        -DGEOLOC_CUDA=OFF -DGEOLOC_FAISS=OFF
         -DGEOLOC_BUILD_BENCH=OFF -DGEOLOC_BUILD_EXAMPLES=OFF)
+# FAISS stays out (GEOLOC_FAISS=OFF): Debian's libfaiss.a is built without sanitizers and for GCC's OpenMP
+# runtime (libgomp), while clang links its own (libomp); its wrapper is tested in the normal build.
 if command -v ccache >/dev/null 2>&1; then common+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
 
 if [ "$what" != tsan ]; then
