@@ -16,24 +16,10 @@ std::shared_ptr<image::ShardSet> open_shards(const Args& args) {
   return shards;
 }
 
-namespace {
-// Shards decoded into memory, seen as rows.
-class ShardRows final : public pipeline::RowSource {
- public:
-  explicit ShardRows(pipeline::Dataset data) : data_(std::move(data)), rows_(data_) {}
-  size_t size() const override { return rows_.size(); }
-  pipeline::Dataset rows(size_t start, size_t count) const override { return rows_.rows(start, count); }
-
- private:
-  pipeline::Dataset data_;
-  pipeline::DatasetRows rows_;
-};
-}  // namespace
-
 std::unique_ptr<pipeline::RowSource> read_rows(const Args& args, int size) {
   if (args.has("shards")) {
     GEOLOC_CHECK(!args.has("data"), ValueError, "give --data or --shards, not both");
-    return std::make_unique<ShardRows>(pipeline::Dataset::from_shards(*open_shards(args), size));
+    return std::make_unique<pipeline::ShardRows>(open_shards(args), size);  // streamed: memory bounded by the batch
   }
   return std::make_unique<pipeline::ManifestRows>(args.get("data"), size);
 }

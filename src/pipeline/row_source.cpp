@@ -71,4 +71,73 @@ std::string ManifestRows::first_skip() const {
   return impl_->first_skip;
 }
 
+struct ShardRows::Impl {
+  std::shared_ptr<const image::ShardSet> shards;
+  int size;
+  mutable std::unique_ptr<image::ShardStream> stream;
+  mutable size_t next = 0;  // position of the stream's next record
+  mutable size_t skipped = 0;
+  mutable std::string first_skip;
+};
+
+ShardRows::ShardRows(std::shared_ptr<const image::ShardSet> shards, int size) {
+  GEOLOC_CHECK(shards != nullptr, ValueError, "ShardRows needs a shard set");
+  GEOLOC_CHECK(size > 0, ValueError, "image size must be positive, got ", size);
+  impl_.reset(new Impl{std::move(shards), size, nullptr, 0, 0, {}});
+}
+ShardRows::~ShardRows() = default;
+
+size_t ShardRows::size() const { return impl_->shards->size(); }
+
+Dataset ShardRows::rows(size_t start, size_t count) const {
+  const Impl& s = *impl_;
+  GEOLOC_CHECK(start + count <= s.shards->size(), ValueError, "rows ", start, "..", start + count, " out of range (",
+               s.shards->size(), " rows)");
+  if (!s.stream || start < s.next) {  // first use, or going back: a new pass
+    s.stream = s.shards->stream(false, 0, 0);
+    s.next = 0;
+  }
+  auto read = [&]() {
+    auto r = s.stream->next();
+    GEOLOC_CHECK(r.has_value(), IoError, "the shards ended after ", s.next, " of ", s.shards->size(),
+                 " records (did a shard change since it was indexed?)");
+    ++s.next;
+    return std::move(*r);
+  };
+  while (s.next < start) read();
+  std::vector<image::ShardRecord> records;
+  records.reserve(count);
+  for (size_t j = 0; j < count; ++j) records.push_back(read());
+  const image::DecodeOptions decode{.min_size = s.size};
+  std::vector<image::Image> imgs(count);
+  std::vector<std::string> why(count);
+  std::vector<char> ok(count, 0);
+  detail::parallel_for(count, [&](size_t j) {
+    try {
+      const auto& r = records[j];
+      imgs[j] = image::center_crop(
+          image::resize_shorter(image::decode_memory(r.bytes.data(), r.bytes.size(), r.name, decode), s.size), s.size,
+          s.size);
+      ok[j] = 1;
+    } catch (const IoError& e) {  // an undecodable record is left out; anything else stops the run
+      why[j] = e.what();
+    }
+  });
+  Dataset d;
+  for (size_t j = 0; j < count; ++j) {
+    if (!ok[j]) {
+      if (s.skipped++ == 0) s.first_skip = records[j].name + ": " + why[j];
+      continue;
+    }
+    d.images.push_back(std::move(imgs[j]));
+    d.coords.push_back({records[j].latitude, records[j].longitude});
+    d.scene.push_back(records[j].scene);
+    d.country.push_back(records[j].country);
+  }
+  return d;
+}
+
+size_t ShardRows::skipped() const { return impl_->skipped; }
+std::string ShardRows::first_skip() const { return impl_->first_skip; }
+
 }  // namespace geoloc::pipeline

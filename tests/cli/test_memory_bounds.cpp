@@ -10,9 +10,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "../image/shard_fixtures.hpp"
 #include "../pipeline/photos.hpp"
 #include "cli_run.hpp"
 
@@ -39,6 +42,34 @@ std::string repeat_manifest(const fs::path& small, size_t n, const fs::path& out
   std::ofstream o(out);
   o << head << "\n";
   for (size_t i = 0; i < n; ++i) o << rows[i % rows.size()] << "\n";
+  return out.string();
+}
+// A tar shard of `n` records (key.png + key.json) cycling through the rows of manifest `small`.
+std::string repeat_tar(const fs::path& small, size_t n, const fs::path& out) {
+  std::ifstream in(small);
+  std::string line;
+  std::getline(in, line);  // header: image,latitude,longitude,scene,country
+  struct Row {
+    geoloc::test::Bytes png;
+    std::string json;
+  };
+  std::vector<Row> rows;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+    std::ifstream img(small.parent_path() / f[0], std::ios::binary);
+    rows.push_back({geoloc::test::Bytes(std::istreambuf_iterator<char>(img), {}),
+                    "{\"latitude\": " + f[1] + ", \"longitude\": " + f[2] + ", \"scene\": " + f[3] + "}"});
+  }
+  std::vector<std::pair<std::string, geoloc::test::Bytes>> members;
+  for (size_t i = 0; i < n; ++i) {
+    const std::string key = "r/" + std::to_string(100000 + i);
+    members.push_back({key + ".png", rows[i % rows.size()].png});
+    members.push_back({key + ".json", geoloc::test::to_bytes(rows[i % rows.size()].json)});
+  }
+  geoloc::test::write_bytes(out.string(), geoloc::test::make_tar(members));
   return out.string();
 }
 }  // namespace
@@ -88,5 +119,24 @@ TEST_CASE("geoloc eval and index: peak memory does not grow with the number of r
   // manifest text and the index rows are allowed.
   CHECK(e_many - e_few < 8 * 1024);
   CHECK(i_many - i_few < 8 * 1024);
+  // The same from tar shards (streamed too: only the shard index and a batch in memory).
+  const std::string few_tar = repeat_tar(set.manifest, 600, dir / "few.tar");
+  const std::string many_tar = repeat_tar(set.manifest, 6000, dir / "many.tar");
+  auto eval_shards = [&](const std::string& tar) {
+    return peak_rss_kib({"eval", "--model", model, "--knn", knn, "--shards", tar});
+  };
+  auto index_shards = [&](const std::string& tar) {
+    return peak_rss_kib({"index", "--model", model, "--shards", tar, "--out", (dir / "big-index.safetensors").string()});
+  };
+  const long es_few = eval_shards(few_tar), es_many = eval_shards(many_tar);
+  const long is_few = index_shards(few_tar), is_many = index_shards(many_tar);
+  MESSAGE("peak RSS (KiB) from shards: eval 600 records ", es_few, ", 6000 records ", es_many, "; index 600 records ",
+          is_few, ", 6000 records ", is_many);
+  REQUIRE(es_few > 0);
+  REQUIRE(es_many > 0);
+  REQUIRE(is_few > 0);
+  REQUIRE(is_many > 0);
+  CHECK(es_many - es_few < 8 * 1024);
+  CHECK(is_many - is_few < 8 * 1024);
   fs::remove_all(dir);
 }

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "geoloc/image/manifest.hpp"
+#include "geoloc/image/shards.hpp"
 #include "geoloc/pipeline/dataset.hpp"
 
 namespace geoloc::pipeline {
@@ -40,6 +41,24 @@ class ManifestRows final : public RowSource {
  public:
   ManifestRows(const std::string& manifest_path, int size);
   ~ManifestRows() override;
+  size_t size() const override;
+  Dataset rows(size_t start, size_t count) const override;
+  size_t skipped() const override;
+  std::string first_skip() const override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// The usable records of tar / MessagePack shards, read as a stream in listed order and decoded a batch at a
+/// time (in parallel within the batch) at `size`: only the shard index and the current batch are in memory.
+/// Read the rows in order (each rows() call starting where the last ended); another start reopens the
+/// stream and skips to it.
+class ShardRows final : public RowSource {
+ public:
+  ShardRows(std::shared_ptr<const image::ShardSet> shards, int size);
+  ~ShardRows() override;
   size_t size() const override;
   Dataset rows(size_t start, size_t count) const override;
   size_t skipped() const override;
