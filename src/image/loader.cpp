@@ -101,6 +101,10 @@ void Loader::start() {
 Loader::~Loader() {
   {
     std::lock_guard<std::mutex> lk(mu_);
+    try {
+      report_skips();  // of the last epoch
+    } catch (...) {  // a log handler that throws must not escape a destructor
+    }
     stop_ = true;
     ++generation_;  // running builds notice this between samples and return early
   }
@@ -130,7 +134,21 @@ std::vector<size_t> Loader::epoch_order(uint64_t epoch) const {
   return order;
 }
 
+void Loader::report_skips() {
+  const uint64_t total = skipped_.load();
+  const uint64_t n = total - skipped_reported_;
+  skipped_reported_ = total;
+  // Nothing more to say when the epoch's only unreadable sample is the one reported in full.
+  if (!opt_.log_skipped || !started_ || n == 0 || (n == 1 && first_skip_gen_.load() == generation_)) return;
+  log_message(LogLevel::warning, std::to_string(n) + " unreadable sample" + (n == 1 ? " was" : "s were") +
+                                     " left out in epoch " + std::to_string(epoch_));
+}
+
 void Loader::begin_epoch(uint64_t epoch) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    report_skips();  // of the epoch that ends here
+  }
   auto order = std::make_shared<const std::vector<size_t>>(epoch_order(epoch));
   // Held across the generation change: a worker of the new epoch must not read the old stream.
   std::unique_lock<std::mutex> slk(stream_mu_, std::defer_lock);
@@ -265,10 +283,12 @@ Loader::Slot Loader::build(uint64_t gen, uint64_t epoch, size_t k, const std::ve
         }
       } catch (const IoError& e) {
         // An unreadable file must not stop a training run: report it and leave it out.
+        // The first one is reported in full; the rest are counted, one line per epoch (report_skips).
         skipped_.fetch_add(1);
-        if (opt_.log_skipped)
-          log_message(LogLevel::warning,
-                      "skipping " + (shards_ ? records[p - begin].name : source_->describe(current)) + ": " + e.what());
+        uint64_t none = 0;
+        if (opt_.log_skipped && first_skip_gen_.compare_exchange_strong(none, gen))
+          log_message(LogLevel::warning, "skipping " + (shards_ ? records[p - begin].name : source_->describe(current)) +
+                                             ": " + e.what() + " (further unreadable samples: one line per epoch)");
         continue;
       }
       random::Rng rng(random::mix_seed(epoch_seed, current));

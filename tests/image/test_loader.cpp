@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "geoloc/image/loader.hpp"
+#include "geoloc/log.hpp"
 
 using namespace geoloc;
 using namespace geoloc::image;
@@ -146,6 +147,31 @@ TEST_CASE("unreadable images are skipped and counted, never fatal") {
   CHECK(seen == std::vector<size_t>{0, 1, 2, 3, 5, 6});
   CHECK(loader.skipped() == 2);
   fs::remove_all(d);
+}
+
+TEST_CASE("unreadable samples: the first in full, then one line per epoch, not one per sample") {
+  auto src = std::make_shared<CallbackSource>(12, [](size_t i) -> Sample {
+    if (i % 4 == 1) throw IoError("cannot read sample " + std::to_string(i));  // 1, 5, 9
+    return make_sample(i);
+  });
+  std::vector<std::string> lines;
+  const LogHandler previous = set_log_handler([&](LogLevel, const std::string& m) { lines.push_back(m); });
+  {
+    LoaderOptions o;
+    o.batch_size = 4;
+    o.threads = 1;  // sample 1 fails first
+    o.shuffle = false;
+    Loader loader(src, eval_pipeline(10, 8), o);
+    run_epoch(loader, 0);
+    run_epoch(loader, 1);
+    CHECK(loader.skipped() == 6);
+  }  // the last epoch's line comes when the loader ends
+  set_log_handler(previous);
+  REQUIRE(lines.size() == 3);
+  CHECK(lines[0].find("skipping ") == 0);
+  CHECK(lines[0].find("cannot read sample 1") != std::string::npos);
+  CHECK(lines[1] == "3 unreadable samples were left out in epoch 0");
+  CHECK(lines[2] == "3 unreadable samples were left out in epoch 1");
 }
 
 TEST_CASE("a batch whose samples all fail is not delivered") {

@@ -106,7 +106,8 @@ struct LoaderOptions {
   bool drop_last = false;      // drop a final batch shorter than batch_size
   uint64_t seed = 0;
   Normalization normalization; // ImageNet by default
-  bool log_skipped = true;     // one warning (log.hpp) per unreadable sample
+  bool log_skipped = true;     // warnings (log.hpp): the first unreadable sample in full, then one line per
+                               // epoch with the count of the unreadable samples left out in it
   // Data-parallel training: of every batch (batch_size = the global batch), this loader builds only the
   // part [shard_index * s, (shard_index + 1) * s), s = batch_size / shard_count (which must divide it):
   // the loaders of the ranks of a run share the epoch order and each decodes its own samples, exactly the
@@ -166,6 +167,9 @@ class Loader {
   Pipeline transform_;
   LoaderOptions opt_;
   std::atomic<uint64_t> skipped_{0};
+  std::atomic<uint64_t> first_skip_gen_{0};  // generation of the epoch whose skip was logged in full (0: none yet)
+  uint64_t skipped_reported_ = 0;            // skipped_ at the last per-epoch report (under mu_)
+  void report_skips();                       // the per-epoch line (mu_ held)
 
   std::mutex mu_;
   std::condition_variable work_cv_, ready_cv_;
