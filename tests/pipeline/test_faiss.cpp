@@ -202,8 +202,10 @@ TEST_CASE("FAISS: an index file round-trips with its spec and search parameters;
   const fs::path dir = scratch("roundtrip");
   const Synthetic s = clustered(3000, 16, 20, 0.3f, 7);
   const Tensor q = normalised(clustered(30, 16, 20, 0.3f, 8).emb);
-  for (const auto& [spec, params] : std::vector<std::pair<std::string, std::string>>{
+  for (const auto& case_ : std::vector<std::pair<std::string, std::string>>{
            {"IVF16,SQ8", "nprobe=4"}, {"HNSW16", "efSearch=40"}, {"IVF16,PQ4x4fs,Refine(Flat)", "nprobe=3,k_factor_rf=8"}}) {
+    const std::string& spec = case_.first;  // not a structured binding: INFO's lambda captures it (clang 14)
+    const std::string& params = case_.second;
     INFO(spec);
     pipeline::KnnIndex a = pipeline::KnnIndex::build(s.emb, s.at);
     a.build_faiss({spec, params, 0});
