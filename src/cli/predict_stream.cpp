@@ -31,6 +31,14 @@ ManifestStream::ManifestStream(const std::string& path) : path_(path) {
   in_.open(path, std::ios::binary);
   GEOLOC_CHECK(in_.good(), IoError, "cannot read the manifest '", path, "': ", std::strerror(errno));
   dir_ = fs::path(path).parent_path().string();
+  if (in_.peek() == 0xEF) {  // a UTF-8 byte order mark (spreadsheet exports), as the training manifests allow
+    char bom[3] = {};
+    in_.read(bom, 3);
+    if (!(static_cast<unsigned char>(bom[1]) == 0xBB && static_cast<unsigned char>(bom[2]) == 0xBF)) {
+      in_.clear();
+      in_.seekg(0);
+    }
+  }
   std::vector<std::string> header;
   int line = 0;
   GEOLOC_CHECK(record(header, line), ValueError, path, ": empty manifest (a header with an 'image' column is needed)");
@@ -215,7 +223,10 @@ uint64_t predict_manifest(const ManifestRun& run, const PredictBatch& predict) {
     } catch (const nlohmann::json::exception&) {
       throw ValueError("'" + run.out + "': its last complete line is not a prediction with an \"image\"");
     }
-    GEOLOC_CHECK(image == row.image, ValueError, "'", run.out, "' does not continue the manifest '", run.manifest,
+    // The line's "image" is the manifest's text with invalid UTF-8 replaced (U+FFFD): compare it so.
+    const std::string expected = nlohmann::json::parse(
+        nlohmann::json(row.image).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)).get<std::string>();
+    GEOLOC_CHECK(image == expected, ValueError, "'", run.out, "' does not continue the manifest '", run.manifest,
                  "': its line ", out.complete(), " is for '", image, "' but row ", out.complete(), " (line ", row.line,
                  ") is '", row.image, "'");
   }
@@ -255,7 +266,8 @@ uint64_t predict_manifest(const ManifestRun& run, const PredictBatch& predict) {
       } catch (const IoError& e) {
         ++failed;
         slot.push_back(-1);
-        lines.push_back(nlohmann::json{{"image", row.image}, {"error", e.what()}}.dump());
+        lines.push_back(nlohmann::json{{"image", row.image}, {"error", e.what()}}.dump(
+            -1, ' ', false, nlohmann::json::error_handler_t::replace));  // names need not be UTF-8
       }
     }
     if (slot.empty()) break;

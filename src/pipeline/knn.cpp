@@ -235,6 +235,7 @@ KnnIndex KnnIndex::load(const std::string& path) {
     GEOLOC_CHECK(h && std::fread(b, 1, 8, h.get()) == 8, IoError, "cannot read '", path, "'");
     for (int i = 7; i >= 0; --i) header = header << 8 | b[i];
   }
+  GEOLOC_CHECK(e.end > e.begin, IoError, path, ": the tensor 'faiss' is empty (no FAISS index in it)");
   KnnIndex k;
   k.faiss = FaissIndex::read_file(path, 8 + header + e.begin, e.end - e.begin, path + " (tensor 'faiss')", spec);
   GEOLOC_CHECK(k.faiss->size() == ll.dim(0), IoError, path, ": the FAISS index has ", k.faiss->size(),

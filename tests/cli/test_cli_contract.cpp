@@ -416,6 +416,14 @@ TEST_CASE("the CLI contract under hostile input: a table of commands, statuses, 
       {.name = "predict: --manifest --out that exists, without --resume",
        .args = "predict --model {model} --manifest {manifest} --out {row}/o.jsonl", .err = "--resume continues it",
        .unchanged = {"{row}/o.jsonl"}, .setup = [&](const fs::path& row) { std::ofstream(row / "o.jsonl") << "{}\n"; }},
+      {.name = "predict: --manifest with a UTF-8 byte order mark, and an image name that is not UTF-8",
+       .args = "predict --model {model} --manifest {row}/bom.csv --out {row}/o.jsonl", .status = 0,
+       .setup =
+           [&](const fs::path& row) {
+             fs::copy_file(fix / "img" / "p0_0.png", row / "caf\xe9.png");
+             write_bytes(row / "bom.csv", "\xEF\xBB\xBFimage\nmissing.png\ncaf\xe9-gone.png\ncaf\xe9.png\n");
+           },
+       .present = {"{row}/o.jsonl"}},
       {.name = "partition: --output is --input",
        .args = "partition --input {row}/p.csv --output {row}/p.csv --min 1 --max 10", .err = "is the same file as --input",
        .unchanged = {"{row}/p.csv"}, .setup = [&](const fs::path& row) { fs::copy_file(fix / "points.csv", row / "p.csv"); }},
