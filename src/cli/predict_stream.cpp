@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -18,6 +17,7 @@
 #include "cli.hpp"
 #include "geoloc/detail/input_file.hpp"
 #include "geoloc/error.hpp"
+#include "geoloc/geo/csv.hpp"
 #include "geoloc/image/transforms.hpp"
 
 namespace geoloc::cli {
@@ -31,85 +31,22 @@ ManifestStream::ManifestStream(const std::string& path) : path_(path) {
   in_.open(path, std::ios::binary);
   GEOLOC_CHECK(in_.good(), IoError, "cannot read the manifest '", path, "': ", std::strerror(errno));
   dir_ = fs::path(path).parent_path().string();
-  if (in_.peek() == 0xEF) {  // a UTF-8 byte order mark (spreadsheet exports), as the training manifests allow
-    char bom[3] = {};
-    in_.read(bom, 3);
-    if (!(static_cast<unsigned char>(bom[1]) == 0xBB && static_cast<unsigned char>(bom[2]) == 0xBF)) {
-      in_.clear();
-      in_.seekg(0);
-    }
-  }
-  std::vector<std::string> header;
-  int line = 0;
-  GEOLOC_CHECK(record(header, line), ValueError, path, ": empty manifest (a header with an 'image' column is needed)");
-  bool found = false;
-  for (size_t i = 0; i < header.size(); ++i) {
-    std::string h = header[i];
-    h.erase(0, h.find_first_not_of(" \t"));
-    h.erase(h.find_last_not_of(" \t") + 1);
-    std::transform(h.begin(), h.end(), h.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    if (h == "image" && !found) {
-      column_ = i;
-      found = true;
-    }
-  }
-  GEOLOC_CHECK(found, ValueError, path, " line ", line, ": the header has no 'image' column");
-}
-
-// One CSV record (RFC 4180); false at the end of the file. Blank lines are skipped.
-bool ManifestStream::record(std::vector<std::string>& fields, int& line) {
-  fields.clear();
-  for (;;) {
-    line = line_;
-    std::string field;
-    bool quoted = false, any = false, was_quoted = false;
-    int c;
-    while ((c = in_.get()) != EOF) {
-      any = true;
-      if (quoted) {
-        if (c == '"') {
-          if (in_.peek() == '"') {
-            in_.get();
-            field += '"';
-          } else {
-            quoted = false;
-          }
-        } else {
-          if (c == '\n') ++line_;
-          field += static_cast<char>(c);
-        }
-      } else if (c == '"' && field.empty() && !was_quoted) {
-        quoted = was_quoted = true;
-      } else if (c == ',') {
-        fields.push_back(std::move(field));
-        field.clear();
-        was_quoted = false;
-      } else if (c == '\n') {
-        ++line_;
-        break;
-      } else if (c != '\r') {
-        field += static_cast<char>(c);
-      }
-    }
-    GEOLOC_CHECK(!quoted, ValueError, path_, " line ", line, ": unterminated quote");
-    if (!any) return false;
-    fields.push_back(std::move(field));
-    if (fields.size() == 1 && fields[0].empty() && !was_quoted) {  // a blank line
-      fields.clear();
-      continue;
-    }
-    return true;
-  }
+  csv_ = std::make_unique<image::CsvReader>(in_, path);
+  image::CsvRecord header;
+  GEOLOC_CHECK(csv_->next(header), ValueError, path, ": empty manifest (a header with an 'image' column is needed)");
+  const int column = geo::find_column(header.fields, "image");
+  GEOLOC_CHECK(column >= 0, ValueError, path, " line ", header.line, ": the header has no 'image' column");
+  column_ = static_cast<size_t>(column);
 }
 
 bool ManifestStream::next(Row& row) {
-  std::vector<std::string> f;
-  int line = 0;
-  if (!record(f, line)) return false;
-  GEOLOC_CHECK(column_ < f.size() && !f[column_].empty(), ValueError, path_, " line ", line, ": no image path");
+  image::CsvRecord rec;
+  if (!csv_->next(rec)) return false;
+  const auto& f = rec.fields;
+  GEOLOC_CHECK(column_ < f.size() && !f[column_].empty(), ValueError, path_, " line ", rec.line, ": no image path");
   row.image = f[column_];
   row.resolved = fs::path(row.image).is_absolute() || dir_.empty() ? row.image : (fs::path(dir_) / row.image).string();
-  row.line = line;
+  row.line = rec.line;
   return true;
 }
 

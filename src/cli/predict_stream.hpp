@@ -5,18 +5,21 @@
 #include <cstdint>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "geoloc/image/image.hpp"
+#include "geoloc/image/manifest.hpp"
 
 namespace geoloc::cli {
 
 /// The rows of a prediction manifest, read as a stream (the file is never held whole): CSV with a
 /// header that has an `image` column (case-insensitive; other columns, e.g. latitude and longitude of a
-/// training manifest, are ignored). Fields are quoted as RFC 4180 ("a, b.jpg", "" for a quote; a quoted
-/// field may span lines); CRLF and blank lines are tolerated. Relative paths are resolved against the
-/// manifest's folder, as in training manifests.
+/// training manifest, are ignored). Records are read by image::CsvReader, the training manifests' CSV
+/// parser: RFC 4180 quoting ("a, b.jpg", "" for a quote; a quoted field may span lines), LF, CRLF and
+/// CR-only line ends, blank lines, a byte-order mark. Relative paths are resolved against the manifest's
+/// folder, as in training manifests.
 class ManifestStream {
  public:
   /// Opens and reads the header: IoError when unreadable, ValueError without an `image` column.
@@ -30,10 +33,9 @@ class ManifestStream {
   bool next(Row& row);
 
  private:
-  bool record(std::vector<std::string>& fields, int& line);
   std::string path_, dir_;
   std::ifstream in_;
-  int line_ = 1;  // line the reader is on
+  std::unique_ptr<image::CsvReader> csv_;  // over in_
   size_t column_ = 0;
 };
 

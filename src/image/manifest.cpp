@@ -5,7 +5,6 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -30,45 +29,54 @@ std::string lower(std::string s) {
 
 }  // namespace
 
-std::vector<CsvRecord> parse_csv(std::istream& in, const std::string& name) {
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<CsvRecord> out;
-  CsvRecord rec;
+CsvReader::CsvReader(std::istream& in, std::string name) : in_(in.rdbuf()), name_(std::move(name)) {
+  GEOLOC_CHECK(in_ != nullptr, ValueError, name_, ": no stream to read");
+  if (in_->sgetc() == 0xEF) {  // a UTF-8 byte-order mark written by spreadsheet programs?
+    for (int k = 0; k < 3; ++k) {
+      const int c = in_->sbumpc();
+      if (c == EOF) break;
+      pending_ += static_cast<char>(c);
+    }
+    if (pending_ == "\xEF\xBB\xBF") pending_.clear();
+  }
+}
+
+int CsvReader::get() {
+  if (pending_pos_ < pending_.size()) return static_cast<unsigned char>(pending_[pending_pos_++]);
+  return in_->sbumpc();
+}
+
+int CsvReader::peek() {
+  if (pending_pos_ < pending_.size()) return static_cast<unsigned char>(pending_[pending_pos_]);
+  return in_->sgetc();
+}
+
+bool CsvReader::next(CsvRecord& rec) {
+  rec = CsvRecord{};
+  rec.line = line_;
   std::string field;
   bool quoted = false;       // inside quotes
   bool was_quoted = false;   // current field was quoted (keep its spaces)
   bool any = false;          // current record has content
-  int line = 1, quote_line = 0;
-  rec.line = 1;
+  int quote_line = 0;
   auto end_field = [&] {
     rec.fields.push_back(was_quoted ? field : trim(field));
     field.clear();
     was_quoted = false;
   };
-  auto end_record = [&] {
-    end_field();
-    // Blank lines (one empty field) are not records.
-    if (any) out.push_back(std::move(rec));
-    rec = CsvRecord{};
-    any = false;
-  };
-  size_t i = 0;
-  if (text.size() >= 3 && static_cast<unsigned char>(text[0]) == 0xEF && static_cast<unsigned char>(text[1]) == 0xBB &&
-      static_cast<unsigned char>(text[2]) == 0xBF)
-    i = 3;  // UTF-8 byte-order mark written by spreadsheet programs
-  for (; i < text.size(); ++i) {
-    const char c = text[i];
+  for (int ci = get(); ci != EOF; ci = get()) {
+    const char c = static_cast<char>(ci);
     if (quoted) {
       if (c == '"') {
-        if (i + 1 < text.size() && text[i + 1] == '"') {
+        if (peek() == '"') {
           field += '"';
-          ++i;
+          get();
         } else {
           quoted = false;
         }
       } else {
         // A line break inside quotes is part of the field; it still counts for the line numbers.
-        if (c == '\n' || (c == '\r' && (i + 1 == text.size() || text[i + 1] != '\n'))) ++line;
+        if (c == '\n' || (c == '\r' && peek() != '\n')) ++line_;
         field += c;
       }
       continue;
@@ -77,31 +85,45 @@ std::vector<CsvRecord> parse_csv(std::istream& in, const std::string& name) {
       quoted = true;
       was_quoted = true;
       any = true;
-      quote_line = line;
+      quote_line = line_;
       field.clear();
     } else if (c == ',') {
       any = true;
       end_field();
-    } else if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') {
+    } else if (c == '\r' && peek() == '\n') {
       // CRLF: the \n ends the record
     } else if (c == '\n' || c == '\r') {
       // \n, or a lone \r (classic Mac OS line ends, which some spreadsheet exports still write)
-      end_record();
-      ++line;
-      rec.line = line;
+      ++line_;
+      if (any) {
+        end_field();
+        return true;
+      }
+      rec = CsvRecord{};  // a blank line (one empty field) is not a record
+      rec.line = line_;
+      field.clear();
+      was_quoted = false;
     } else {
       if (c != ' ' && c != '\t' && c != '\r') any = true;
       if (was_quoted) {
         // Text after a closing quote: tolerated only as whitespace.
-        GEOLOC_CHECK(c == ' ' || c == '\t' || c == '\r', ValueError, name, " line ", line,
+        GEOLOC_CHECK(c == ' ' || c == '\t' || c == '\r', ValueError, name_, " line ", line_,
                      ": unexpected character '", c, "' after a closing quote");
         continue;
       }
       field += c;
     }
   }
-  GEOLOC_CHECK(!quoted, ValueError, name, " line ", quote_line, ": unterminated quoted field");
-  if (any || !field.empty()) end_record();
+  GEOLOC_CHECK(!quoted, ValueError, name_, " line ", quote_line, ": unterminated quoted field");
+  if (!any) return false;
+  end_field();
+  return true;
+}
+
+std::vector<CsvRecord> parse_csv(std::istream& in, const std::string& name) {
+  CsvReader reader(in, name);
+  std::vector<CsvRecord> out;
+  for (CsvRecord rec; reader.next(rec);) out.push_back(std::move(rec));
   return out;
 }
 

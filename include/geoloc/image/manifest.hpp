@@ -50,4 +50,24 @@ struct CsvRecord {
 };
 std::vector<CsvRecord> parse_csv(std::istream& in, const std::string& name);
 
+/// The same parser one record at a time, for CSV files too large to hold (geoloc predict --manifest):
+/// a UTF-8 byte-order mark is skipped, unquoted fields are trimmed of blanks, blank lines are not records.
+/// `in` must outlive the reader.
+class CsvReader {
+ public:
+  CsvReader(std::istream& in, std::string name);
+  /// The next record, or false at the end. ValueError naming the line for an unterminated quote or
+  /// text after a closing quote.
+  bool next(CsvRecord& rec);
+
+ private:
+  int get();   // the next byte (0..255) or EOF
+  int peek();  // the same without consuming it
+  std::streambuf* in_;
+  std::string name_;
+  std::string pending_;  // bytes read ahead while looking for a byte-order mark
+  size_t pending_pos_ = 0;
+  int line_ = 1;
+};
+
 }  // namespace geoloc::image
