@@ -1,16 +1,11 @@
 #include "geoloc/pipeline/dataset.hpp"
 
-#include <atomic>
-#include <cstdio>
-#include <mutex>
+#include <algorithm>
+#include <memory>
 
-#include "geoloc/detail/parallel.hpp"
-
-#include "geoloc/image/loader.hpp"
-#include "geoloc/image/manifest.hpp"
 #include "geoloc/image/shards.hpp"
-#include "geoloc/image/transforms.hpp"
 #include "geoloc/log.hpp"
+#include "geoloc/pipeline/row_source.hpp"
 #include "geoloc/progress.hpp"
 
 namespace geoloc::pipeline {
@@ -40,108 +35,48 @@ Dataset Dataset::subset(const std::vector<size_t>& rows) const {
   return d;
 }
 
-Dataset Dataset::from_manifest(const std::string& path, int size, size_t* skipped, bool show_progress) {
-  GEOLOC_CHECK(size > 0, ValueError, "image size must be positive, got ", size);
-  // The JPEGs only need to cover `size`: DCT-scaled decoding (image.hpp, DecodeOptions::min_size).
-  const image::ManifestSource source(image::read_manifest(path), image::DecodeOptions{.min_size = size});
-  const size_t n = source.size();
-  std::vector<image::Image> imgs(n);
-  std::vector<char> ok(n, 0);
-  Progress progress("decode " + path, static_cast<int64_t>(n), "img", show_progress);
-  std::atomic<int64_t> done = 0;
-  std::mutex log_mu;
-  size_t first_bad = n;  // the first unreadable row's index and reason: one warning for all of them
-  std::string first_reason;
-  detail::parallel_for(n, [&](size_t i) {
-    try {
-      const auto s = source.get(i);
-      imgs[i] = image::center_crop(image::resize_shorter(s.image, size), size, size);
-      ok[i] = 1;
-    } catch (const IoError& e) {  // an unreadable image is skipped; anything else stops the load
-      std::lock_guard<std::mutex> lock(log_mu);
-      if (i < first_bad) {
-        first_bad = i;
-        first_reason = e.what();
-      }
-    }
-    const int64_t d = ++done;
-    if (show_progress && d % 64 == 0) {
-      std::lock_guard<std::mutex> lock(log_mu);
-      progress.update(d);
-    }
-  });
+namespace {
+
+// All rows of `rows`, a chunk at a time (each decoded in parallel), with progress; one warning for all
+// unreadable images: how many, and the first.
+Dataset read_all(const RowSource& rows, const std::string& what, const std::string& unit, size_t* skipped,
+                 bool show_progress) {
+  const size_t n = rows.size();
+  Progress progress("decode " + what, static_cast<int64_t>(n), "img", show_progress);
   Dataset d;
-  size_t bad = 0;
-  for (size_t i = 0; i < n; ++i) {
-    if (!ok[i]) {
-      ++bad;
-      continue;
+  constexpr size_t kChunk = 256;
+  for (size_t start = 0; start < n; start += kChunk) {
+    Dataset part = rows.rows(start, std::min(kChunk, n - start));
+    for (size_t i = 0; i < part.size(); ++i) {
+      d.images.push_back(std::move(part.images[i]));
+      d.coords.push_back(part.coords[i]);
+      d.scene.push_back(part.scene[i]);
+      d.country.push_back(part.country[i]);
     }
-    const auto& e = source.manifest().entries[i];
-    d.images.push_back(std::move(imgs[i]));
-    d.coords.push_back({e.latitude, e.longitude});
-    d.scene.push_back(e.scene);
-    d.country.push_back(e.country);
+    progress.update(static_cast<int64_t>(std::min(n, start + kChunk)));
   }
+  const size_t bad = rows.skipped();
   progress.finish(std::to_string(d.size()) + " images, " + std::to_string(bad) + " unreadable");
   if (bad)
-    log_message(LogLevel::warning, bad == 1 ? "skipping " + source.describe(first_bad) + ": " + first_reason
-                                            : "skipping " + std::to_string(bad) + " unreadable images of " +
-                                                  std::to_string(n) + ", the first " + source.describe(first_bad) +
-                                                  ": " + first_reason);
+    log_message(LogLevel::warning, bad == 1 ? "skipping " + rows.first_skip()
+                                            : "skipping " + std::to_string(bad) + " " + unit + ", the first " +
+                                                  rows.first_skip());
   if (skipped) *skipped = bad;
   return d;
 }
 
+}  // namespace
+
+Dataset Dataset::from_manifest(const std::string& path, int size, size_t* skipped, bool show_progress) {
+  // The JPEGs only need to cover `size`: DCT-scaled decoding (image.hpp, DecodeOptions::min_size).
+  const ManifestRows rows(path, size);
+  return read_all(rows, path, "unreadable images of " + std::to_string(rows.size()), skipped, show_progress);
+}
+
 Dataset Dataset::from_shards(const image::ShardSet& shards, int size, size_t* skipped, bool show_progress) {
-  GEOLOC_CHECK(size > 0, ValueError, "image size must be positive, got ", size);
-  const image::DecodeOptions decode{.min_size = size};
-  Progress progress("decode " + std::to_string(shards.paths().size()) + " shards", static_cast<int64_t>(shards.size()),
-                    "img", show_progress);
-  auto stream = shards.stream(false, 0, 0);
-  Dataset d;
-  size_t bad = 0, done = 0;
-  std::string first_bad;  // one warning for all unreadable records: how many, and the first
-  // Read a chunk sequentially (the archive is a stream), decode it in parallel, keep the file order.
-  constexpr size_t kChunk = 256;
-  for (;;) {
-    std::vector<image::ShardRecord> chunk;
-    while (chunk.size() < kChunk)
-      if (auto r = stream->next()) chunk.push_back(std::move(*r)); else break;
-    if (chunk.empty()) break;
-    std::vector<image::Image> imgs(chunk.size());
-    std::vector<char> ok(chunk.size(), 0);
-    std::vector<std::string> why(chunk.size());
-    detail::parallel_for(chunk.size(), [&](size_t i) {
-      try {
-        const auto& r = chunk[i];
-        imgs[i] = image::center_crop(
-            image::resize_shorter(image::decode_memory(r.bytes.data(), r.bytes.size(), r.name, decode), size), size, size);
-        ok[i] = 1;
-      } catch (const IoError& e) {
-        why[i] = e.what();
-      }
-    });
-    for (size_t i = 0; i < chunk.size(); ++i) {
-      if (!ok[i]) {
-        if (bad++ == 0) first_bad = chunk[i].name + ": " + why[i];
-        continue;
-      }
-      d.images.push_back(std::move(imgs[i]));
-      d.coords.push_back({chunk[i].latitude, chunk[i].longitude});
-      d.scene.push_back(chunk[i].scene);
-      d.country.push_back(chunk[i].country);
-    }
-    done += chunk.size();
-    progress.update(static_cast<int64_t>(done));
-  }
-  progress.finish(std::to_string(d.size()) + " images, " + std::to_string(bad) + " unreadable");
-  if (bad)
-    log_message(LogLevel::warning, bad == 1 ? "skipping " + first_bad
-                                            : "skipping " + std::to_string(bad) + " unreadable records, the first " +
-                                                  first_bad);
-  if (skipped) *skipped = bad;
-  return d;
+  // The caller's set, not owned (an empty owner): it outlives this call.
+  const ShardRows rows(std::shared_ptr<const image::ShardSet>(std::shared_ptr<const image::ShardSet>(), &shards), size);
+  return read_all(rows, std::to_string(shards.paths().size()) + " shards", "unreadable records", skipped, show_progress);
 }
 
 }  // namespace geoloc::pipeline

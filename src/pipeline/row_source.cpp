@@ -1,6 +1,5 @@
 #include "geoloc/pipeline/row_source.hpp"
 
-#include <mutex>
 
 #include "geoloc/detail/parallel.hpp"
 #include "geoloc/image/loader.hpp"
@@ -16,68 +15,91 @@ Dataset DatasetRows::rows(size_t start, size_t count) const {
   return data_.subset(idx);
 }
 
+namespace {
+
+// The labels of one row, as a Dataset keeps them.
+struct RowLabels {
+  double latitude = 0, longitude = 0;
+  int scene = -1, country = -1;
+};
+
+// Decodes rows 0..count-1 in parallel (decode(j): the image, IoError when unreadable), resizes the shorter
+// side to `size` and centre-crops, and keeps the readable ones in row order with labels(j). Unreadable
+// rows are counted into `skipped`; the first of them by row (not by finishing time) into `first_skip`
+// ("<describe(j)>: <reason>") when none was recorded yet.
+template <class Decode, class Labels, class Describe>
+Dataset decode_rows(size_t count, int size, const Decode& decode, const Labels& labels, const Describe& describe,
+                    size_t& skipped, std::string& first_skip) {
+  std::vector<image::Image> imgs(count);
+  std::vector<std::string> why(count);
+  std::vector<char> ok(count, 0);
+  detail::parallel_for(count, [&](size_t j) {
+    try {
+      imgs[j] = image::center_crop(image::resize_shorter(decode(j), size), size, size);
+      ok[j] = 1;
+    } catch (const IoError& e) {  // an unreadable image is left out; anything else stops the run
+      why[j] = e.what();
+    }
+  });
+  Dataset d;
+  for (size_t j = 0; j < count; ++j) {
+    if (!ok[j]) {
+      if (skipped++ == 0) first_skip = describe(j) + ": " + why[j];
+      continue;
+    }
+    const RowLabels l = labels(j);
+    d.images.push_back(std::move(imgs[j]));
+    d.coords.push_back({l.latitude, l.longitude});
+    d.scene.push_back(l.scene);
+    d.country.push_back(l.country);
+  }
+  return d;
+}
+
+void check_range(size_t start, size_t count, size_t size) {
+  GEOLOC_CHECK(start + count <= size, ValueError, "rows ", start, "..", start + count, " out of range (", size, " rows)");
+}
+
+}  // namespace
+
 struct ManifestRows::Impl {
   image::ManifestSource source;
   int size;
-  mutable std::mutex mu;
-  mutable size_t skipped = 0;
-  mutable std::string first_skip;
+  size_t skipped = 0;
+  std::string first_skip;
 };
 
 ManifestRows::ManifestRows(const std::string& manifest_path, int size) {
   GEOLOC_CHECK(size > 0, ValueError, "image size must be positive, got ", size);
   impl_.reset(new Impl{image::ManifestSource(image::read_manifest(manifest_path), image::DecodeOptions{.min_size = size}),
-                       size, {}, 0, {}});
+                       size, 0, {}});
 }
 ManifestRows::~ManifestRows() = default;
 
 size_t ManifestRows::size() const { return impl_->source.size(); }
 
 Dataset ManifestRows::rows(size_t start, size_t count) const {
-  const Impl& s = *impl_;
-  GEOLOC_CHECK(start + count <= s.source.size(), ValueError, "rows ", start, "..", start + count, " out of range (",
-               s.source.size(), " rows)");
-  std::vector<image::Image> imgs(count);
-  std::vector<char> ok(count, 0);
-  detail::parallel_for(count, [&](size_t j) {
-    try {
-      const auto smp = s.source.get(start + j);
-      imgs[j] = image::center_crop(image::resize_shorter(smp.image, s.size), s.size, s.size);
-      ok[j] = 1;
-    } catch (const IoError& e) {  // an unreadable image is left out; anything else stops the run
-      std::lock_guard<std::mutex> lock(s.mu);
-      if (s.skipped++ == 0) s.first_skip = s.source.describe(start + j) + ": " + e.what();
-    }
-  });
-  Dataset d;
-  for (size_t j = 0; j < count; ++j) {
-    if (!ok[j]) continue;
-    const auto& e = s.source.manifest().entries[start + j];
-    d.images.push_back(std::move(imgs[j]));
-    d.coords.push_back({e.latitude, e.longitude});
-    d.scene.push_back(e.scene);
-    d.country.push_back(e.country);
-  }
-  return d;
+  Impl& s = *impl_;
+  check_range(start, count, s.source.size());
+  return decode_rows(
+      count, s.size, [&](size_t j) { return s.source.get(start + j).image; },
+      [&](size_t j) {
+        const auto& e = s.source.manifest().entries[start + j];
+        return RowLabels{e.latitude, e.longitude, e.scene, e.country};
+      },
+      [&](size_t j) { return s.source.describe(start + j); }, s.skipped, s.first_skip);
 }
 
-size_t ManifestRows::skipped() const {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  return impl_->skipped;
-}
-
-std::string ManifestRows::first_skip() const {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  return impl_->first_skip;
-}
+size_t ManifestRows::skipped() const { return impl_->skipped; }
+std::string ManifestRows::first_skip() const { return impl_->first_skip; }
 
 struct ShardRows::Impl {
   std::shared_ptr<const image::ShardSet> shards;
   int size;
-  mutable std::unique_ptr<image::ShardStream> stream;
-  mutable size_t next = 0;  // position of the stream's next record
-  mutable size_t skipped = 0;
-  mutable std::string first_skip;
+  std::unique_ptr<image::ShardStream> stream;
+  size_t next = 0;  // position of the stream's next record
+  size_t skipped = 0;
+  std::string first_skip;
 };
 
 ShardRows::ShardRows(std::shared_ptr<const image::ShardSet> shards, int size) {
@@ -90,9 +112,8 @@ ShardRows::~ShardRows() = default;
 size_t ShardRows::size() const { return impl_->shards->size(); }
 
 Dataset ShardRows::rows(size_t start, size_t count) const {
-  const Impl& s = *impl_;
-  GEOLOC_CHECK(start + count <= s.shards->size(), ValueError, "rows ", start, "..", start + count, " out of range (",
-               s.shards->size(), " rows)");
+  Impl& s = *impl_;
+  check_range(start, count, s.shards->size());
   if (!s.stream || start < s.next) {  // first use, or going back: a new pass
     s.stream = s.shards->stream(false, 0, 0);
     s.next = 0;
@@ -109,32 +130,17 @@ Dataset ShardRows::rows(size_t start, size_t count) const {
   records.reserve(count);
   for (size_t j = 0; j < count; ++j) records.push_back(read());
   const image::DecodeOptions decode{.min_size = s.size};
-  std::vector<image::Image> imgs(count);
-  std::vector<std::string> why(count);
-  std::vector<char> ok(count, 0);
-  detail::parallel_for(count, [&](size_t j) {
-    try {
-      const auto& r = records[j];
-      imgs[j] = image::center_crop(
-          image::resize_shorter(image::decode_memory(r.bytes.data(), r.bytes.size(), r.name, decode), s.size), s.size,
-          s.size);
-      ok[j] = 1;
-    } catch (const IoError& e) {  // an undecodable record is left out; anything else stops the run
-      why[j] = e.what();
-    }
-  });
-  Dataset d;
-  for (size_t j = 0; j < count; ++j) {
-    if (!ok[j]) {
-      if (s.skipped++ == 0) s.first_skip = records[j].name + ": " + why[j];
-      continue;
-    }
-    d.images.push_back(std::move(imgs[j]));
-    d.coords.push_back({records[j].latitude, records[j].longitude});
-    d.scene.push_back(records[j].scene);
-    d.country.push_back(records[j].country);
-  }
-  return d;
+  return decode_rows(
+      count, s.size,
+      [&](size_t j) {
+        const auto& r = records[j];
+        return image::decode_memory(r.bytes.data(), r.bytes.size(), r.name, decode);
+      },
+      [&](size_t j) {
+        const auto& r = records[j];
+        return RowLabels{r.latitude, r.longitude, r.scene, r.country};
+      },
+      [&](size_t j) { return records[j].name; }, s.skipped, s.first_skip);
 }
 
 size_t ShardRows::skipped() const { return impl_->skipped; }
