@@ -2,7 +2,8 @@
 # Scaling of the data-parallel training step on this machine (docs/scaling.md, "Data-parallel training"):
 # one process on one core against `mpirun -np 2 --bind-to core` (one core each), same global batch (strong
 # scaling, ideal: half the step time) and twice the batch (weak scaling, ideal: the same step time), and
-# for comparison one process with two pool threads. Prints a Markdown table.
+# for comparison one process with two pool threads, and the same-batch run with synchronised batch norm
+# (--sync-bn). Prints a Markdown table.
 #   bench/ddp_scaling.sh [BUILD_DIR] [STEPS] [REPEATS]
 # Config: the default `small` ResNet at 64 px, global batch 32, 256 generated photos (PNG, written with
 # Python's standard library), SGD at a constant rate. Two figures per run: the wall time of a step (the
@@ -79,13 +80,14 @@ buckets_default=$(grep -o "gradient all-reduce:.*" "$work/err" || true)
 t2small=$(best mpirun -np 2 --bind-to core "$geoloc" "${common[@]}" --batch 32 --bucket-mb 0.25)
 buckets_small=$(grep -o "gradient all-reduce:.*" "$work/err" || true)
 t2w=$(best mpirun -np 2 --bind-to core "$geoloc" "${common[@]}" --batch 64)
+t2sync=$(best mpirun -np 2 --bind-to core "$geoloc" "${common[@]}" --batch 32 --sync-bn)
 echo "default buckets: $buckets_default"
 echo "--bucket-mb 0.25: $buckets_small"
 echo "load average before/after: $load0 / $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-python3 - "$t1" "$t1x2" "$t2" "$t2small" "$t2w" <<'PY'
+python3 - "$t1" "$t1x2" "$t2" "$t2small" "$t2w" "$t2sync" <<'PY'
 import sys
-(t1, c1), (t1x2, c1x2), (t2, c2), (t2small, c2small), (t2w, c2w) = [tuple(map(float, a.split())) for a in sys.argv[1:]]
+(t1, c1), (t1x2, c1x2), (t2, c2), (t2small, c2small), (t2w, c2w), (t2sync, c2sync) = [tuple(map(float, a.split())) for a in sys.argv[1:]]
 print("| run | global batch | step (ms, wall) | images/s | speed-up | efficiency vs ideal | CPU per step (core-ms, all processes) | CPU vs 1 process |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 def row(name, batch, t, c, ideal_ms, work):
@@ -96,4 +98,5 @@ row("1 process, 2 pool threads", 32, t1x2, c1x2, t1 / 2, 1)
 row("2 processes x 1 core, one 4 MiB bucket", 32, t2, c2, t1 / 2, 1)
 row("2 processes x 1 core, 0.25 MiB buckets", 32, t2small, c2small, t1 / 2, 1)
 row("2 processes x 1 core, twice the batch", 64, t2w, c2w, t1, 2)
+row("2 processes x 1 core, one 4 MiB bucket, --sync-bn", 32, t2sync, c2sync, t1 / 2, 1)
 PY

@@ -1,4 +1,5 @@
-// Batch norm (channels last), plain and fused with the residual add and ReLU (training), and the
+// Batch norm (channels last), plain and fused with the residual add and ReLU (training), the two steps of
+// synchronised batch norm (batch_norm_stats, batch_norm_backward_dx), and the
 // eval-mode apply that conv2d_bn_act_forward uses as its epilogue.
 //
 // Own kernels rather than cuDNN's batch norm: the backend contract has optional outputs (dx, dgamma,
@@ -97,6 +98,29 @@ __global__ void bn_train_finalize_kernel(const double* partial, int splits, int6
   const float sc = invstd * gamma[c];
   scale[c] = sc;
   shift[c] = beta[c] - mean * sc;
+}
+
+// batch_norm_stats: the mean and biased variance of bn_train_finalize_kernel, nothing else.
+__global__ void bn_stats_finalize_kernel(const double* partial, int splits, int64_t C, int64_t m, float* mean,
+                                         float* var) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (c >= C) return;
+  double sum, sumsq;
+  combine(partial, splits, C, c, sum, sumsq);
+  const double mu = sum / m;
+  mean[c] = static_cast<float>(mu);
+  var[c] = static_cast<float>(fmax(0.0, sumsq / m - mu * mu));
+}
+
+// batch_norm_backward_dx: bn_bwd_finalize_kernel's coefficients from sums over every process's rows.
+__global__ void bn_dx_coeff_kernel(int64_t C, double count, const float* gamma, const float* invstd,
+                                   const float* sum_dy, const float* sum_dy_xhat, float* k1, float* mdy,
+                                   float* mdyx) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (c >= C) return;
+  k1[c] = gamma[c] * invstd[c];
+  mdy[c] = static_cast<float>(sum_dy[c] / count);
+  mdyx[c] = static_cast<float>(sum_dy_xhat[c] / count);
 }
 
 __global__ void bn_eval_fold_kernel(int64_t C, const float* gamma, const float* beta, const float* rm,
@@ -290,6 +314,30 @@ void check_vec(const Tensor& v, int64_t C, const char* fn, const char* what) {
                " elements");
 }
 
+// dx = k1 * (dy - mdy - xhat * mdyx) (coef = {k1, mdy, mdyx}), the last pass of both BN backwards.
+void launch_bn_dx(Context& ctx, DType t, const Tensor& dy, const Tensor& x, const float* mean, const float* invstd,
+                  float* const* coef, const Tensor& dx) {
+  const int64_t n = x.numel(), C = x.dim(-1);
+  if (n <= 0) return;
+  cudaStream_t s = detail::stream_of(ctx);
+  const unsigned g = grid_for(ctx, n);
+  const bool small = n < (int64_t(1) << 31);
+  if (t == DType::BF16 && small)
+    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, bn_bwd_dx_kernel<bf16, uint32_t>)
+    (tp<const bf16>(dy), tp<const bf16>(x), mean, invstd, coef[0], coef[1], coef[2], tp<bf16>(dx), uint32_t(n),
+     uint32_t(C));
+  else if (t == DType::BF16)
+    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, bn_bwd_dx_kernel<bf16, int64_t>)
+    (tp<const bf16>(dy), tp<const bf16>(x), mean, invstd, coef[0], coef[1], coef[2], tp<bf16>(dx), n, C);
+  else if (small)
+    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, bn_bwd_dx_kernel<float, uint32_t>)
+    (fp(dy), fp(x), mean, invstd, coef[0], coef[1], coef[2], fp(dx), uint32_t(n), uint32_t(C));
+  else
+    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, bn_bwd_dx_kernel<float, int64_t>)
+    (fp(dy), fp(x), mean, invstd, coef[0], coef[1], coef[2], fp(dx), n, C);
+  GEOLOC_CUDA_LAUNCH_CHECK(s, "bn_bwd_dx_kernel");
+}
+
 // The shared body of batch_norm_forward_train and batch_norm_act_forward_train.
 void bn_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
               const Tensor& running_var, float momentum, float eps, const Tensor& residual, bool relu,
@@ -369,26 +417,53 @@ void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
   (w.partial, splits, C, rows, fp(gamma), fp(save_invstd), fp(dgamma), fp(dbeta), w.vec[0], w.vec[1],
    w.vec[2]);
   GEOLOC_CUDA_LAUNCH_CHECK(s, "bn_bwd_finalize_kernel");
-  if (!dx.defined()) return;
-  const int64_t n = x.numel();
-  const unsigned g = grid_for(ctx, n);
-  const bool small = n < (int64_t(1) << 31);
-  if (t == DType::BF16 && small)
-    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, bn_bwd_dx_kernel<bf16, uint32_t>)
-    (tp<const bf16>(dy), tp<const bf16>(x), fp(save_mean), fp(save_invstd), w.vec[0], w.vec[1], w.vec[2],
-     tp<bf16>(dx), uint32_t(n), uint32_t(C));
-  else if (t == DType::BF16)
-    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, bn_bwd_dx_kernel<bf16, int64_t>)
-    (tp<const bf16>(dy), tp<const bf16>(x), fp(save_mean), fp(save_invstd), w.vec[0], w.vec[1], w.vec[2],
-     tp<bf16>(dx), n, C);
-  else if (small)
-    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, bn_bwd_dx_kernel<float, uint32_t>)
-    (fp(dy), fp(x), fp(save_mean), fp(save_invstd), w.vec[0], w.vec[1], w.vec[2], fp(dx), uint32_t(n),
-     uint32_t(C));
-  else
-    GEOLOC_LAUNCH(g, dev::kThreads, 0, s, bn_bwd_dx_kernel<float, int64_t>)
-    (fp(dy), fp(x), fp(save_mean), fp(save_invstd), w.vec[0], w.vec[1], w.vec[2], fp(dx), n, C);
-  GEOLOC_CUDA_LAUNCH_CHECK(s, "bn_bwd_dx_kernel");
+  if (dx.defined()) launch_bn_dx(ctx, t, dy, x, fp(save_mean), fp(save_invstd), w.vec, dx);
+}
+
+void batch_norm_stats(const Tensor& x, const Tensor& mean, const Tensor& var) {
+  const char* fn = "batch_norm_stats";
+  const DType t = detail::expect_fp(x, x.dtype(), fn, "x");
+  GEOLOC_CHECK(x.ndim() >= 1, ShapeError, "cuda::", fn, ": x ", x.str(), " has no channel axis");
+  const int64_t C = x.dim(-1), rows = C ? x.numel() / C : 0;
+  check_vec(mean, C, fn, "mean");
+  check_vec(var, C, fn, "var");
+  if (C == 0) return;
+  Context& ctx = detail::context_of(x, fn);
+  cudaStream_t s = detail::stream_of(ctx);
+  if (rows == 0) {
+    GEOLOC_CUDA_CHECK(cudaMemsetAsync(mean.raw(), 0, size_t(C) * sizeof(float), s));
+    GEOLOC_CUDA_CHECK(cudaMemsetAsync(var.raw(), 0, size_t(C) * sizeof(float), s));
+    return;
+  }
+  const int splits = plan_splits(ctx, rows, C);
+  Scratch w = scratch(ctx, C, 0, splits);
+  reduce_by_dtype(ctx, t, x, Tensor(), nullptr, nullptr, rows, C, kSumSq, w.partial, splits);
+  GEOLOC_LAUNCH(vec_grid(C), 256, 0, s, bn_stats_finalize_kernel)(w.partial, splits, C, rows, fp(mean), fp(var));
+  GEOLOC_CUDA_LAUNCH_CHECK(s, "bn_stats_finalize_kernel");
+}
+
+void batch_norm_backward_dx(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& mean,
+                            const Tensor& invstd, const Tensor& sum_dy, const Tensor& sum_dy_xhat, double count,
+                            const Tensor& dx) {
+  const char* fn = "batch_norm_backward_dx";
+  const DType t = detail::expect_fp(dy, dy.dtype(), fn, "dy");
+  detail::expect_fp(x, t, fn, "x");
+  detail::expect_fp(dx, t, fn, "dx");
+  GEOLOC_CHECK(x.ndim() >= 1 && dy.numel() == x.numel() && dx.numel() == x.numel(), ShapeError, "cuda::", fn,
+               ": dy ", dy.str(), " and dx ", dx.str(), " must match x ", x.str());
+  const int64_t C = x.dim(-1), rows = C ? x.numel() / C : 0;
+  for (auto [v, what] : {std::pair{&gamma, "gamma"}, {&mean, "mean"}, {&invstd, "invstd"}, {&sum_dy, "sum_dy"},
+                         {&sum_dy_xhat, "sum_dy_xhat"}})
+    check_vec(*v, C, fn, what);
+  if (C == 0 || rows == 0) return;
+  GEOLOC_CHECK(count > 0, ValueError, "cuda::", fn, ": count ", count, " must be > 0");
+  Context& ctx = detail::context_of(x, fn);
+  cudaStream_t s = detail::stream_of(ctx);
+  Scratch w = scratch(ctx, C, 3, 0);
+  GEOLOC_LAUNCH(vec_grid(C), 256, 0, s, bn_dx_coeff_kernel)
+  (C, count, fp(gamma), fp(invstd), fp(sum_dy), fp(sum_dy_xhat), w.vec[0], w.vec[1], w.vec[2]);
+  GEOLOC_CUDA_LAUNCH_CHECK(s, "bn_dx_coeff_kernel");
+  launch_bn_dx(ctx, t, dy, x, fp(mean), fp(invstd), w.vec, dx);
 }
 
 void batch_norm_act_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta,

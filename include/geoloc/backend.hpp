@@ -96,6 +96,16 @@ constexpr int kKnnMaxK = 1024;
   void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& save_mean,   \
                            const Tensor& save_invstd, const Tensor& dx, const Tensor& dgamma,                 \
                            const Tensor& dbeta);                                                              \
+  /* Synchronised batch norm, step 1: mean [C] and biased variance var [C] of x's rows (x [..., C]), summed   \
+     in double as batch_norm_forward_train; one process's share, combined across processes by ops.cpp.      \
+     Zero rows: mean and var are 0. */                                                                         \
+  void batch_norm_stats(const Tensor& x, const Tensor& mean, const Tensor& var);                              \
+  /* Synchronised batch norm's dx, from per-channel sums over every process's rows (count of them):         \
+     dx = gamma*invstd*(dy - sum_dy/count - xhat*sum_dy_xhat/count), xhat = (x - mean)*invstd. sum_dy and    \
+     sum_dy_xhat are batch_norm_backward's dbeta and dgamma summed over the processes; all vectors f32 [C]. */ \
+  void batch_norm_backward_dx(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& mean,     \
+                              const Tensor& invstd, const Tensor& sum_dy, const Tensor& sum_dy_xhat,          \
+                              double count, const Tensor& dx);                                                \
   /* Fusion: batch_norm_forward_train, then + residual (may be undefined), then ReLU if `relu`, in the      \
      apply pass: y = relu?((x - mean) * invstd * gamma + beta + residual). Same statistics and running stats. */ \
   void batch_norm_act_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta,                 \

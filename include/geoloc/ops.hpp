@@ -6,6 +6,7 @@
 // batch-norm parameters and running statistics and the soft targets, always f32; outputs and gradients
 // have their tensor's dtype; the losses' values are f32 whatever the logits' dtype; mse_loss is f32 only.
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "geoloc/autograd.hpp"
@@ -28,6 +29,40 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, cons
 /// the BN backward). nn/resnet.cpp uses it for every block in training, on every device.
 Tensor batch_norm_act(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                       const Tensor& running_var, float momentum, float eps, const Tensor& residual, bool relu);
+
+/// What synchronised batch norm needs from a data-parallel run (comm.hpp's Communicator, adapted by the
+/// trainer): the in-place sum over every process of an f32 CPU tensor (the same values on every process
+/// afterwards; it may throw, e.g. CommError on a timeout), how many processes there are and which one
+/// this is. Every process must make the same calls in the same order.
+struct CrossReplica {
+  std::function<void(const Tensor&)> all_reduce_sum;
+  int size = 1;
+  int rank = 0;
+};
+
+/// Training batch norm with the statistics of the whole global batch: the mean and variance over the rows
+/// of every process (each computes its own with batch_norm_stats; one all-reduce gathers them, combined
+/// in double as parallel variances are), so every process normalises with, and updates its running
+/// statistics to, the same values as one process holding the whole batch. Backward: one all-reduce of the
+/// per-channel sums of dy and dy * xhat, then batch_norm_backward_dx; dgamma and dbeta are this process's
+/// share (the gradient all-reduce adds them up). Not fused with the residual add and ReLU.
+Tensor batch_norm_sync(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                       const Tensor& running_var, float momentum, float eps, const CrossReplica& replicas);
+
+/// While one is alive on a thread, batch_norm in training mode and batch_norm_act on that thread are
+/// batch_norm_sync over `replicas` (batch_norm_act then adds the residual and applies the ReLU as separate
+/// ops): the trainer's --sync-bn, without changes to the models. Guards nest; the previous one is restored.
+class SyncBatchNormGuard {
+ public:
+  explicit SyncBatchNormGuard(CrossReplica replicas);
+  ~SyncBatchNormGuard();
+  SyncBatchNormGuard(const SyncBatchNormGuard&) = delete;
+  SyncBatchNormGuard& operator=(const SyncBatchNormGuard&) = delete;
+
+ private:
+  CrossReplica replicas_;
+  const CrossReplica* prev_;
+};
 
 /// Inference fusion, not differentiable (ValueError if any input needs a gradient): relu?(batch_norm_eval(
 /// conv2d(x, w, stride, pad)) + residual), the BN folded into the convolution's epilogue from the current

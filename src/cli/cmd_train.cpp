@@ -80,9 +80,10 @@ comm::Communicator& start_distributed(const Args& args, pipeline::TrainConfig& t
       if (level == LogLevel::warning && *prev) (*prev)(level, tag + m);
     });
   } else {
-    std::fprintf(stderr, "data-parallel training: %d processes (%s), global batch %d = %d per process%s\n", c.size(),
+    std::fprintf(stderr, "data-parallel training: %d processes (%s), global batch %d = %d per process%s%s\n", c.size(),
                  comm::kind_name(c.kind()), tc.batch_size, tc.batch_size / c.size(),
-                 tc.accumulate > 1 ? (" in " + std::to_string(tc.accumulate) + " micro-batches").c_str() : "");
+                 tc.accumulate > 1 ? (" in " + std::to_string(tc.accumulate) + " micro-batches").c_str() : "",
+                 tc.sync_bn ? ", batch norm synchronised over the processes" : "");
   }
   return c;
 }
@@ -394,6 +395,8 @@ int run_train(int argc, char** argv) {
              {"comm-timeout", "seconds a collective may wait for the other processes before the run stops with an "
                               "error (0 = no limit)", false, "120"},
              {"bucket-mb", "size of the gradient all-reduce buckets, MiB", false, "4"},
+             {"sync-bn", "under mpirun: batch norm normalises with the statistics of the whole global batch, gathered "
+                         "from every process at each layer (default: each process's own)", true},
              {"threads", "threads of geoloc's pool (default: every core; under mpirun, the cores the process is bound to)"}});
   if (!args.parse(argc, argv)) return 0;
   const int size = static_cast<int>(args.get_int("image-size", 1, 8192));
@@ -465,6 +468,7 @@ int run_train(int argc, char** argv) {
   tc.precision = args.get("precision");
   tc.accumulate = static_cast<int>(args.get_int("accumulate", 1, 65536));
   tc.bucket_mb = args.get_double("bucket-mb", 1e-6, 1e6);
+  tc.sync_bn = args.flag("sync-bn");
   tc.validate();
   spec.preprocess.validate();
   if (args.has("epochs")) {

@@ -1,7 +1,9 @@
 // The differentiable ops: input checks, kernel dispatch by device, and the recorded backward.
 #include "geoloc/ops.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "geoloc/dispatch.hpp"
 
@@ -39,6 +41,25 @@ void check_device(const Tensor& ref, const Tensor& t, const char* op, const char
   GEOLOC_CHECK(t.device() == ref.device(), ShapeError, op, ": ", what, " is on ", t.device().str(),
                " but the input is on ", ref.device().str());
 }
+
+// x [N,H,W,C] or [N,C]; the four per-channel batch-norm vectors f32 [C] on x's device.
+void check_bn_inputs(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                     const Tensor& running_var, const char* op) {
+  check_float_input(x, op, "input");
+  GEOLOC_CHECK(x.ndim() == 4 || x.ndim() == 2, ShapeError, op, ": input must be [N,H,W,C] or [N,C], got ",
+               x.shape().str());
+  const int64_t c = x.dim(-1);
+  for (auto [t, what] : {std::pair{&gamma, "weight"}, {&beta, "bias"}, {&running_mean, "running_mean"},
+                         {&running_var, "running_var"}}) {
+    check_f32_input(*t, op, what);
+    check_device(x, *t, op, what);
+    GEOLOC_CHECK(t->ndim() == 1 && t->dim(0) == c, ShapeError, op, ": ", what, " is ", t->shape().str(),
+                 " but the input ", x.shape().str(), " has ", c, " channels");
+  }
+}
+
+// The innermost SyncBatchNormGuard's replicas on this thread (null: batch norm is per process).
+thread_local const CrossReplica* sync_replicas = nullptr;
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, int pad) {
@@ -78,17 +99,9 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, 
 
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                   const Tensor& running_var, bool training, float momentum, float eps) {
-  check_float_input(x, "batch_norm", "input");
-  GEOLOC_CHECK(x.ndim() == 4 || x.ndim() == 2, ShapeError, "batch_norm: input must be [N,H,W,C] or [N,C], got ",
-               x.shape().str());
+  check_bn_inputs(x, gamma, beta, running_mean, running_var, "batch_norm");
+  if (training && sync_replicas) return batch_norm_sync(x, gamma, beta, running_mean, running_var, momentum, eps, *sync_replicas);
   const int64_t c = x.dim(-1);
-  for (auto [t, what] : {std::pair{&gamma, "weight"}, {&beta, "bias"}, {&running_mean, "running_mean"},
-                         {&running_var, "running_var"}}) {
-    check_f32_input(*t, "batch_norm", what);
-    check_device(x, *t, "batch_norm", what);
-    GEOLOC_CHECK(t->ndim() == 1 && t->dim(0) == c, ShapeError, "batch_norm: ", what, " is ", t->shape().str(),
-                 " but the input ", x.shape().str(), " has ", c, " channels");
-  }
   Tensor y = like(x);
   if (!training) {
     GEOLOC_DISPATCH(x.device(), batch_norm_forward_eval, x, gamma, beta, running_mean, running_var, eps, y);
@@ -132,24 +145,107 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, cons
   return y;
 }
 
+SyncBatchNormGuard::SyncBatchNormGuard(CrossReplica replicas) : replicas_(std::move(replicas)), prev_(sync_replicas) {
+  GEOLOC_CHECK(replicas_.all_reduce_sum && replicas_.size >= 1 && replicas_.rank >= 0 && replicas_.rank < replicas_.size,
+               ValueError, "SyncBatchNormGuard: needs an all-reduce and 0 <= rank < size, got rank ", replicas_.rank,
+               " of ", replicas_.size);
+  sync_replicas = &replicas_;
+}
+SyncBatchNormGuard::~SyncBatchNormGuard() { sync_replicas = prev_; }
+
+Tensor batch_norm_sync(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                       const Tensor& running_var, float momentum, float eps, const CrossReplica& replicas) {
+  check_bn_inputs(x, gamma, beta, running_mean, running_var, "batch_norm_sync");
+  GEOLOC_CHECK(replicas.all_reduce_sum && replicas.size >= 1 && replicas.rank >= 0 && replicas.rank < replicas.size,
+               ValueError, "batch_norm_sync: needs an all-reduce and 0 <= rank < size, got rank ", replicas.rank,
+               " of ", replicas.size);
+  const int64_t c = x.dim(-1), m = x.numel() / c;
+  const Device dev = x.device();
+  Tensor lmean = Tensor::empty({c}, DType::F32, dev), lvar = Tensor::empty({c}, DType::F32, dev);
+  GEOLOC_DISPATCH(dev, batch_norm_stats, x, lmean, lvar);
+  // Every process's row count (two floats, exact to 2^48 rows), mean and variance, side by side: one all-reduce
+  // of a buffer that is zero but for this process's slot gathers them all.
+  const int64_t slot = 2 + 2 * c;
+  std::vector<float> buf(static_cast<size_t>(replicas.size * slot), 0.0f);
+  {
+    float* mine = buf.data() + replicas.rank * slot;
+    mine[0] = static_cast<float>(m >> 24);
+    mine[1] = static_cast<float>(m & 0xffffff);
+    const std::vector<float> lm = lmean.to_vector(), lv = lvar.to_vector();
+    std::copy(lm.begin(), lm.end(), mine + 2);
+    std::copy(lv.begin(), lv.end(), mine + 2 + c);
+  }
+  const Tensor gathered = Tensor::from_vector({static_cast<int64_t>(buf.size())}, buf);
+  replicas.all_reduce_sum(gathered);
+  const float* g = gathered.data<float>();
+  // combined in double: N = sum n_r, mean = sum n_r mean_r / N, N var = sum n_r (var_r + (mean_r - mean)^2)
+  double total = 0;
+  for (int r = 0; r < replicas.size; ++r) total += std::ldexp(static_cast<double>(g[r * slot]), 24) + g[r * slot + 1];
+  GEOLOC_CHECK(total > 1, ValueError, "batch_norm_sync: training needs more than one value per channel over all ",
+               replicas.size, " processes, the input here is ", x.shape().str());
+  std::vector<float> mean(c), var(c), invstd(c), rm = running_mean.to_vector(), rv = running_var.to_vector();
+  for (int64_t j = 0; j < c; ++j) {
+    double mu = 0;
+    for (int r = 0; r < replicas.size; ++r) {
+      const float* s = g + r * slot;
+      mu += (std::ldexp(static_cast<double>(s[0]), 24) + s[1]) * s[2 + j];
+    }
+    mu /= total;
+    double m2 = 0;
+    for (int r = 0; r < replicas.size; ++r) {
+      const float* s = g + r * slot;
+      const double d = s[2 + j] - mu;
+      m2 += (std::ldexp(static_cast<double>(s[0]), 24) + s[1]) * (s[2 + c + j] + d * d);
+    }
+    const double v = m2 / total;
+    mean[j] = static_cast<float>(mu);
+    var[j] = static_cast<float>(v);
+    invstd[j] = static_cast<float>(1.0 / std::sqrt(v + eps));
+    rm[j] = static_cast<float>((1.0 - momentum) * rm[j] + momentum * mu);
+    rv[j] = static_cast<float>((1.0 - momentum) * rv[j] + momentum * v * total / (total - 1));
+  }
+  const Tensor mean_t = Tensor::from_vector({c}, mean, dev), invstd_t = Tensor::from_vector({c}, invstd, dev);
+  GEOLOC_DISPATCH(dev, convert, Tensor::from_vector({c}, rm, dev), running_mean);
+  GEOLOC_DISPATCH(dev, convert, Tensor::from_vector({c}, rv, dev), running_var);
+  // y = (x - mean) * invstd * gamma + beta: the eval kernel with the global statistics in place of the running ones
+  Tensor y = like(x);
+  GEOLOC_DISPATCH(dev, batch_norm_forward_eval, x, gamma, beta, mean_t, Tensor::from_vector({c}, var, dev), eps, y);
+  record(y, "batch_norm_sync", {x, gamma, beta},
+         [x, gamma, beta, mean_t, invstd_t, total, replicas](const Tensor& dy) -> std::vector<Tensor> {
+           const Device d = dy.device();
+           Tensor dx = grad_for(x), dg = grad_for(gamma), db = grad_for(beta);
+           // this process's sums of dy * xhat and dy (its share of dgamma and dbeta)
+           const Tensor sdyx = dg.defined() ? dg : like(gamma), sdy = db.defined() ? db : like(gamma);
+           GEOLOC_DISPATCH(d, batch_norm_backward, dy, x, gamma, mean_t, invstd_t, Tensor(), sdyx, sdy);
+           if (!dx.defined()) return {dx, dg, db};
+           const int64_t c = gamma.numel();
+           std::vector<float> sums = sdy.to_vector(), part = sdyx.to_vector();
+           sums.insert(sums.end(), part.begin(), part.end());
+           const Tensor all = Tensor::from_vector({2 * c}, sums);
+           replicas.all_reduce_sum(all);
+           const float* a = all.data<float>();
+           const Tensor all_sdy = Tensor::from_vector({c}, std::vector<float>(a, a + c), d),
+                        all_sdyx = Tensor::from_vector({c}, std::vector<float>(a + c, a + 2 * c), d);
+           GEOLOC_DISPATCH(d, batch_norm_backward_dx, dy, x, gamma, mean_t, invstd_t, all_sdy, all_sdyx, total, dx);
+           return {dx, dg, db};
+         });
+  return y;
+}
+
 Tensor batch_norm_act(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                       const Tensor& running_var, float momentum, float eps, const Tensor& residual, bool relu) {
-  check_float_input(x, "batch_norm_act", "input");
-  GEOLOC_CHECK(x.ndim() == 4 || x.ndim() == 2, ShapeError,
-               "batch_norm_act: input must be [N,H,W,C] or [N,C], got ", x.shape().str());
+  check_bn_inputs(x, gamma, beta, running_mean, running_var, "batch_norm_act");
   const int64_t c = x.dim(-1);
-  for (auto [t, what] : {std::pair{&gamma, "weight"}, {&beta, "bias"}, {&running_mean, "running_mean"},
-                         {&running_var, "running_var"}}) {
-    check_f32_input(*t, "batch_norm_act", what);
-    check_device(x, *t, "batch_norm_act", what);
-    GEOLOC_CHECK(t->ndim() == 1 && t->dim(0) == c, ShapeError, "batch_norm_act: ", what, " is ",
-                 t->shape().str(), " but the input ", x.shape().str(), " has ", c, " channels");
-  }
   if (residual.defined()) {
     check_float_input(residual, "batch_norm_act", "residual");
     check_same_shape(x, residual, "batch_norm_act: input", "residual");
     check_same_dtype(x, residual, "batch_norm_act", "residual");
     check_device(x, residual, "batch_norm_act", "residual");
+  }
+  if (sync_replicas) {  // unfused: the synchronised batch norm, then the residual add and the ReLU
+    const Tensor y = batch_norm_sync(x, gamma, beta, running_mean, running_var, momentum, eps, *sync_replicas);
+    if (residual.defined()) return relu ? add_relu(y, residual) : add(y, residual);
+    return relu ? ops::relu(y) : y;
   }
   const int64_t m = x.numel() / c;
   GEOLOC_CHECK(m > 1, ValueError, "batch_norm_act: training needs more than one value per channel, input is ",

@@ -241,7 +241,10 @@ Trainer::Trainer(GeoModel& model, TrainConfig config, comm::Communicator* comm)
                   trainable.size(), static_cast<double>(bytes) / (1 << 20), s_->reducer->buckets(), cfg_.bucket_mb);
     log_message(LogLevel::info, line);
   }
-  if (world * cfg_.accumulate > 1 && !model_.net->geo_config().freeze_backbone)
+  // (with synchronised batch norm every process already holds the same statistics after each forward: only
+  // micro-batches are left to average)
+  if ((cfg_.sync_bn && world > 1 ? cfg_.accumulate : world * cfg_.accumulate) > 1 &&
+      !model_.net->geo_config().freeze_backbone)
     s_->stats = std::make_unique<StatsAverager>(model_.net->named_buffers());
 }
 
@@ -339,6 +342,11 @@ const TrainHistory& Trainer::run(
   auto window_start = std::chrono::steady_clock::now();
   const int64_t log_every = cfg_.log_every > 0 ? cfg_.log_every : (s_->device.is_cuda() ? 10 : 1);
   model_.net->train();
+  // --sync-bn: every training batch norm of this thread's forward passes uses the global batch's statistics
+  std::unique_ptr<ops::SyncBatchNormGuard> sync_bn;
+  if (cfg_.sync_bn && world > 1)
+    sync_bn = std::make_unique<ops::SyncBatchNormGuard>(
+        ops::CrossReplica{[&comm](const Tensor& t) { comm.all_reduce_sum(t); }, world, rank});
   while (step_ < last) {
     const float lr = optim::learning_rate(s_->schedule, step_);
     s_->opt->set_lr(lr);

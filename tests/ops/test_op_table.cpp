@@ -233,7 +233,7 @@ TEST_CASE("op table: finite-difference gradients of every differentiable row") {
   std::printf("op table: gradients: %d rows over %zu ops checked in %.2f s\n", n, ops.size(), seconds_since(t0));
   // the forward functions whose backward twins are checked through them
   for (const char* op : {"conv2d_forward", "batch_norm_forward_train", "batch_norm_forward_eval",
-                         "batch_norm_act_forward_train", "relu_forward", "add_forward", "add_relu_forward", "scale",
+                         "batch_norm_act_forward_train", "batch_norm_stats", "relu_forward", "add_forward", "add_relu_forward", "scale",
                          "max_pool2d_forward", "global_avg_pool_forward", "linear_forward", "dropout_forward",
                          "cross_entropy_hard", "cross_entropy_soft", "cross_entropy_multihead", "haversine_loss"}) {
     INFO(op, " has no gradient-checked row");

@@ -73,6 +73,11 @@ struct TrainConfig {
   // Data-parallel runs (a communicator of several processes): gradients are all-reduced in buckets of this
   // many MiB, started while backward runs.
   double bucket_mb = 4.0;
+  // Data-parallel runs: batch norm in training normalises with the statistics of the whole global batch,
+  // gathered from every process at each layer (ops::batch_norm_sync; two small all-reduces per layer and
+  // step), instead of each process's own (the default, as PyTorch's DistributedDataParallel). Micro-batches
+  // (accumulate > 1) are each synchronised over the processes, not merged.
+  bool sync_bn = false;
   /// ValueError naming the first invalid field.
   void validate() const;
   /// The learning-rate schedule of these fields (lr, steps, schedule, warmup_steps, step_size, milestones,

@@ -1,4 +1,5 @@
-// Batch norm of the CPU backend (channels last), plain and fused with the residual add and ReLU.
+// Batch norm of the CPU backend (channels last), plain and fused with the residual add and ReLU, and the two
+// steps of synchronised batch norm (batch_norm_stats, batch_norm_backward_dx).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -156,6 +157,45 @@ void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor&
   });
 }
 
+void batch_norm_stats(const Tensor& x, const Tensor& mean, const Tensor& var) {
+  if (bf16::widened("batch_norm_stats", {x}, [&](bf16::Widen& v) { batch_norm_stats(v.in(x), mean, var); }))
+    return;
+  const int64_t m = rows(x), c = channels(x);
+  std::vector<double> sum, sumsq;
+  channel_sums(f(x), m, c, sum, sumsq);
+  float *M = f(mean), *V = f(var);
+  for (int64_t j = 0; j < c; ++j) {  // the formulas of bn_train_impl
+    const double mu = m > 0 ? sum[j] / m : 0.0;
+    M[j] = static_cast<float>(mu);
+    V[j] = static_cast<float>(m > 0 ? std::max(0.0, sumsq[j] / m - mu * mu) : 0.0);
+  }
+}
+
+namespace {
+// dx = k1 * (dy' - mdy - xhat * mdyx) per channel, xhat = (x - mean) * invstd; with Relu, dy' is dy masked
+// where the recomputed pre-activation x * fsc + fsh is not > 0. The last pass of every BN backward.
+template <bool Relu>
+void bn_dx_pass(const float* X, const float* DY, const float* mean, const float* invstd, const float* k1,
+                const float* mdy, const float* mdyx, const float* fsc, const float* fsh, float* DX, int64_t m,
+                int64_t c) {
+  parallel_for(m, m * c, [&](int64_t r0, int64_t r1) {
+    const float* __restrict x_ = X;
+    float* __restrict dx_ = DX;
+    const float* __restrict dy_ = DY;
+    const float *mu = mean, *is = invstd, *k = k1, *a = mdy, *b = mdyx;
+    for (int64_t r = r0; r < r1; ++r)
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j) {
+        const float xv = x_[r * c + j];
+        float dv = dy_[r * c + j];
+        if constexpr (Relu) dv = xv * fsc[j] + fsh[j] > 0.0f ? dv : 0.0f;
+        const float xhat = (xv - mu[j]) * is[j];
+        dx_[r * c + j] = k[j] * (dv - a[j] - xhat * b[j]);
+      }
+  });
+}
+}  // namespace
+
 namespace {
 // Training BN backward. With Relu, dy is the gradient of relu(bn(x)): it is masked where the
 // pre-activation x * scale + shift (recomputed with bn_fold, as in the forward) is not > 0, which is
@@ -216,22 +256,7 @@ void bn_backward_impl(const Tensor& dy, const Tensor& x, const Tensor& gamma, co
     mdy[j] = static_cast<float>(sdy[j] / m);
     mdyx[j] = static_cast<float>(sdyx[j] / m);
   }
-  float* DX = f(dx);
-  parallel_for(m, m * c, [&](int64_t r0, int64_t r1) {
-    const float* __restrict x_ = X;
-    float* __restrict dx_ = DX;
-    const float* __restrict dy_ = DY;
-    const float *mu = mean, *is = invstd, *k = k1.data(), *a = mdy.data(), *b = mdyx.data();
-    for (int64_t r = r0; r < r1; ++r)
-#pragma omp simd
-      for (int64_t j = 0; j < c; ++j) {
-        const float xv = x_[r * c + j];
-        float dv = dy_[r * c + j];
-        if constexpr (Relu) dv = xv * psc[j] + psh[j] > 0.0f ? dv : 0.0f;
-        const float xhat = (xv - mu[j]) * is[j];
-        dx_[r * c + j] = k[j] * (dv - a[j] - xhat * b[j]);
-      }
-  });
+  bn_dx_pass<Relu>(X, DY, mean, invstd, k1.data(), mdy.data(), mdyx.data(), psc, psh, f(dx), m, c);
 }
 }  // namespace
 
@@ -243,6 +268,26 @@ void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
       }))
     return;
   bn_backward_impl<false>(dy, x, gamma, nullptr, save_mean, save_invstd, dx, dgamma, dbeta);
+}
+
+void batch_norm_backward_dx(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& mean,
+                            const Tensor& invstd, const Tensor& sum_dy, const Tensor& sum_dy_xhat, double count,
+                            const Tensor& dx) {
+  if (bf16::widened("batch_norm_backward_dx", {dy, x, dx}, [&](bf16::Widen& v) {
+        batch_norm_backward_dx(v.in(dy), v.in(x), gamma, mean, invstd, sum_dy, sum_dy_xhat, count, v.out(dx));
+      }))
+    return;
+  const int64_t m = rows(x), c = channels(x);
+  if (m == 0 || c == 0) return;
+  GEOLOC_CHECK(count > 0, ValueError, "cpu::batch_norm_backward_dx: count ", count, " must be > 0");
+  const float *G = f(gamma), *is = f(invstd), *sdy = f(sum_dy), *sdyx = f(sum_dy_xhat);
+  std::vector<float> k1(c), mdy(c), mdyx(c);
+  for (int64_t j = 0; j < c; ++j) {  // as bn_backward_impl, with the sums and count of every process
+    k1[j] = G[j] * is[j];
+    mdy[j] = static_cast<float>(sdy[j] / count);
+    mdyx[j] = static_cast<float>(sdyx[j] / count);
+  }
+  bn_dx_pass<false>(f(x), f(dy), f(mean), is, k1.data(), mdy.data(), mdyx.data(), nullptr, nullptr, f(dx), m, c);
 }
 
 void batch_norm_act_backward(const Tensor& dy, const Tensor& x, const Tensor& y, const Tensor& gamma,

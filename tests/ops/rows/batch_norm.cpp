@@ -98,6 +98,86 @@ void batch_norm_rows(Table& t) {
     }
   }
 
+  // synchronised batch norm (ops::batch_norm_sync): one process's statistics, and dx from sums over every
+  // process's rows. References: a double-precision two-pass mean and variance; with this process's own sums
+  // and row count, dx is batch_norm_backward's.
+  struct SyncCase {
+    Shape s;
+    bool grad;
+    const char* note;
+  };
+  const SyncCase syncs[] = {{{4, 5, 7, 3}, true, "odd"},
+                            {{37, 13}, true, "[N,C]"},
+                            {{3, 3, 3, 130}, false, "130 channels"},
+                            {{8, 28, 28, 64}, false, "bench"}};
+  for (const SyncCase& sc : syncs) {
+    const Shape s = sc.s;
+    const int64_t c = s[-1], m = s.numel() / c;
+    const std::string lab = shape_str(s) + " (" + sc.note + ")";
+    const uint32_t sd = t.seeds(4);
+    const double n = numel(s);
+    OpRow& st = t.add(
+        "batch_norm_stats", lab, {{"mean", 1e-5f, 1e-6f}, {"var", 1e-5f, 1e-6f}},
+        [=] { return V{randn(s, sd, 2.0f, 0.5f)}; },
+        [=](const V& in, Device d, int j) {
+          Tensor x = on(in[0], d), mean = J({c}, d, j), var = J({c}, d, j);
+          return Launch{{mean, var}, [=] { GEOLOC_DISPATCH(d, batch_norm_stats, x, mean, var); }};
+        },
+        3.0 * n, 4.0 * n);
+    st.reference = [=](const V& in, const V& out) {
+      const std::vector<double> x = dvec(in[0]);
+      std::vector<double> mean(c, 0.0), var(c, 0.0);
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t j = 0; j < c; ++j) mean[j] += x[r * c + j] / m;
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t j = 0; j < c; ++j) var[j] += (x[r * c + j] - mean[j]) * (x[r * c + j] - mean[j]) / m;
+      std::string e = close(mean, out[0], 1e-6, 1e-6, "mean vs two-pass double");
+      if (e.empty()) e = close(var, out[1], 1e-5, 1e-6, "var vs two-pass double");
+      return e;
+    };
+    if (sc.grad)  // the autograd op over it, one process (the all-reduce is the identity)
+      st.grad = {[=] {
+                   std::mt19937 g(sd);
+                   return V{rg(random_tensor(s, g)), rg(random_tensor({c}, g, 0.5f, 1.5f)), rg(random_tensor({c}, g)),
+                            random_tensor({c}, g, -0.2f, 0.2f), random_tensor({c}, g, 0.5f, 2.0f)};
+                 },
+                 [](const V& v) {
+                   const ops::CrossReplica one{[](const Tensor&) {}, 1, 0};
+                   return ops::batch_norm_sync(v[0], v[1], v[2], v[3], v[4], 0.1f, 1e-5f, one);
+                 },
+                 1e-2f, 3e-2, 3e-3};
+    OpRow& bdx = t.add(
+        "batch_norm_backward_dx", lab, {{"dx", 1e-4f, 1e-4f}},
+        [=] {
+          // dy, x, gamma, the batch's mean and invstd, and its sums of dy and dy * xhat (dbeta and dgamma),
+          // each process's sum in a real run; here one process's, scaled as if three equal processes had
+          // contributed (count 3 m), so that the count matters
+          const Tensor x = randn(s, sd + 1, 2.0f, 0.5f), gamma = uniform({c}, sd + 2, 0.5f, 1.5f), dy = randn(s, sd + 3);
+          Tensor mean = Tensor::empty({c}), invstd = Tensor::empty({c}), rm = Tensor::zeros({c}), rv = Tensor::full({c}, 1.0f);
+          cpu::batch_norm_forward_train(x, gamma, Tensor::zeros({c}), rm, rv, 0.1f, 1e-5f, Tensor::empty(s), mean, invstd);
+          Tensor sdyx = Tensor::empty({c}), sdy = Tensor::empty({c});
+          cpu::batch_norm_backward(dy, x, gamma, mean, invstd, Tensor(), sdyx, sdy);
+          cpu::scale(sdy, 3.0f, sdy);
+          cpu::scale(sdyx, 3.0f, sdyx);
+          return V{dy, x, gamma, mean, invstd, sdy, sdyx};
+        },
+        [=](const V& in, Device d, int j) {
+          V v;
+          for (const Tensor& x : in) v.push_back(on(x, d));
+          Tensor dx = J(s, d, j);
+          return Launch{{dx}, [=] {
+                          GEOLOC_DISPATCH(d, batch_norm_backward_dx, v[0], v[1], v[2], v[3], v[4], v[5], v[6], 3.0 * m, dx);
+                        }};
+        },
+        6.0 * n, 4.0 * 3 * n);
+    bdx.reference = [=](const V& in, const V& out) {
+      // three equal processes' sums over 3 m rows: the one-process backward's dx
+      Tensor dx = Tensor::empty(s);
+      cpu::batch_norm_backward(in[0], in[1], in[2], in[3], in[4], dx, Tensor(), Tensor());
+      return close(dvec(dx), out[0], 1e-5, 1e-5, "dx vs batch_norm_backward");
+    };
+  }
+
   // the fused training path of ResNet blocks: relu?(bn(x) + residual?)
   struct ActCase {
     Shape s;

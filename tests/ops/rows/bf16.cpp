@@ -65,6 +65,8 @@ void bf16_rows(Table& t) {
       {"batch_norm_backward", vec, true, {"dgamma", "dbeta"}, 1, 1e-4f},
       {"batch_norm_act_forward_train", vec, true, stats, 1, 1e-5f},
       {"batch_norm_act_backward", vec, true, {"dgamma", "dbeta"}, 1, 1e-4f},
+      {"batch_norm_stats", none, true, {"mean", "var"}, 1, 1e-5f},
+      {"batch_norm_backward_dx", vec, true, {}, 1, 1e-4f},
       {"cross_entropy_hard", none, true, {"loss"}, 2, 1e-7f},
       {"cross_entropy_soft", at(1), true, {"loss"}, 2, 1e-7f},
       {"cross_entropy_multihead", [](size_t i, const Tensor&) { return i % 2 == 1; }, true, {}, 2, 1e-7f},
