@@ -398,10 +398,13 @@ void direct_conv(const direct::Kernels& K, const DirectGeom& d, const float* b, 
           const int64_t tiles_here = (r1 - r0 + rows - 1) / rows;
           const int64_t lines_per_tile = (next_lines + tiles_here - 1) / tiles_here;
           int64_t line = 0;
-          for (int64_t i0 = r0; i0 < r1; i0 += rows) {
+          // The task's rows in tiles_here tiles of as equal a size as possible (49 rows: 4 of 6 and 5 of 5,
+          // not 8 of 6 and a 1-row tile, whose few accumulators leave the FMA pipes waiting on latency).
+          const int64_t tile_base = (r1 - r0) / tiles_here, tile_extra = (r1 - r0) % tiles_here;
+          for (int64_t ti = 0, i0 = r0; ti < tiles_here; ++ti) {
             for (const int64_t end = std::min(next_lines, line + lines_per_tile); line < end; ++line)
               __builtin_prefetch(next + line * 16, 0, 2);
-            const int n_rows = static_cast<int>(std::min<int64_t>(rows, r1 - i0));
+            const int n_rows = static_cast<int>(tile_base + (ti < tile_extra ? 1 : 0));
             const float* a[direct::kMaxRows];
             for (int i = 0; i < n_rows; ++i) a[i] = rowp[i0 - r0 + i] + off;
             direct::Epilogue ep;
@@ -413,6 +416,7 @@ void direct_conv(const direct::Kernels& K, const DirectGeom& d, const float* b, 
               ep.relu = e.relu;
             }
             K.tile[nv][n_rows](a, bp, nr, len, y + i0 * co + j0, co, first, last, ep);
+            i0 += n_rows;
           }
         }
       }
