@@ -405,6 +405,16 @@ void direct_conv(const direct::Kernels& K, const DirectGeom& d, const float* b, 
             for (const int64_t end = std::min(next_lines, line + lines_per_tile); line < end; ++line)
               __builtin_prefetch(next + line * 16, 0, 2);
             const int n_rows = static_cast<int>(tile_base + (ti < tile_extra ? 1 : 0));
+            // The output rows of the tile two ahead, on the first run of k (written), and its residual
+            // rows, on the last (read): at batch 8 these blocks are far larger than the caches, and a
+            // 1x1 convolution over few channels (ResNet-50's expanding 1x1 with its residual) otherwise
+            // waits on memory at every tile.
+            if (first || (last && residual))
+              for (int64_t i = i0 + 2 * n_rows, i1 = std::min(r1, i0 + 3 * n_rows); i < i1; ++i)
+                for (int64_t q = 0; q < nr; q += 16) {
+                  if (first) __builtin_prefetch(y + i * co + j0 + q, 1, 3);
+                  if (last && residual) __builtin_prefetch(residual + i * co + j0 + q, 0, 3);
+                }
             const float* a[direct::kMaxRows];
             for (int i = 0; i < n_rows; ++i) a[i] = rowp[i0 - r0 + i] + off;
             direct::Epilogue ep;
