@@ -105,6 +105,7 @@ void cmp_inference(benchmark::State& st, const ResNetConfig& cfg) {
   set_num_threads(bench_threads());
   ResNet net(cfg, 0);
   net.eval();
+  net.set_frozen(true);  // as Locator::load: inference weights, which the CPU convolutions keep packed
   const int64_t n = st.range(0);
   const Tensor x = batch(n, st.range(1));
   NoGradGuard g;

@@ -105,9 +105,14 @@ def onnx_bytes(model, tnet):
         return build_onnx(model), "built with the onnx package"
     import io
     import torch
+    import warnings
     f = io.BytesIO()
-    torch.onnx.export(tnet, torch.randn(1, 3, 224, 224), f, input_names=["input"], output_names=["embedding"],
-                      dynamic_axes={"input": {0: "N"}}, opset_version=17)
+    # dynamo=False: the TorchScript exporter, which needs no onnxscript (the torch.export-based default
+    # since PyTorch 2.9 does); the legacy exporter's deprecation warning is silenced
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(tnet, torch.randn(1, 3, 224, 224), f, input_names=["input"], output_names=["embedding"],
+                          dynamic_axes={"input": {0: "N"}}, opset_version=17, dynamo=False)
     return f.getvalue(), "exported from torchvision"
 
 

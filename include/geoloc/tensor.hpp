@@ -2,6 +2,7 @@
 // geoloc's Tensor: up to 4-D, float32 (bf16/f16 storage for the GPU), CPU or CUDA, shared storage,
 // reverse-mode autograd. Activations are NHWC: a batch of images is [N, H, W, C].
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
@@ -85,12 +86,24 @@ Allocator& cpu_allocator();
 Allocator& allocator_for(Device d);
 
 /// A block of memory on one device; freed (to its allocator) when the last Tensor using it goes.
+///
+/// Identity and version, for caches of data derived from the contents (the CPU convolution's packed
+/// weights): `id` is never reused (unlike the address), and `version` is bumped by every access that can
+/// write, i.e. by every Tensor::raw() / Tensor::data() of a tensor on this storage (views share it, as in
+/// PyTorch). Reads that must not invalidate such caches go through Tensor::cdata(). A pointer obtained
+/// before a cache was filled and written through afterwards is not seen: get the pointer again (which
+/// bumps the version) for every new round of writes.
 struct Storage {
   void* data = nullptr;
   size_t bytes = 0;
   Allocator* alloc = nullptr;  // nullptr: memory owned by someone else (e.g. a memory-mapped file)
   std::shared_ptr<void> keep_alive;  // for borrowed memory
   Device device;
+  const uint64_t id;
+  std::atomic<uint64_t> version{0};
+  /// Set by a cache that holds data derived from this storage: the destructor then tells the caches
+  /// (detail::storage_released) so that they free it at once.
+  std::atomic<bool> has_derived{false};
   Storage(size_t nbytes, Allocator& a);
   Storage(void* borrowed, size_t nbytes, Device dev, std::shared_ptr<void> owner);
   ~Storage();
@@ -140,8 +153,14 @@ class Tensor {
   std::string str() const;  // "f32[2, 3] cpu"
 
   // --- raw data (on the tensor's device)
+  /// Pointers through which the data may be written: each call bumps the storage's version (see Storage).
   void* raw() const;
   template <class T> T* data() const;  // checks the dtype: float, int32_t, uint8_t, uint16_t (bf16/f16)
+  /// Read-only access that leaves the version as it is (for kernels whose caches key on it).
+  const void* craw() const;
+  template <class T> const T* cdata() const;  // same dtype checks as data()
+  /// The storage's version (0 for a tensor without storage); see Storage.
+  uint64_t version() const;
 
   // --- copies
   Tensor clone() const;                // same device, new storage, no autograd history
@@ -192,6 +211,17 @@ template <> float* Tensor::data<float>() const;
 template <> int32_t* Tensor::data<int32_t>() const;
 template <> uint8_t* Tensor::data<uint8_t>() const;
 template <> uint16_t* Tensor::data<uint16_t>() const;
+template <> const float* Tensor::cdata<float>() const;
+template <> const int32_t* Tensor::cdata<int32_t>() const;
+template <> const uint8_t* Tensor::cdata<uint8_t>() const;
+template <> const uint16_t* Tensor::cdata<uint16_t>() const;
+
+namespace detail {
+/// Called with a storage's id when a storage with has_derived set is destroyed; caches of derived data
+/// register here (at most 4 hooks; the hooks must not throw and must not touch the storage).
+using StorageReleasedHook = void (*)(uint64_t id);
+void add_storage_released_hook(StorageReleasedHook hook);
+}  // namespace detail
 
 /// Blocks until `device` has finished the work queued so far (a no-op on the CPU): for timing, and
 /// before the host reads memory that a device kernel writes asynchronously.

@@ -80,6 +80,7 @@ int run_eval(int argc, char** argv) {
       args.has("calibration") ? outputs.stem(args.get("calibration"), {".json", ".png"}, "--calibration") : "";
 
   pipeline::GeoModel model = pipeline::GeoModel::load(args.get("model"));
+  model.net->set_frozen(true);  // inference only: the CPU convolutions may keep their packed weights
   if (args.has("knn")) model.knn = pipeline::KnnIndex::load(args.get("knn"));
   apply_faiss_search_args(args, model.knn);  // query-time FAISS parameters (docs/scaling.md)
   model.net->to(device);

@@ -45,6 +45,7 @@ int run_index(int argc, char** argv) {
     for (const auto& p : image::expand_shard_pattern(args.get("shards"))) outputs.input(p, "--shards");
   const std::string out = outputs.file(args.get("out"), "--out");
   pipeline::GeoModel model = pipeline::GeoModel::load(args.get("model"));
+  model.net->set_frozen(true);  // inference only: the CPU convolutions may keep their packed weights
   model.net->to(device);
   const std::unique_ptr<pipeline::RowSource> data = read_rows(args, model.preprocess.resize);
   pipeline::KnnIndex index = pipeline::build_knn_index(model, *data);  // IoError when no image is readable

@@ -112,6 +112,7 @@ int run_predict(int argc, char** argv) {
     for (size_t i = 0; i < (place ? 1 : files.size()); ++i) map_temps.push_back(outputs.file(map_path(file_stem(i)), "--map-dir"));
 
   pipeline::GeoModel model = pipeline::GeoModel::load(args.get("model"));
+  model.net->set_frozen(true);  // inference only: the CPU convolutions may keep their packed weights
   if (args.has("knn")) model.knn = pipeline::KnnIndex::load(args.get("knn"));
   apply_faiss_search_args(args, model.knn);  // query-time FAISS parameters (docs/scaling.md)
   GEOLOC_CHECK(map_dir.empty() || !model.partitions.empty(), ValueError, "--map-dir draws the finest partitioning's "

@@ -2,6 +2,7 @@
 #include "geoloc/tensor.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -187,14 +188,38 @@ Allocator& allocator_for(Device d) {
   return cuda::allocator(d.index);
 }
 
-Storage::Storage(size_t nbytes, Allocator& a) : bytes(nbytes), alloc(&a), device(a.device()) {
+namespace {
+std::atomic<uint64_t> g_next_storage_id{1};
+constexpr int kMaxReleasedHooks = 4;
+std::atomic<detail::StorageReleasedHook> g_released_hooks[kMaxReleasedHooks];
+std::atomic<int> g_released_hook_count{0};
+}  // namespace
+
+void detail::add_storage_released_hook(StorageReleasedHook hook) {
+  const int i = g_released_hook_count.fetch_add(1);
+  GEOLOC_CHECK(i < kMaxReleasedHooks, ValueError, "add_storage_released_hook: more than ", kMaxReleasedHooks,
+               " hooks");
+  g_released_hooks[i].store(hook, std::memory_order_release);
+}
+
+Storage::Storage(size_t nbytes, Allocator& a)
+    : bytes(nbytes), alloc(&a), device(a.device()), id(g_next_storage_id.fetch_add(1, std::memory_order_relaxed)) {
   data = nbytes ? a.allocate(nbytes) : nullptr;
 }
 
 Storage::Storage(void* borrowed, size_t nbytes, Device dev, std::shared_ptr<void> owner)
-    : data(borrowed), bytes(nbytes), keep_alive(std::move(owner)), device(dev) {}
+    : data(borrowed),
+      bytes(nbytes),
+      keep_alive(std::move(owner)),
+      device(dev),
+      id(g_next_storage_id.fetch_add(1, std::memory_order_relaxed)) {}
 
 Storage::~Storage() {
+  if (has_derived.load(std::memory_order_acquire)) {
+    const int n = std::min(g_released_hook_count.load(std::memory_order_acquire), kMaxReleasedHooks);
+    for (int i = 0; i < n; ++i)
+      if (auto hook = g_released_hooks[i].load(std::memory_order_acquire)) hook(id);
+  }
   if (alloc && data) alloc->deallocate(data, bytes);
 }
 
@@ -253,17 +278,38 @@ std::string Tensor::str() const {
   return std::string(dtype_name(dtype())) + shape().str() + " " + device().str();
 }
 
-void* Tensor::raw() const {
+const void* Tensor::craw() const {
   const auto& i = impl();
   if (!i.storage || !i.storage->data) return nullptr;
+  return static_cast<const char*>(i.storage->data) + i.offset;
+}
+
+void* Tensor::raw() const {
+  const auto& i = impl();
+  if (!i.storage) return nullptr;
+  i.storage->version.fetch_add(1, std::memory_order_acq_rel);  // the caller may write (see Storage)
+  if (!i.storage->data) return nullptr;
   return static_cast<char*>(i.storage->data) + i.offset;
 }
 
+uint64_t Tensor::version() const {
+  const auto& i = impl();
+  return i.storage ? i.storage->version.load(std::memory_order_acquire) : 0;
+}
+
 namespace {
+void check_typed(const Tensor& t, DType a, DType b, const char* tname) {
+  GEOLOC_CHECK(t.dtype() == a || t.dtype() == b, ShapeError, "tensor ", t.str(), " accessed as ", tname);
+}
 template <class T>
 T* typed(const Tensor& t, DType a, DType b, const char* tname) {
-  GEOLOC_CHECK(t.dtype() == a || t.dtype() == b, ShapeError, "tensor ", t.str(), " accessed as ", tname);
+  check_typed(t, a, b, tname);
   return static_cast<T*>(t.raw());
+}
+template <class T>
+const T* ctyped(const Tensor& t, DType a, DType b, const char* tname) {
+  check_typed(t, a, b, tname);
+  return static_cast<const T*>(t.craw());
 }
 }  // namespace
 template <> float* Tensor::data<float>() const { return typed<float>(*this, DType::F32, DType::F32, "float"); }
@@ -271,6 +317,18 @@ template <> int32_t* Tensor::data<int32_t>() const { return typed<int32_t>(*this
 template <> uint8_t* Tensor::data<uint8_t>() const { return typed<uint8_t>(*this, DType::U8, DType::U8, "uint8"); }
 template <> uint16_t* Tensor::data<uint16_t>() const {
   return typed<uint16_t>(*this, DType::BF16, DType::F16, "16-bit float");
+}
+template <> const float* Tensor::cdata<float>() const {
+  return ctyped<float>(*this, DType::F32, DType::F32, "float");
+}
+template <> const int32_t* Tensor::cdata<int32_t>() const {
+  return ctyped<int32_t>(*this, DType::I32, DType::I32, "int32");
+}
+template <> const uint8_t* Tensor::cdata<uint8_t>() const {
+  return ctyped<uint8_t>(*this, DType::U8, DType::U8, "uint8");
+}
+template <> const uint16_t* Tensor::cdata<uint16_t>() const {
+  return ctyped<uint16_t>(*this, DType::BF16, DType::F16, "16-bit float");
 }
 
 void Tensor::copy_(const Tensor& src) {

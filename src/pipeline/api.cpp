@@ -62,6 +62,7 @@ Locator Locator::load(const std::string& model_path, const Options& options, con
   const Device device = Device::parse(options.device);
   if (!knn_index_path.empty()) impl->model.knn = pipeline::KnnIndex::load(knn_index_path).to(device);
   impl->model.net->to(device);
+  impl->model.net->set_frozen(true);  // inference only: the CPU convolutions may keep their packed weights
   impl->countries = std::make_unique<geo::CountryIndex>(geo::CountryIndex::load_default());
   impl->predictor = std::make_unique<pipeline::Predictor>(impl->model, impl->countries.get());
   impl->po.strategy = pipeline::parse_strategy(options.strategy);

@@ -15,8 +15,10 @@
 #include <vector>
 
 #include "../../src/core/cpu/direct_conv.hpp"  // active_kernels(): which kernels the dispatch picked
+#include "../../src/core/cpu/weight_cache.hpp"  // weight_cache_stats(): hits, entries
 #include "geoloc/backend.hpp"
 #include "geoloc/build_info.hpp"
+#include "geoloc/optim.hpp"
 #include "gradcheck.hpp"
 
 using namespace geoloc;
@@ -199,4 +201,135 @@ TEST_CASE("the CPU path: every available one is dispatched to its own kernels; t
     }
   }
   MESSAGE(build_info());
+}
+
+namespace {
+// conv2d_forward(x, w) checked against the reference computed from `wv`, values that the test knows
+// independently of w (reading w back would bump its version and hide a missing bump).
+void check_forward(const Tensor& x, const Tensor& w, const std::vector<float>& wv, const ConvCase& c) {
+  const int64_t ho = out_size(c.h, c.k, c.stride, c.pad), wo = out_size(c.w, c.k, c.stride, c.pad);
+  Tensor y = Tensor::empty({c.n, ho, wo, c.co});
+  cpu::conv2d_forward(x, w, Tensor(), y, {int(c.stride), int(c.pad)});
+  CHECK(rel_err(y.to_vector(), ref_forward(x.to_vector(), wv, c)) < 2e-6);
+}
+}  // namespace
+
+TEST_CASE("the packed-weight cache never serves stale weights, and serves unchanged ones") {
+  cpu::detail::weight_cache_reset();
+  const bool caching = cpu::detail::weight_cache_stats().limit > 0;  // GEOLOC_CPU_WEIGHT_CACHE_MB=0: off
+  for (CpuPath path : available_cpu_paths()) {
+    ScopedCpuPath use(path);
+    CAPTURE(to_string(path));
+    // the generic path packs per call (Eigen's blocking), the direct kernels through the cache
+    const bool direct = cpu::direct::active_kernels() != nullptr && caching;
+    std::mt19937 gen(23);
+    for (const ConvCase& c : {ConvCase{2, 9, 11, 16, 16, 3, 1, 1}, ConvCase{2, 7, 7, 64, 80, 3, 1, 1},
+                              ConvCase{2, 11, 9, 32, 64, 1, 2, 0}}) {
+      CAPTURE(name(c));
+      Tensor x = test::random_tensor({c.n, c.h, c.w, c.ci}, gen);
+      Tensor w = test::random_tensor({c.co, c.k, c.k, c.ci}, gen);
+      std::vector<float> wv = w.to_vector();
+      check_forward(x, w, wv, c);
+
+      // unchanged: served from the cache
+      const auto before = cpu::detail::weight_cache_stats();
+      check_forward(x, w, wv, c);
+      const auto after = cpu::detail::weight_cache_stats();
+      if (direct) {
+        CHECK(after.hits == before.hits + 1);
+        CHECK(after.misses == before.misses);
+      }
+
+      // a direct write through data()
+      float* p = w.data<float>();
+      for (size_t i = 0; i < wv.size(); i += 3) p[i] = wv[i] = -2.0f * wv[i] + 0.5f;
+      check_forward(x, w, wv, c);
+
+      // an optimizer step (plain SGD: w -= lr * grad)
+      w.set_requires_grad(true);
+      Tensor g = test::random_tensor(w.shape(), gen);
+      const std::vector<float> gv = g.to_vector();
+      w.impl().grad = g.impl_ptr();
+      optim::SgdOptions o;
+      o.lr = 0.25f;
+      o.momentum = 0.0f;
+      optim::Sgd sgd({{"w", w}}, o);
+      sgd.step();
+      w.set_requires_grad(false);  // frozen again: cached again
+      for (size_t i = 0; i < wv.size(); ++i) wv[i] -= 0.25f * gv[i];
+      check_forward(x, w, wv, c);
+
+      // loading weights (copy_) and fill_
+      Tensor src = test::random_tensor(w.shape(), gen);
+      wv = src.to_vector();
+      w.copy_(src);
+      check_forward(x, w, wv, c);
+      w.fill_(0.125f);
+      std::fill(wv.begin(), wv.end(), 0.125f);
+      check_forward(x, w, wv, c);
+
+      // a write through another view of the same storage
+      Tensor flat = w.view({w.numel()});
+      flat.data<float>()[0] = wv[0] = 3.0f;
+      check_forward(x, w, wv, c);
+
+      // the same memory under another tensor of the same shape (a clone) is another entry
+      Tensor w2 = w.clone();
+      w2.data<float>()[1] = 7.0f;
+      std::vector<float> wv2 = wv;
+      wv2[1] = 7.0f;
+      check_forward(x, w2, wv2, c);
+      check_forward(x, w, wv, c);
+
+      // a weight that requires a gradient is not cached: written through a pointer held across forwards
+      // (as a finite-difference check does), every forward sees the current values
+      w.set_requires_grad(true);
+      const size_t entries = cpu::detail::weight_cache_stats().entries;
+      float* held = w.data<float>();
+      for (int round = 0; round < 3; ++round) {
+        held[5] = wv[5] = 0.5f * static_cast<float>(round) - 1.0f;
+        check_forward(x, w, wv, c);
+      }
+      CHECK(cpu::detail::weight_cache_stats().entries <= entries);
+      w.set_requires_grad(false);
+    }
+  }
+}
+
+TEST_CASE("the packed-weight cache frees an entry when its weight dies, and stays within its limit") {
+  cpu::detail::weight_cache_reset();
+  const size_t saved_limit = cpu::detail::weight_cache_stats().limit;
+  const std::vector<CpuPath> avail = available_cpu_paths();
+  if (avail.back() == CpuPath::generic) return;  // no packed kernels on this CPU: nothing is cached
+  if (saved_limit == 0) cpu::detail::weight_cache_reset(size_t(512) << 20);
+  ScopedCpuPath use(avail.back());
+  std::mt19937 gen(29);
+  const ConvCase c{1, 6, 6, 32, 64, 3, 1, 1};
+  Tensor x = test::random_tensor({c.n, c.h, c.w, c.ci}, gen);
+  {
+    Tensor w = test::random_tensor({c.co, c.k, c.k, c.ci}, gen);
+    check_forward(x, w, w.to_vector(), c);
+    CHECK(cpu::detail::weight_cache_stats().entries == 1);
+    CHECK(cpu::detail::weight_cache_stats().bytes == size_t(c.co * c.k * c.k * c.ci) * sizeof(float));
+  }
+  CHECK(cpu::detail::weight_cache_stats().entries == 0);
+  CHECK(cpu::detail::weight_cache_stats().bytes == 0);
+
+  // room for two such weights: the least recently used one goes, results stay right
+  const size_t one = size_t(c.co * c.k * c.k * c.ci) * sizeof(float);
+  cpu::detail::weight_cache_reset(2 * one + one / 2);
+  std::vector<Tensor> ws;
+  for (int i = 0; i < 3; ++i) ws.push_back(test::random_tensor({c.co, c.k, c.k, c.ci}, gen));
+  for (int round = 0; round < 2; ++round)
+    for (const Tensor& w : ws) {
+      check_forward(x, w, w.to_vector(), c);
+      CHECK(cpu::detail::weight_cache_stats().bytes <= 2 * one + one / 2);
+    }
+  CHECK(cpu::detail::weight_cache_stats().entries == 2);
+
+  // limit 0: nothing is cached, results stay right
+  cpu::detail::weight_cache_reset(0);
+  check_forward(x, ws[0], ws[0].to_vector(), c);
+  CHECK(cpu::detail::weight_cache_stats().entries == 0);
+  cpu::detail::weight_cache_reset(saved_limit);
 }

@@ -13,6 +13,7 @@
 #include "bf16.hpp"
 #include "common.hpp"
 #include "direct_conv.hpp"
+#include "weight_cache.hpp"
 namespace geoloc::cpu {
 using namespace detail;
 
@@ -237,17 +238,17 @@ const float* tile_input(const float* x, const ConvGeom& g, int64_t r0, int64_t r
   return col;
 }
 
-bool direct_forward(const direct::Kernels& K, const float* x, const float* w, float* y, const ConvGeom& g,
+bool direct_forward(const direct::Kernels& K, const float* x, const Tensor& w, float* y, const ConvGeom& g,
                     const ConvEpilogue& e, const float* residual);
 
-void conv_forward_engine(const float* x, const float* w, float* y, const ConvGeom& g, const ConvEpilogue& e,
+void conv_forward_engine(const float* x, const Tensor& w, float* y, const ConvGeom& g, const ConvEpilogue& e,
                          const float* residual) {
   if (const direct::Kernels* K = direct::active_kernels(); K && direct_forward(*K, x, w, y, g, e, residual)) return;
   const int nt = pool_threads();
   const int64_t m = g.n * g.ho * g.wo;
   const int64_t tr = tile_rows(m, g.k, nt);
   const int64_t tiles = (m + tr - 1) / tr;
-  const PackedWeights pw = pack_weights(w, g.co, g.k, tr);
+  const PackedWeights pw = pack_weights(w.cdata<float>(), g.co, g.k, tr);
   pool_run(tiles, [&](int64_t t, int) {
     const int64_t r0 = t * tr, r1 = std::min(m, r0 + tr);
     gemm_packed(pw, tile_input(x, g, r0, r1, tr), r1 - r0, y + r0 * g.co);
@@ -318,11 +319,10 @@ const float* padded_input(const float* x, int64_t n, int64_t h, int64_t w, int64
 // Packs B[k, j] = row(k)[j * jstride] (j < co, k < kdim; where jstride != 1, row(k) must be row(0) + k)
 // into panels of K.panel channels: the panel of
 // channels [j0, j0 + nr) is [kdim][nr] at data + j0 * kdim (nr = min(K.panel, co - j0), a multiple of
-// 16). The buffer is the calling thread's slot 3 (64-byte aligned).
+// 16), into data (co * kdim floats, 64-byte aligned).
 template <class Row>
-const float* pack_panels(const direct::Kernels& K, int64_t co, int64_t kdim, int64_t jstride, Row row) {
+void pack_panels(const direct::Kernels& K, float* data, int64_t co, int64_t kdim, int64_t jstride, Row row) {
   const int64_t kPanel = K.panel;
-  float* data = aligned_buffer(3, static_cast<size_t>(co * kdim));
   const int64_t panels = (co + kPanel - 1) / kPanel, kblk = 64, kblocks = (kdim + kblk - 1) / kblk;
   pool_run(panels * kblocks, [&](int64_t t, int) {
     const int64_t j0 = t / kblocks * kPanel, nr = std::min(kPanel, co - j0);
@@ -341,7 +341,6 @@ const float* pack_panels(const direct::Kernels& K, int64_t co, int64_t kdim, int
     for (; k < k1; ++k)
       for (int64_t j = 0; j < nr; ++j) panel[k * nr + j] = w[(j0 + j) * jstride + k];
   });
-  return data;
 }
 
 // y[r, j] = epilogue(sum_k A[r, k] B[k, j]) for all rows r of the geometry; b from pack_panels.
@@ -380,8 +379,48 @@ void direct_conv(const direct::Kernels& K, const DirectGeom& d, const float* b, 
           const int64_t nr = std::min(kPanel, co - j0);
           const int nv = static_cast<int>(nr / K.lanes), rows = K.rows[nv];
           const float* bp = b + j0 * kdim + kb * nr;
-          for (int64_t i0 = r0; i0 < r1; i0 += rows) {
-            const int n_rows = static_cast<int>(std::min<int64_t>(rows, r1 - i0));
+          // The block of B that this task reads next (the next panel at this run of k, else the first panel
+          // at the next run) is prefetched into L2 while this one is multiplied, spread over the row tiles:
+          // with few rows (batch 1) a block is used by only a few tiles, and a weight matrix larger than the
+          // L3 (ResNet's layer4) otherwise comes from memory at the latency of its first tile.
+          const float* next = nullptr;
+          int64_t next_lines = 0;
+          if (j0 + kPanel < c1) {
+            const int64_t nr2 = std::min(kPanel, co - (j0 + kPanel));
+            next = b + (j0 + kPanel) * kdim + kb * nr2;
+            next_lines = len * nr2 / 16;
+          } else if (!last) {
+            const int64_t k0n = k0 + len < run ? k0 + len : 0, kyn = k0 + len < run ? ky : ky + 1;
+            const int64_t nr2 = std::min(kPanel, co - c0);
+            next = b + c0 * kdim + (kyn * run + k0n) * nr2;
+            next_lines = std::min(kc, run - k0n) * nr2 / 16;
+          }
+          const int64_t tiles_here = (r1 - r0 + rows - 1) / rows;
+          const int64_t lines_per_tile = (next_lines + tiles_here - 1) / tiles_here;
+          int64_t line = 0;
+          // The task's rows in tiles_here tiles of as equal a size as possible (49 rows: 4 of 6 and 5 of 5,
+          // not 8 of 6 and a 1-row tile, whose few accumulators leave the FMA pipes waiting on latency).
+          const int64_t tile_base = (r1 - r0) / tiles_here, tile_extra = (r1 - r0) % tiles_here;
+          for (int64_t ti = 0, i0 = r0; ti < tiles_here; ++ti) {
+            for (const int64_t end = std::min(next_lines, line + lines_per_tile); line < end; ++line)
+              __builtin_prefetch(next + line * 16, 0, 2);
+            const int n_rows = static_cast<int>(tile_base + (ti < tile_extra ? 1 : 0));
+            // The output rows of the tile two ahead, on the first run of k (written), and its residual
+            // rows, on the last (read): at batch 8 these blocks are far larger than the caches, and a
+            // 1x1 convolution over few channels (ResNet-50's expanding 1x1 with its residual) otherwise
+            // waits on memory at every tile.
+            if (first || (last && residual))
+              for (int64_t i = i0 + 2 * n_rows, i1 = std::min(r1, i0 + 3 * n_rows); i < i1; ++i)
+                for (int64_t q = 0; q < nr; q += 16) {
+                  if (first) __builtin_prefetch(y + i * co + j0 + q, 1, 3);
+                  if (last && residual) __builtin_prefetch(residual + i * co + j0 + q, 0, 3);
+                }
+            // A 1x1 convolution reads each input row once per run of k (ResNet-50's reducing 1x1 over
+            // 256-512 channels at batch 8: far larger than the caches): the same for its input rows. (A 3x3
+            // convolution reads its rows kh times from the cache; prefetching them there gained nothing.)
+            if (d.kh == 1 && j0 == c0)
+              for (int64_t i = i0 + 2 * n_rows, i1 = std::min(r1, i0 + 3 * n_rows); i < i1; ++i)
+                for (int64_t q = 0; q < len; q += 16) __builtin_prefetch(rowp[i - r0] + off + q, 0, 3);
             const float* a[direct::kMaxRows];
             for (int i = 0; i < n_rows; ++i) a[i] = rowp[i0 - r0 + i] + off;
             direct::Epilogue ep;
@@ -393,22 +432,29 @@ void direct_conv(const direct::Kernels& K, const DirectGeom& d, const float* b, 
               ep.relu = e.relu;
             }
             K.tile[nv][n_rows](a, bp, nr, len, y + i0 * co + j0, co, first, last, ep);
+            i0 += n_rows;
           }
         }
       }
   });
 }
 
-// The forward convolution through direct_conv, when it applies (channels in multiples of 16).
-bool direct_forward(const direct::Kernels& K, const float* x, const float* w, float* y, const ConvGeom& g,
+// The forward convolution through direct_conv, when it applies (channels in multiples of 16). The packed
+// weights come from the weight cache (weight_cache.hpp) while w is unchanged, so that inference packs
+// each weight once instead of on every call.
+bool direct_forward(const direct::Kernels& K, const float* x, const Tensor& w, float* y, const ConvGeom& g,
                     const ConvEpilogue& e, const float* residual) {
   if (g.co % 16 != 0) return false;
   Tensor storage;
   const float* src = padded_input(x, g.n, g.h, g.w, g.ci, g.pad, storage);
   const int64_t k = g.k;
-  const float* b = pack_panels(K, g.co, k, k, [&](int64_t kk) { return w + kk; });
-  direct_conv(K, {src, g.n, g.h + 2 * g.pad, g.w + 2 * g.pad, g.ci, g.kh, g.kw, g.stride, g.ho, g.wo, g.co}, b, y,
-              e, residual);
+  const size_t floats = static_cast<size_t>(g.co * k);
+  const float* wp = w.cdata<float>();
+  const std::shared_ptr<const float> b =
+      packed_weight(w, &K, k, floats, aligned_buffer(3, floats),
+                    [&](float* dst) { pack_panels(K, dst, g.co, k, k, [&](int64_t kk) { return wp + kk; }); });
+  direct_conv(K, {src, g.n, g.h + 2 * g.pad, g.w + 2 * g.pad, g.ci, g.kh, g.kw, g.stride, g.ho, g.wo, g.co},
+              b.get(), y, e, residual);
   return true;
 }
 
@@ -421,7 +467,8 @@ bool direct_backward_data(const direct::Kernels& K, const float* dy, const float
   Tensor storage;
   const float* src = padded_input(dy, g.n, g.ho, g.wo, g.co, p, storage);
   const int64_t kh = g.kh, kw = g.kw, co = g.co, ci = g.ci;
-  const float* b = pack_panels(K, ci, kh * kw * co, 1, [&](int64_t k) {
+  float* b = aligned_buffer(3, static_cast<size_t>(ci * kh * kw * co));
+  pack_panels(K, b, ci, kh * kw * co, 1, [&](int64_t k) {
     const int64_t ky = k / (kw * co), kx = k / co % kw, o = k % co;
     return w + ((o * kh + (kh - 1 - ky)) * kw + (kw - 1 - kx)) * ci;
   });
@@ -487,7 +534,7 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const 
     return;
   ConvEpilogue e;
   if (bias.defined()) e.shift = f(bias);
-  conv_forward_engine(f(x), f(w), f(y), geom(x, w, a), e, nullptr);
+  conv_forward_engine(x.cdata<float>(), w, f(y), geom(x, w, a), e, nullptr);
 }
 
 void conv2d_bn_act_forward(const Tensor& x, const Tensor& w, const Tensor& gamma, const Tensor& beta,
@@ -506,7 +553,8 @@ void conv2d_bn_act_forward(const Tensor& x, const Tensor& w, const Tensor& gamma
     ss[co + j] = B[j] - RM[j] * ss[j];
   }
   ConvEpilogue e{ss, ss + co, relu};
-  conv_forward_engine(f(x), f(w), f(y), geom(x, w, a), e, residual.defined() ? f(residual) : nullptr);
+  conv_forward_engine(x.cdata<float>(), w, f(y), geom(x, w, a), e,
+                      residual.defined() ? residual.cdata<float>() : nullptr);
 }
 
 void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx, const Conv2dArgs& a) {
@@ -514,9 +562,9 @@ void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx, c
                     [&](bf16::Widen& v) { conv2d_backward_data(v.in(dy), v.in(w), v.out(dx), a); }))
     return;
   const ConvGeom g = geom(dx, w, a);
-  if (const direct::Kernels* K = direct::active_kernels(); K && direct_backward_data(*K, f(dy), f(w), f(dx), g))
+  if (const direct::Kernels* K = direct::active_kernels(); K && direct_backward_data(*K, f(dy), w.cdata<float>(), f(dx), g))
     return;
-  CMapM W(f(w), g.co, g.k);
+  CMapM W(w.cdata<float>(), g.co, g.k);
   const int nt = pool_threads();
   const int64_t per_img = g.ho * g.wo, m = g.n * per_img;
   const float* DY = f(dy);

@@ -27,10 +27,8 @@ void max_pool2d_forward(const Tensor& x, const Tensor& y, const Tensor& argmax, 
       for (int64_t ow = 0; ow < wo; ++ow) {
         float* yo = y_ + ((b * ho + oh) * wo + ow) * c;
         int32_t* io = i_ + ((b * ho + oh) * wo + ow) * c;
-        for (int64_t j = 0; j < c; ++j) {
-          yo[j] = -std::numeric_limits<float>::infinity();
-          io[j] = -1;
-        }
+        // the window's first valid element, then a branch-free (vectorised) compare over the others
+        bool started = false;
         for (int64_t ky = 0; ky < a.kernel; ++ky) {
           int64_t iy = oh * a.stride - a.pad + ky;
           if (iy < 0 || iy >= h) continue;
@@ -39,13 +37,26 @@ void max_pool2d_forward(const Tensor& x, const Tensor& y, const Tensor& argmax, 
             if (ix < 0 || ix >= w) continue;
             const float* xi = x_ + ((b * h + iy) * w + ix) * c;
             const int32_t flat = static_cast<int32_t>(iy * w + ix);
-            for (int64_t j = 0; j < c; ++j) {
-              const float v = xi[j];
-              if (io[j] < 0 || v > yo[j] || std::isnan(v)) {  // NaN propagates, as in PyTorch
-                yo[j] = v;
-                io[j] = flat;
-              }
+            if (!started) {
+              started = true;
+              std::memcpy(yo, xi, static_cast<size_t>(c) * sizeof(float));
+#pragma omp simd
+              for (int64_t j = 0; j < c; ++j) io[j] = flat;
+              continue;
             }
+#pragma omp simd
+            for (int64_t j = 0; j < c; ++j) {
+              const float v = xi[j], m = yo[j];
+              const bool take = v > m || v != v;  // NaN propagates, as in PyTorch
+              yo[j] = take ? v : m;
+              io[j] = take ? flat : io[j];
+            }
+          }
+        }
+        if (!started) {  // no valid element (cannot happen with pad <= kernel / 2; kept well-defined)
+          for (int64_t j = 0; j < c; ++j) {
+            yo[j] = -std::numeric_limits<float>::infinity();
+            io[j] = -1;
           }
         }
       }

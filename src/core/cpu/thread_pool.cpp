@@ -5,10 +5,15 @@
 // (std::atomic::wait) instead of spinning: libgomp's default spin-wait (and Eigen's own parallel GEMM,
 // which busy-waits on its threads once per depth block) made a training step 2-4x slower whenever the
 // cores were shared with other processes, and the wake-up latency of a blocked thread (tens of
-// microseconds) is negligible against the milliseconds of one conv.
+// microseconds) is negligible against the milliseconds of one conv. It is not against inference at
+// batch 1, where a forward is ~45 runs of 0.1-1 ms each: so a thread that runs out of work first spins
+// for a short, bounded time (kSpinMicros, with the CPU's pause hint) before it blocks, and a run that
+// follows within that time starts without a wake-up. The spin is bounded so that on shared cores an idle
+// thread gives its core back after at most that long.
 #include <Eigen/Core>
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <exception>
 #include <functional>
 #include <mutex>
@@ -21,6 +26,29 @@ namespace geoloc::cpu {
 using namespace detail;
 
 namespace {
+constexpr int64_t kSpinMicros = 50;
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Spins while a.load() == old, for at most kSpinMicros; returns whether it changed.
+template <class T>
+bool spin_while_equal(const std::atomic<T>& a, T old) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicros);
+  while (true) {
+    for (int i = 0; i < 64; ++i) {
+      if (a.load(std::memory_order_acquire) != old) return true;
+      cpu_relax();
+    }
+    if (std::chrono::steady_clock::now() >= until) return false;
+  }
+}
+
 // ---- the thread pool
 // run(n, fn) calls fn(task, thread) for every task in [0, n), spread over the caller (thread 0) and the
 // workers (1..threads-1), each taking the next task from a shared counter. A call made from inside a
@@ -64,7 +92,8 @@ class Pool {
     gen_.store((((gen_.load() >> 16) + 1) << 16) | static_cast<uint32_t>(nt));
     gen_.notify_all();
     work(0);
-    for (int a = active_.load(); a != 0; a = active_.load()) active_.wait(a);
+    for (int a = active_.load(); a != 0; a = active_.load())
+      if (!spin_while_equal(active_, a)) active_.wait(a);
     fn_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -89,7 +118,7 @@ class Pool {
 
   void worker(int id, uint32_t seen) {
     while (true) {
-      gen_.wait(seen);
+      if (!spin_while_equal(gen_, seen)) gen_.wait(seen);
       seen = gen_.load();
       // Whether this thread takes part comes from the same load as the generation: read separately,
       // a thread left out of one run could read the next run's count (a data race, ThreadSanitizer),
