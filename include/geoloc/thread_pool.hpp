@@ -1,7 +1,7 @@
 #pragma once
 // The library's one set of threads. Every parallel loop of geoloc (the CPU backend's ops, the data
 // pipeline, geography and the Earth views) runs its tasks on this pool, so a program that embeds geoloc
-// sees one pool whose size it sets here. Idle threads sleep (no spin-waiting), and a task may itself
+// sees one pool whose size it sets here. Idle threads spin for at most 50 us, then sleep, and a task may itself
 // call run_tasks: nested calls run inline on the calling thread.
 #include <cstddef>
 #include <cstdint>
