@@ -145,10 +145,15 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, cons
   return y;
 }
 
+namespace {
+void check_replicas(const CrossReplica& r, const char* who) {
+  GEOLOC_CHECK(r.all_reduce_sum && r.size >= 1 && r.rank >= 0 && r.rank < r.size, ValueError, who,
+               ": needs an all-reduce and 0 <= rank < size, got rank ", r.rank, " of ", r.size);
+}
+}  // namespace
+
 SyncBatchNormGuard::SyncBatchNormGuard(CrossReplica replicas) : replicas_(std::move(replicas)), prev_(sync_replicas) {
-  GEOLOC_CHECK(replicas_.all_reduce_sum && replicas_.size >= 1 && replicas_.rank >= 0 && replicas_.rank < replicas_.size,
-               ValueError, "SyncBatchNormGuard: needs an all-reduce and 0 <= rank < size, got rank ", replicas_.rank,
-               " of ", replicas_.size);
+  check_replicas(replicas_, "SyncBatchNormGuard");
   sync_replicas = &replicas_;
 }
 SyncBatchNormGuard::~SyncBatchNormGuard() { sync_replicas = prev_; }
@@ -156,9 +161,7 @@ SyncBatchNormGuard::~SyncBatchNormGuard() { sync_replicas = prev_; }
 Tensor batch_norm_sync(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                        const Tensor& running_var, float momentum, float eps, const CrossReplica& replicas) {
   check_bn_inputs(x, gamma, beta, running_mean, running_var, "batch_norm_sync");
-  GEOLOC_CHECK(replicas.all_reduce_sum && replicas.size >= 1 && replicas.rank >= 0 && replicas.rank < replicas.size,
-               ValueError, "batch_norm_sync: needs an all-reduce and 0 <= rank < size, got rank ", replicas.rank,
-               " of ", replicas.size);
+  check_replicas(replicas, "batch_norm_sync");
   const int64_t c = x.dim(-1), m = x.numel() / c;
   const Device dev = x.device();
   Tensor lmean = Tensor::empty({c}, DType::F32, dev), lvar = Tensor::empty({c}, DType::F32, dev);
