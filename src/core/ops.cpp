@@ -182,23 +182,24 @@ Tensor batch_norm_sync(const Tensor& x, const Tensor& gamma, const Tensor& beta,
   replicas.all_reduce_sum(gathered);
   const float* g = gathered.data<float>();
   // combined in double: N = sum n_r, mean = sum n_r mean_r / N, N var = sum n_r (var_r + (mean_r - mean)^2)
+  std::vector<double> rows(static_cast<size_t>(replicas.size));
   double total = 0;
-  for (int r = 0; r < replicas.size; ++r) total += std::ldexp(static_cast<double>(g[r * slot]), 24) + g[r * slot + 1];
+  for (int r = 0; r < replicas.size; ++r) {
+    rows[r] = std::ldexp(static_cast<double>(g[r * slot]), 24) + g[r * slot + 1];
+    total += rows[r];
+  }
   GEOLOC_CHECK(total > 1, ValueError, "batch_norm_sync: training needs more than one value per channel over all ",
                replicas.size, " processes, the input here is ", x.shape().str());
   std::vector<float> mean(c), var(c), invstd(c), rm = running_mean.to_vector(), rv = running_var.to_vector();
   for (int64_t j = 0; j < c; ++j) {
     double mu = 0;
-    for (int r = 0; r < replicas.size; ++r) {
-      const float* s = g + r * slot;
-      mu += (std::ldexp(static_cast<double>(s[0]), 24) + s[1]) * s[2 + j];
-    }
+    for (int r = 0; r < replicas.size; ++r) mu += rows[r] * g[r * slot + 2 + j];
     mu /= total;
     double m2 = 0;
     for (int r = 0; r < replicas.size; ++r) {
       const float* s = g + r * slot;
       const double d = s[2 + j] - mu;
-      m2 += (std::ldexp(static_cast<double>(s[0]), 24) + s[1]) * (s[2 + c + j] + d * d);
+      m2 += rows[r] * (s[2 + c + j] + d * d);
     }
     const double v = m2 / total;
     mean[j] = static_cast<float>(mu);
