@@ -143,6 +143,24 @@ void cmp_train_step(benchmark::State& st, const ResNetConfig& cfg) {
       benchmark::Counter(3.0 * 2.0 * macs * n * 1e-9 * st.iterations(), benchmark::Counter::kIsRate);
 }
 
+// One 3x3 stride-1 convolution of ResNet (pad 1, c -> c channels, hw x hw, batch n) as inference runs it:
+// frozen weights, no gradient. GFLOP/s counts the direct multiply-adds (2 n hw^2 9 c^2), also for
+// Winograd (GEOLOC_CPU_WINOGRAD=0 for the direct kernels): it is the rate a direct convolution would need.
+void BM_conv3x3_inference(benchmark::State& st) {
+  set_num_threads(bench_threads());
+  const int64_t n = st.range(0), hw = st.range(1), c = st.range(2);
+  random::Rng rng(3);
+  Tensor x = Tensor::empty({n, hw, hw, c}), w = Tensor::empty({c, 3, 3, c});
+  normal_(x, 0.0f, 1.0f, rng);
+  normal_(w, 0.0f, 0.05f, rng);
+  NoGradGuard g;
+  benchmark::DoNotOptimize(ops::conv2d(x, w, Tensor(), 1, 1).raw());  // warm-up: packs / transforms w
+  for (auto _ : st) benchmark::DoNotOptimize(ops::conv2d(x, w, Tensor(), 1, 1).raw());
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(n * hw * hw * 9 * c * c) * 1e-9 *
+                                                  static_cast<double>(st.iterations()),
+                                              benchmark::Counter::kIsRate);
+}
+
 void BM_cmp_resnet18_inference(benchmark::State& st) { cmp_inference(st, ResNetConfig::resnet18()); }
 void BM_cmp_resnet50_inference(benchmark::State& st) { cmp_inference(st, ResNetConfig::resnet50()); }
 void BM_cmp_resnet18_train_step(benchmark::State& st) { cmp_train_step(st, ResNetConfig::resnet18()); }
@@ -159,6 +177,14 @@ BENCHMARK(BM_resnet50_inference)->Args({1, 64})->Args({8, 224})->Unit(benchmark:
 BENCHMARK(BM_resnet18_train_step)->Args({2, 64})->Args({64, 224})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_small_train_step)->Args({32, 64})->Unit(benchmark::kMillisecond)->UseRealTime();
 // The PyTorch comparison cases (bench/compare_pytorch.sh); ~1 s each with the default minimum time.
+// ResNet's 3x3 stride-1 layers: 56x56x64, 28x28x128, 14x14x256, 7x7x512, at batch 1 and 8
+BENCHMARK(BM_conv3x3_inference)
+    ->ArgsProduct({{1, 8}, {56}, {64}})
+    ->ArgsProduct({{1, 8}, {28}, {128}})
+    ->ArgsProduct({{1, 8}, {14}, {256}})
+    ->ArgsProduct({{1, 8}, {7}, {512}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_cmp_resnet18_inference)->Args({1, 224})->Args({8, 224})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_cmp_resnet50_inference)->Args({1, 224})->Args({8, 224})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_cmp_resnet18_train_step)->Args({64, 64})->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -16,6 +16,7 @@
 
 #include "../../src/core/cpu/direct_conv.hpp"  // active_kernels(): which kernels the dispatch picked
 #include "../../src/core/cpu/weight_cache.hpp"  // weight_cache_stats(): hits, entries
+#include "../../src/core/cpu/winograd_conv.hpp"  // winograd::calls(), set_enabled(): which path a case took
 #include "geoloc/backend.hpp"
 #include "geoloc/build_info.hpp"
 #include "geoloc/optim.hpp"
@@ -74,6 +75,18 @@ struct ScopedCpuPath {
   ~ScopedCpuPath() { set_cpu_path(saved); }
 };
 
+// Turns the Winograd forward on or off for the enclosing scope.
+struct ScopedWinograd {
+  bool saved = cpu::winograd::enabled();
+  explicit ScopedWinograd(bool on) { cpu::winograd::set_enabled(on); }
+  ~ScopedWinograd() { cpu::winograd::set_enabled(saved); }
+};
+
+// The bound on rel_err for the direct kernels and Eigen (float sums in another order than the double
+// reference), and for Winograd F(4x4, 3x3), whose transforms (coefficients up to 8, and 1/24) round more.
+constexpr double kDirectTol = 2e-6;
+constexpr double kWinogradTol = 5e-5;
+
 const std::vector<ConvCase> kCases = {
     {2, 9, 11, 16, 16, 3, 1, 1},    // one 16-channel panel, 8-row tiles, 99 rows per image
     {1, 8, 8, 32, 48, 3, 1, 1},     // a 48-channel panel
@@ -88,43 +101,108 @@ const std::vector<ConvCase> kCases = {
 };
 }  // namespace
 
+namespace {
+bool check_forward(const Tensor& x, const Tensor& w, const std::vector<float>& wv, const ConvCase& c);
+
+// conv2d_forward with a bias, and conv2d_bn_act_forward (eval-mode BN folded into the epilogue, with a
+// residual, with and without ReLU), against the double reference: rel_err below tol. Returns the largest
+// rel_err seen.
+double check_forward_fused(const ConvCase& c, std::mt19937& gen, double tol) {
+  Tensor x = test::random_tensor({c.n, c.h, c.w, c.ci}, gen);
+  Tensor w = test::random_tensor({c.co, c.k, c.k, c.ci}, gen);
+  Tensor bias = test::random_tensor({c.co}, gen);
+  const auto xv = x.to_vector(), wv = w.to_vector(), bv = bias.to_vector();
+  const std::vector<double> ref = ref_forward(xv, wv, c);
+  const int64_t ho = out_size(c.h, c.k, c.stride, c.pad), wo = out_size(c.w, c.k, c.stride, c.pad);
+
+  Tensor y = Tensor::empty({c.n, ho, wo, c.co});
+  cpu::conv2d_forward(x, w, bias, y, {int(c.stride), int(c.pad)});
+  std::vector<double> with_bias = ref;
+  for (size_t i = 0; i < ref.size(); ++i) with_bias[i] += bv[i % c.co];
+  double worst = rel_err(y.to_vector(), with_bias);
+  CHECK(worst < tol);
+
+  Tensor gamma = test::random_tensor({c.co}, gen), beta = test::random_tensor({c.co}, gen);
+  Tensor mean = test::random_tensor({c.co}, gen), var = Tensor::full({c.co}, 0.5f);
+  Tensor res = test::random_tensor({c.n, ho, wo, c.co}, gen);
+  const auto gv = gamma.to_vector(), btv = beta.to_vector(), mv = mean.to_vector(), rv = res.to_vector();
+  for (bool relu : {false, true}) {
+    Tensor yf = Tensor::empty({c.n, ho, wo, c.co});
+    cpu::conv2d_bn_act_forward(x, w, gamma, beta, mean, var, 1e-5f, res, relu, yf, {int(c.stride), int(c.pad)});
+    std::vector<double> expect(ref.size());
+    for (size_t i = 0; i < ref.size(); ++i) {
+      const size_t o = i % c.co;
+      const double v = (ref[i] - mv[o]) / std::sqrt(0.5 + 1e-5) * gv[o] + btv[o] + rv[i];
+      expect[i] = relu ? std::max(0.0, v) : v;
+    }
+    const double e = rel_err(yf.to_vector(), expect);
+    CHECK(e < tol);
+    worst = std::max(worst, e);
+  }
+  return worst;
+}
+}  // namespace
+
 TEST_CASE("conv2d forward (+ bias, + fused BN, residual, ReLU) matches a double-precision reference") {
+  ScopedWinograd direct_kernels(false);  // the direct kernels and Eigen here; Winograd has its own case
   for (CpuPath path : available_cpu_paths()) {
     ScopedCpuPath use(path);
     CAPTURE(to_string(path));
     std::mt19937 gen(7);
     for (const ConvCase& c : kCases) {
       CAPTURE(name(c));
-      Tensor x = test::random_tensor({c.n, c.h, c.w, c.ci}, gen);
-      Tensor w = test::random_tensor({c.co, c.k, c.k, c.ci}, gen);
-      Tensor bias = test::random_tensor({c.co}, gen);
-      const auto xv = x.to_vector(), wv = w.to_vector(), bv = bias.to_vector();
-      const std::vector<double> ref = ref_forward(xv, wv, c);
-      const int64_t ho = out_size(c.h, c.k, c.stride, c.pad), wo = out_size(c.w, c.k, c.stride, c.pad);
+      check_forward_fused(c, gen, kDirectTol);
+    }
+  }
+}
 
-      Tensor y = Tensor::empty({c.n, ho, wo, c.co});
-      cpu::conv2d_forward(x, w, bias, y, {int(c.stride), int(c.pad)});
-      std::vector<double> with_bias = ref;
-      for (size_t i = 0; i < ref.size(); ++i) with_bias[i] += bv[i % c.co];
-      CHECK(rel_err(y.to_vector(), with_bias) < 2e-6);
-
-      // eval-mode BN folded into the epilogue, with a residual and ReLU
-      Tensor gamma = test::random_tensor({c.co}, gen), beta = test::random_tensor({c.co}, gen);
-      Tensor mean = test::random_tensor({c.co}, gen), var = Tensor::full({c.co}, 0.5f);
-      Tensor res = test::random_tensor({c.n, ho, wo, c.co}, gen);
-      const auto gv = gamma.to_vector(), btv = beta.to_vector(), mv = mean.to_vector(), rv = res.to_vector();
-      for (bool relu : {false, true}) {
-        Tensor yf = Tensor::empty({c.n, ho, wo, c.co});
-        cpu::conv2d_bn_act_forward(x, w, gamma, beta, mean, var, 1e-5f, res, relu, yf,
-                                     {int(c.stride), int(c.pad)});
-        std::vector<double> expect(ref.size());
-        for (size_t i = 0; i < ref.size(); ++i) {
-          const size_t o = i % c.co;
-          const double v = (ref[i] - mv[o]) / std::sqrt(0.5 + 1e-5) * gv[o] + btv[o] + rv[i];
-          expect[i] = relu ? std::max(0.0, v) : v;
-        }
-        CHECK(rel_err(yf.to_vector(), expect) < 2e-6);
-      }
+TEST_CASE("Winograd F(4x4, 3x3): frozen 3x3 convolutions match the reference, on every path with kernels") {
+  ScopedWinograd on(true);
+  const std::vector<ConvCase> cases = {
+      {2, 9, 11, 16, 16, 3, 1, 1},    // ragged tiles (3 x 3 per image, cut by the edges), blocks of tiles
+      {3, 13, 10, 32, 80, 3, 1, 1},   // a 64 + 16 panel split (AVX-512), blocks and groups of panels
+      {4, 12, 12, 256, 32, 3, 1, 1},  // runs of k longer than one depth block (ci 256)
+      {1, 16, 16, 64, 64, 3, 1, 1},   // 16 tiles, 64 x 64 channels: the three-pass schedule
+      {8, 7, 7, 128, 96, 3, 1, 1},    // ResNet's 7x7 at batch 8: 32 tiles, 43% padding, three passes
+      {2, 18, 14, 48, 48, 3, 1, 0},   // no padding
+      {2, 10, 10, 16, 32, 3, 1, 2},   // pad 2 (12 x 12 outputs)
+  };
+  for (CpuPath path : available_cpu_paths()) {
+    ScopedCpuPath use(path);
+    CAPTURE(to_string(path));
+    const bool kernels = cpu::direct::active_kernels() != nullptr;  // the generic path has no Winograd
+    std::mt19937 gen(11);
+    double worst = 0;
+    for (const ConvCase& c : cases) {
+      CAPTURE(name(c));
+      const uint64_t before = cpu::winograd::calls();
+      worst = std::max(worst, check_forward_fused(c, gen, kernels ? kWinogradTol : kDirectTol));
+      CHECK(cpu::winograd::calls() - before == (kernels ? 3u : 0u));  // all three convolutions took it
+    }
+    MESSAGE(std::string(to_string(path)) << ": largest error of Winograd relative to the largest output: " << worst);
+  }
+  // What does not take it: few tiles (7x7 at batch 1), stride 2, 1x1, weights that require a gradient
+  // (training), and Winograd turned off.
+  std::mt19937 gen(12);
+  for (CpuPath path : available_cpu_paths()) {
+    ScopedCpuPath use(path);
+    CAPTURE(to_string(path));
+    for (const ConvCase& c : {ConvCase{1, 7, 7, 64, 64, 3, 1, 1}, ConvCase{2, 16, 16, 32, 32, 3, 2, 1},
+                              ConvCase{2, 16, 16, 32, 32, 1, 1, 0}}) {
+      CAPTURE(name(c));
+      Tensor x = test::random_tensor({c.n, c.h, c.w, c.ci}, gen), w = test::random_tensor({c.co, c.k, c.k, c.ci}, gen);
+      CHECK_FALSE(check_forward(x, w, w.to_vector(), c));
+    }
+    const ConvCase c{2, 16, 16, 32, 32, 3, 1, 1};
+    Tensor x = test::random_tensor({c.n, c.h, c.w, c.ci}, gen), w = test::random_tensor({c.co, c.k, c.k, c.ci}, gen);
+    const std::vector<float> wv = w.to_vector();
+    CHECK(check_forward(x, w, wv, c) == (cpu::direct::active_kernels() != nullptr));
+    w.set_requires_grad(true);
+    CHECK_FALSE(check_forward(x, w, wv, c));
+    w.set_requires_grad(false);
+    {
+      ScopedWinograd off(false);
+      CHECK_FALSE(check_forward(x, w, wv, c));
     }
   }
 }
@@ -206,11 +284,15 @@ TEST_CASE("the CPU path: every available one is dispatched to its own kernels; t
 namespace {
 // conv2d_forward(x, w) checked against the reference computed from `wv`, values that the test knows
 // independently of w (reading w back would bump its version and hide a missing bump).
-void check_forward(const Tensor& x, const Tensor& w, const std::vector<float>& wv, const ConvCase& c) {
+// Returns whether it ran through Winograd.
+bool check_forward(const Tensor& x, const Tensor& w, const std::vector<float>& wv, const ConvCase& c) {
   const int64_t ho = out_size(c.h, c.k, c.stride, c.pad), wo = out_size(c.w, c.k, c.stride, c.pad);
   Tensor y = Tensor::empty({c.n, ho, wo, c.co});
+  const uint64_t before = cpu::winograd::calls();
   cpu::conv2d_forward(x, w, Tensor(), y, {int(c.stride), int(c.pad)});
-  CHECK(rel_err(y.to_vector(), ref_forward(x.to_vector(), wv, c)) < 2e-6);
+  const bool winograd = cpu::winograd::calls() > before;
+  CHECK(rel_err(y.to_vector(), ref_forward(x.to_vector(), wv, c)) < (winograd ? kWinogradTol : kDirectTol));
+  return winograd;
 }
 }  // namespace
 

@@ -14,6 +14,7 @@
 #include "common.hpp"
 #include "direct_conv.hpp"
 #include "weight_cache.hpp"
+#include "winograd_conv.hpp"
 namespace geoloc::cpu {
 using namespace detail;
 
@@ -61,10 +62,10 @@ int64_t tile_rows(int64_t m, int64_t k, int nt, int64_t min_rows = 128) {
 }
 
 // Per-thread scratch buffers (slot 0: column tiles, 1: partial filter gradients, 2: folded BN, 3: packed
-// weights, 4: packed column blocks). The pool's threads are persistent, so they are reused across calls:
+// weights, 4: packed column blocks, 5 and 6: Winograd's transformed input and products, 7: zeros). The pool's threads are persistent, so they are reused across calls:
 // no allocation per step.
 float* thread_buffer(int slot, size_t n) {
-  thread_local std::vector<float> bufs[5];
+  thread_local std::vector<float> bufs[8];
   if (bufs[slot].size() < n) bufs[slot].resize(n);
   return bufs[slot].data();
 }
@@ -240,10 +241,14 @@ const float* tile_input(const float* x, const ConvGeom& g, int64_t r0, int64_t r
 
 bool direct_forward(const direct::Kernels& K, const float* x, const Tensor& w, float* y, const ConvGeom& g,
                     const ConvEpilogue& e, const float* residual);
+bool winograd_forward(const direct::Kernels& K, const float* x, const Tensor& w, float* y, const ConvGeom& g,
+                      const ConvEpilogue& e, const float* residual);
 
 void conv_forward_engine(const float* x, const Tensor& w, float* y, const ConvGeom& g, const ConvEpilogue& e,
                          const float* residual) {
-  if (const direct::Kernels* K = direct::active_kernels(); K && direct_forward(*K, x, w, y, g, e, residual)) return;
+  if (const direct::Kernels* K = direct::active_kernels();
+      K && (winograd_forward(*K, x, w, y, g, e, residual) || direct_forward(*K, x, w, y, g, e, residual)))
+    return;
   const int nt = pool_threads();
   const int64_t m = g.n * g.ho * g.wo;
   const int64_t tr = tile_rows(m, g.k, nt);
@@ -455,6 +460,29 @@ bool direct_forward(const direct::Kernels& K, const float* x, const Tensor& w, f
                     [&](float* dst) { pack_panels(K, dst, g.co, k, k, [&](int64_t kk) { return wp + kk; }); });
   direct_conv(K, {src, g.n, g.h + 2 * g.pad, g.w + 2 * g.pad, g.ci, g.kh, g.kw, g.stride, g.ho, g.wo, g.co},
               b.get(), y, e, residual);
+  return true;
+}
+
+// The forward convolution through Winograd F(4x4, 3x3) (winograd_conv.hpp), when it applies: a 3x3
+// stride-1 window, channels in multiples of 16, enough tiles to pay (winograd::pays), and a weight whose
+// transform the weight cache keeps (a frozen one: inference). A weight being trained takes the direct
+// kernels, whose sums its backward matches; transforming it again on every call would also cost more than
+// it saves.
+bool winograd_forward(const direct::Kernels& K, const float* x, const Tensor& w, float* y, const ConvGeom& g,
+                      const ConvEpilogue& e, const float* residual) {
+  if (g.kh != 3 || g.kw != 3 || g.stride != 1 || !winograd::enabled() || !winograd::supports(g.ci, g.co, g.ho, g.wo) ||
+      !winograd::pays(g.n, g.ho, g.wo))
+    return false;
+  const size_t floats = winograd::weight_floats(g.ci, g.co);
+  if (!weight_cacheable(w, floats)) return false;
+  const float* wp = w.cdata<float>();
+  // layout_arg -1: the Winograd transform (the direct panels use k = 9 ci, always positive)
+  const std::shared_ptr<const float> u = packed_weight(w, &K, -1, floats, aligned_buffer(3, floats), [&](float* dst) {
+    winograd::transform_weights(K, wp, g.ci, g.co, dst);
+  });
+  winograd::Problem p{x, g.n, g.h, g.w, g.ci, g.co, g.pad, y};
+  p.scale = e.scale, p.shift = e.shift, p.residual = residual, p.relu = e.relu;
+  winograd::forward(K, p, u.get());
   return true;
 }
 

@@ -55,7 +55,7 @@ class Cache {
     TensorImpl& impl = w.impl();
     Storage* s = impl.storage.get();
     const size_t bytes = floats * sizeof(float);
-    if (!s || !s->alloc || !s->device.is_cpu() || impl.requires_grad) return in_scratch(scratch, pack);
+    if (!eligible(w)) return in_scratch(scratch, pack);
     const Key key{s->id, impl.offset, w.numel(), layout, layout_arg};
     std::shared_ptr<float> reuse;
     {
@@ -120,6 +120,18 @@ class Cache {
     index_.erase(it);
   }
 
+  static bool eligible(const Tensor& w) {
+    const TensorImpl& impl = w.impl();
+    const Storage* s = impl.storage.get();
+    return s && s->alloc && s->device.is_cpu() && !impl.requires_grad;
+  }
+
+  bool cacheable(const Tensor& w, size_t floats) {
+    if (!eligible(w)) return false;
+    std::lock_guard<std::mutex> lock(mu_);
+    return floats * sizeof(float) <= limit_;
+  }
+
   WeightCacheStats stats() {
     std::lock_guard<std::mutex> lock(mu_);
     return {hits_, misses_, lru_.size(), bytes_, limit_};
@@ -165,6 +177,8 @@ std::shared_ptr<const float> packed_weight(const Tensor& w, const void* layout, 
                                            float* scratch, const std::function<void(float*)>& pack) {
   return Cache::get().lookup_or_pack(w, layout, layout_arg, floats, scratch, pack);
 }
+
+bool weight_cacheable(const Tensor& w, size_t floats) { return Cache::get().cacheable(w, floats); }
 
 WeightCacheStats weight_cache_stats() { return Cache::get().stats(); }
 

@@ -34,6 +34,11 @@ namespace geoloc::cpu::detail {
 std::shared_ptr<const float> packed_weight(const Tensor& w, const void* layout, int64_t layout_arg, size_t floats,
                                            float* scratch, const std::function<void(float*)>& pack);
 
+/// Whether packed_weight would keep a packed form of `floats` floats of w (rather than pack it into the
+/// caller's scratch on every call): a weight of its own CPU memory that does not require a gradient, and
+/// within the limit.
+bool weight_cacheable(const Tensor& w, size_t floats);
+
 struct WeightCacheStats {
   uint64_t hits = 0, misses = 0;  // lookups served from the cache / packed again (cacheable weights only)
   size_t entries = 0, bytes = 0, limit = 0;
