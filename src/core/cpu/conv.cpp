@@ -477,7 +477,8 @@ bool winograd_forward(const direct::Kernels& K, const float* x, const Tensor& w,
   if (!weight_cacheable(w, floats)) return false;
   const float* wp = w.cdata<float>();
   // layout_arg -1: the Winograd transform (the direct panels use k = 9 ci, always positive)
-  const std::shared_ptr<const float> u = packed_weight(w, &K, -1, floats, aligned_buffer(3, floats), [&](float* dst) {
+  // no scratch buffer (a thread buffer of this size would stay allocated): the cache keeps the transform
+  const std::shared_ptr<const float> u = packed_weight(w, &K, -1, floats, nullptr, [&](float* dst) {
     winograd::transform_weights(K, wp, g.ci, g.co, dst);
   });
   winograd::Problem p{x, g.n, g.h, g.w, g.ci, g.co, g.pad, y};

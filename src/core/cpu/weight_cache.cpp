@@ -55,14 +55,14 @@ class Cache {
     TensorImpl& impl = w.impl();
     Storage* s = impl.storage.get();
     const size_t bytes = floats * sizeof(float);
-    if (!eligible(w)) return in_scratch(scratch, pack);
+    if (!eligible(w)) return in_scratch(scratch, pack, floats);
     const Key key{s->id, impl.offset, w.numel(), layout, layout_arg};
     std::shared_ptr<float> reuse;
     {
       std::unique_lock<std::mutex> lock(mu_);
       if (bytes > limit_) {
         lock.unlock();
-        return in_scratch(scratch, pack);
+        return in_scratch(scratch, pack, floats);
       }
       auto it = index_.find(key.storage_id);
       if (it != index_.end())
@@ -152,7 +152,13 @@ class Cache {
 
   Cache() : limit_(default_limit()) { geoloc::detail::add_storage_released_hook([](uint64_t id) { get().release(id); }); }
 
-  static std::shared_ptr<const float> in_scratch(float* scratch, const std::function<void(float*)>& pack) {
+  static std::shared_ptr<const float> in_scratch(float* scratch, const std::function<void(float*)>& pack,
+                                                 size_t floats) {
+    if (!scratch) {  // the caller has no buffer: a new one, owned by the handle
+      std::shared_ptr<float> data = aligned_floats(floats);
+      pack(data.get());
+      return data;
+    }
     pack(scratch);
     return std::shared_ptr<const float>(scratch, [](const float*) {});  // the caller's buffer: not owned
   }

@@ -29,7 +29,8 @@ namespace geoloc::cpu::detail {
 
 /// The packed form of w (floats: its size, 64-byte aligned), from the cache when its entry is current,
 /// otherwise made by pack(destination) and cached where the weight and the limit allow; where they do
-/// not, it is packed into scratch (the caller's buffer of `floats`, 64-byte aligned). The pointer stays
+/// not, it is packed into scratch (the caller's buffer of `floats`, 64-byte aligned; null: a new buffer that
+/// the handle owns). The pointer stays
 /// valid while the returned handle lives, even if the entry is evicted or replaced meanwhile.
 std::shared_ptr<const float> packed_weight(const Tensor& w, const void* layout, int64_t layout_arg, size_t floats,
                                            float* scratch, const std::function<void(float*)>& pack);
