@@ -161,6 +161,22 @@ void BM_conv3x3_inference(benchmark::State& st) {
                                               benchmark::Counter::kIsRate);
 }
 
+// One 1x1 convolution of ResNet-50's bottlenecks (hw x hw, ci -> co, batch n) as inference runs it.
+void BM_conv1x1_inference(benchmark::State& st) {
+  set_num_threads(bench_threads());
+  const int64_t n = st.range(0), hw = st.range(1), ci = st.range(2), co = st.range(3);
+  random::Rng rng(4);
+  Tensor x = Tensor::empty({n, hw, hw, ci}), w = Tensor::empty({co, 1, 1, ci});
+  normal_(x, 0.0f, 1.0f, rng);
+  normal_(w, 0.0f, 0.05f, rng);
+  NoGradGuard g;
+  benchmark::DoNotOptimize(ops::conv2d(x, w).raw());  // warm-up: packs w
+  for (auto _ : st) benchmark::DoNotOptimize(ops::conv2d(x, w).raw());
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(n * hw * hw * ci * co) * 1e-9 *
+                                                  static_cast<double>(st.iterations()),
+                                              benchmark::Counter::kIsRate);
+}
+
 void BM_cmp_resnet18_inference(benchmark::State& st) { cmp_inference(st, ResNetConfig::resnet18()); }
 void BM_cmp_resnet50_inference(benchmark::State& st) { cmp_inference(st, ResNetConfig::resnet50()); }
 void BM_cmp_resnet18_train_step(benchmark::State& st) { cmp_train_step(st, ResNetConfig::resnet18()); }
@@ -183,6 +199,18 @@ BENCHMARK(BM_conv3x3_inference)
     ->ArgsProduct({{1, 8}, {28}, {128}})
     ->ArgsProduct({{1, 8}, {14}, {256}})
     ->ArgsProduct({{1, 8}, {7}, {512}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+// ResNet-50's 1x1 layers: reducing and expanding at each stage
+BENCHMARK(BM_conv1x1_inference)
+    ->ArgsProduct({{1, 8}, {56}, {64}, {256}})
+    ->ArgsProduct({{1, 8}, {56}, {256}, {64}})
+    ->ArgsProduct({{1, 8}, {28}, {128}, {512}})
+    ->ArgsProduct({{1, 8}, {28}, {512}, {128}})
+    ->ArgsProduct({{1, 8}, {14}, {256}, {1024}})
+    ->ArgsProduct({{1, 8}, {14}, {1024}, {256}})
+    ->ArgsProduct({{1, 8}, {7}, {512}, {2048}})
+    ->ArgsProduct({{1, 8}, {7}, {2048}, {512}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_cmp_resnet18_inference)->Args({1, 224})->Args({8, 224})->Unit(benchmark::kMillisecond)->UseRealTime();
