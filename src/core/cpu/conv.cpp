@@ -1,6 +1,7 @@
 // Convolutions of the CPU backend: geoloc's implicit-GEMM kernels (direct_conv.hpp: AVX-512 or AVX2,
 // whichever the runtime dispatch picked) where they apply, otherwise im2col tiles multiplied by Eigen's
-// GEMM; the epilogue (bias or folded BN, residual, ReLU) fused into the only store.
+// GEMM; the epilogue (bias or folded BN, residual, ReLU) fused into the only store. Inference's 3x3
+// stride-1 convolutions go through Winograd F(4x4, 3x3) on the same kernels (winograd_conv.hpp).
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -62,10 +63,10 @@ int64_t tile_rows(int64_t m, int64_t k, int nt, int64_t min_rows = 128) {
 }
 
 // Per-thread scratch buffers (slot 0: column tiles, 1: partial filter gradients, 2: folded BN, 3: packed
-// weights, 4: packed column blocks, 5 and 6: Winograd's transformed input and products, 7: zeros). The pool's threads are persistent, so they are reused across calls:
+// weights, 4: packed column blocks). The pool's threads are persistent, so they are reused across calls:
 // no allocation per step.
 float* thread_buffer(int slot, size_t n) {
-  thread_local std::vector<float> bufs[8];
+  thread_local std::vector<float> bufs[5];
   if (bufs[slot].size() < n) bufs[slot].resize(n);
   return bufs[slot].data();
 }
