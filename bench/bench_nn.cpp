@@ -192,7 +192,6 @@ BENCHMARK(BM_resnet18_inference)->Args({1, 64})->Args({8, 224})->Unit(benchmark:
 BENCHMARK(BM_resnet50_inference)->Args({1, 64})->Args({8, 224})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_resnet18_train_step)->Args({2, 64})->Args({64, 224})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_small_train_step)->Args({32, 64})->Unit(benchmark::kMillisecond)->UseRealTime();
-// The PyTorch comparison cases (bench/compare_pytorch.sh); ~1 s each with the default minimum time.
 // ResNet's 3x3 stride-1 layers: 56x56x64, 28x28x128, 14x14x256, 7x7x512, at batch 1 and 8
 BENCHMARK(BM_conv3x3_inference)
     ->ArgsProduct({{1, 8}, {56}, {64}})
@@ -213,6 +212,7 @@ BENCHMARK(BM_conv1x1_inference)
     ->ArgsProduct({{1, 8}, {7}, {2048}, {512}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+// The PyTorch comparison cases (bench/compare_pytorch.sh); ~1 s each with the default minimum time.
 BENCHMARK(BM_cmp_resnet18_inference)->Args({1, 224})->Args({8, 224})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_cmp_resnet50_inference)->Args({1, 224})->Args({8, 224})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_cmp_resnet18_train_step)->Args({64, 64})->Unit(benchmark::kMillisecond)->UseRealTime();
