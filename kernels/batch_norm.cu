@@ -112,15 +112,23 @@ __global__ void bn_stats_finalize_kernel(const double* partial, int splits, int6
   var[c] = static_cast<float>(fmax(0.0, sumsq / m - mu * mu));
 }
 
+// The coefficients of bn_bwd_dx_kernel for channel c from the sums of dy and dy * xhat over `count` rows:
+// k1 = gamma * invstd, mdy = sum_dy / count, mdyx = sum_dy_xhat / count.
+__device__ __forceinline__ void bn_dx_coefficients(int64_t c, double sdy, double sdyx, double count,
+                                                   const float* gamma, const float* invstd, float* k1, float* mdy,
+                                                   float* mdyx) {
+  k1[c] = gamma[c] * invstd[c];
+  mdy[c] = static_cast<float>(sdy / count);
+  mdyx[c] = static_cast<float>(sdyx / count);
+}
+
 // batch_norm_backward_dx: bn_bwd_finalize_kernel's coefficients from sums over every process's rows.
 __global__ void bn_dx_coeff_kernel(int64_t C, double count, const float* gamma, const float* invstd,
                                    const float* sum_dy, const float* sum_dy_xhat, float* k1, float* mdy,
                                    float* mdyx) {
   const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (c >= C) return;
-  k1[c] = gamma[c] * invstd[c];
-  mdy[c] = static_cast<float>(sum_dy[c] / count);
-  mdyx[c] = static_cast<float>(sum_dy_xhat[c] / count);
+  bn_dx_coefficients(c, sum_dy[c], sum_dy_xhat[c], count, gamma, invstd, k1, mdy, mdyx);
 }
 
 __global__ void bn_eval_fold_kernel(int64_t C, const float* gamma, const float* beta, const float* rm,
@@ -141,9 +149,7 @@ __global__ void bn_bwd_finalize_kernel(const double* partial, int splits, int64_
   combine(partial, splits, C, c, sdy, sdyx);
   if (dgamma) dgamma[c] = static_cast<float>(sdyx);
   if (dbeta) dbeta[c] = static_cast<float>(sdy);
-  k1[c] = gamma[c] * invstd[c];
-  mdy[c] = static_cast<float>(sdy / m);
-  mdyx[c] = static_cast<float>(sdyx / m);
+  bn_dx_coefficients(c, sdy, sdyx, static_cast<double>(m), gamma, invstd, k1, mdy, mdyx);
 }
 
 template <class T>

@@ -172,17 +172,25 @@ void batch_norm_stats(const Tensor& x, const Tensor& mean, const Tensor& var) {
 }
 
 namespace {
-// dx = k1 * (dy' - mdy - xhat * mdyx) per channel, xhat = (x - mean) * invstd; with Relu, dy' is dy masked
-// where the recomputed pre-activation x * fsc + fsh is not > 0. The last pass of every BN backward.
-template <bool Relu>
-void bn_dx_pass(const float* X, const float* DY, const float* mean, const float* invstd, const float* k1,
-                const float* mdy, const float* mdyx, const float* fsc, const float* fsh, float* DX, int64_t m,
-                int64_t c) {
+// The last pass of every BN backward, from the per-channel sums of dy' and dy' * xhat over `count` rows (this
+// call's m rows, or every process's): dx = k1 * (dy' - mdy - xhat * mdyx) with k1 = gamma * invstd,
+// mdy = sum_dy / count, mdyx = sum_dy_xhat / count, xhat = (x - mean) * invstd; with Relu, dy' is dy masked
+// where the recomputed pre-activation x * fsc + fsh is not > 0. S: the sums' type (double or float).
+template <bool Relu, class S>
+void bn_dx_pass(const float* X, const float* DY, const float* G, const float* mean, const float* invstd,
+                const S* sum_dy, const S* sum_dy_xhat, double count, const float* fsc, const float* fsh, float* DX,
+                int64_t m, int64_t c) {
+  std::vector<float> k1(c), mdy(c), mdyx(c);
+  for (int64_t j = 0; j < c; ++j) {
+    k1[j] = G[j] * invstd[j];
+    mdy[j] = static_cast<float>(sum_dy[j] / count);
+    mdyx[j] = static_cast<float>(sum_dy_xhat[j] / count);
+  }
   parallel_for(m, m * c, [&](int64_t r0, int64_t r1) {
     const float* __restrict x_ = X;
     float* __restrict dx_ = DX;
     const float* __restrict dy_ = DY;
-    const float *mu = mean, *is = invstd, *k = k1, *a = mdy, *b = mdyx;
+    const float *mu = mean, *is = invstd, *k = k1.data(), *a = mdy.data(), *b = mdyx.data();
     for (int64_t r = r0; r < r1; ++r)
 #pragma omp simd
       for (int64_t j = 0; j < c; ++j) {
@@ -249,14 +257,8 @@ void bn_backward_impl(const Tensor& dy, const Tensor& x, const Tensor& gamma, co
     for (int64_t j = 0; j < c; ++j) f(dgamma)[j] = static_cast<float>(sdyx[j]);
   if (dbeta.defined())
     for (int64_t j = 0; j < c; ++j) f(dbeta)[j] = static_cast<float>(sdy[j]);
-  if (!dx.defined()) return;
-  std::vector<float> k1(c), mdy(c), mdyx(c);
-  for (int64_t j = 0; j < c; ++j) {
-    k1[j] = G[j] * invstd[j];
-    mdy[j] = static_cast<float>(sdy[j] / m);
-    mdyx[j] = static_cast<float>(sdyx[j] / m);
-  }
-  bn_dx_pass<Relu>(X, DY, mean, invstd, k1.data(), mdy.data(), mdyx.data(), psc, psh, f(dx), m, c);
+  if (dx.defined())
+    bn_dx_pass<Relu>(X, DY, G, mean, invstd, sdy.data(), sdyx.data(), static_cast<double>(m), psc, psh, f(dx), m, c);
 }
 }  // namespace
 
@@ -280,14 +282,8 @@ void batch_norm_backward_dx(const Tensor& dy, const Tensor& x, const Tensor& gam
   const int64_t m = rows(x), c = channels(x);
   if (m == 0 || c == 0) return;
   GEOLOC_CHECK(count > 0, ValueError, "cpu::batch_norm_backward_dx: count ", count, " must be > 0");
-  const float *G = f(gamma), *is = f(invstd), *sdy = f(sum_dy), *sdyx = f(sum_dy_xhat);
-  std::vector<float> k1(c), mdy(c), mdyx(c);
-  for (int64_t j = 0; j < c; ++j) {  // as bn_backward_impl, with the sums and count of every process
-    k1[j] = G[j] * is[j];
-    mdy[j] = static_cast<float>(sdy[j] / count);
-    mdyx[j] = static_cast<float>(sdyx[j] / count);
-  }
-  bn_dx_pass<false>(f(x), f(dy), f(mean), is, k1.data(), mdy.data(), mdyx.data(), nullptr, nullptr, f(dx), m, c);
+  bn_dx_pass<false>(f(x), f(dy), f(gamma), f(mean), f(invstd), f(sum_dy), f(sum_dy_xhat), count, nullptr, nullptr,
+                    f(dx), m, c);
 }
 
 void batch_norm_act_backward(const Tensor& dy, const Tensor& x, const Tensor& y, const Tensor& gamma,
