@@ -99,10 +99,19 @@ const std::vector<ConvCase> kCases = {
     {1, 5, 6, 3, 10, 3, 1, 1},      // not a multiple of 16: the Eigen path
     {1, 4, 4, 16, 32, 3, 1, 0},     // no padding, 2x2 output
 };
-}  // namespace
 
-namespace {
-bool check_forward(const Tensor& x, const Tensor& w, const std::vector<float>& wv, const ConvCase& c);
+// conv2d_forward(x, w) checked against the reference computed from `wv`, values that the test knows
+// independently of w (reading w back would bump its version and hide a missing bump).
+// Returns whether it ran through Winograd.
+bool check_forward(const Tensor& x, const Tensor& w, const std::vector<float>& wv, const ConvCase& c) {
+  const int64_t ho = out_size(c.h, c.k, c.stride, c.pad), wo = out_size(c.w, c.k, c.stride, c.pad);
+  Tensor y = Tensor::empty({c.n, ho, wo, c.co});
+  const uint64_t before = cpu::winograd::calls();
+  cpu::conv2d_forward(x, w, Tensor(), y, {int(c.stride), int(c.pad)});
+  const bool winograd = cpu::winograd::calls() > before;
+  CHECK(rel_err(y.to_vector(), ref_forward(x.to_vector(), wv, c)) < (winograd ? kWinogradTol : kDirectTol));
+  return winograd;
+}
 
 // conv2d_forward with a bias, and conv2d_bn_act_forward (eval-mode BN folded into the epilogue, with a
 // residual, with and without ReLU), against the double reference: rel_err below tol. Returns the largest
@@ -280,21 +289,6 @@ TEST_CASE("the CPU path: every available one is dispatched to its own kernels; t
   }
   MESSAGE(build_info());
 }
-
-namespace {
-// conv2d_forward(x, w) checked against the reference computed from `wv`, values that the test knows
-// independently of w (reading w back would bump its version and hide a missing bump).
-// Returns whether it ran through Winograd.
-bool check_forward(const Tensor& x, const Tensor& w, const std::vector<float>& wv, const ConvCase& c) {
-  const int64_t ho = out_size(c.h, c.k, c.stride, c.pad), wo = out_size(c.w, c.k, c.stride, c.pad);
-  Tensor y = Tensor::empty({c.n, ho, wo, c.co});
-  const uint64_t before = cpu::winograd::calls();
-  cpu::conv2d_forward(x, w, Tensor(), y, {int(c.stride), int(c.pad)});
-  const bool winograd = cpu::winograd::calls() > before;
-  CHECK(rel_err(y.to_vector(), ref_forward(x.to_vector(), wv, c)) < (winograd ? kWinogradTol : kDirectTol));
-  return winograd;
-}
-}  // namespace
 
 TEST_CASE("the packed-weight cache never serves stale weights, and serves unchanged ones") {
   cpu::detail::weight_cache_reset();
